@@ -1,0 +1,89 @@
+"""The in-memory volume model and the value conventions every module shares.
+
+Volumes are ``(z, y, x)``; a 2D image is a one-slice volume. Computation happens on float32 in [0, 1]; the original value
+range and dtype are kept so results can be saved back in the source type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Volume:
+    """A loaded stack: ``data`` (numpy, dask or zarr array, (z, y, x)), voxel size in nm (z, y, x) when known."""
+
+    data: Any
+    voxel_size: tuple[float, float, float] | None = None
+    name: str = "volume"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+
+
+def as_zyx(array: Any, what: str = "image") -> Any:
+    """Check dimensionality and return a (z, y, x) view: 2D gets a leading axis; RGB(A) and 4D+ are refused."""
+    ndim = array.ndim
+    shape = tuple(array.shape)
+    if ndim == 2:
+        return array[None]
+    if ndim == 3:
+        if shape[-1] in (3, 4) and shape[0] > 4:
+            raise ValueError(
+                f"{what} has shape {shape}, which looks like an RGB/RGBA image; convert it to grayscale first "
+                "(e.g. napari: Layers > Convert > to grayscale, or skimage.color.rgb2gray)"
+            )
+        return array
+    if ndim < 2:
+        raise ValueError(f"{what} must be a 2D image or a 3D (z, y, x) stack, got {ndim}D data of shape {shape}")
+    raise ValueError(
+        f"{what} has {ndim} dimensions {shape}; only 2D images and 3D (z, y, x) stacks are supported — "
+        "select one channel/time point first"
+    )
+
+
+def value_range(array: np.ndarray) -> tuple[float, float]:
+    """The range used to map ``array`` to [0, 1]: the dtype's range for integers, the data's min/max for floats."""
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        if info.min == 0:
+            return 0.0, float(info.max)
+        return float(np.min(array)), float(np.max(array))
+    if np.issubdtype(array.dtype, np.bool_):
+        return 0.0, 1.0
+    lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
+    return lo, hi
+
+
+def to_float01(array: Any, what: str = "image", value_range_: tuple[float, float] | None = None) -> np.ndarray:
+    """float32 copy of ``array`` scaled to [0, 1]; NaN/inf is a clear error (the input is never modified)."""
+    data = np.asarray(array)
+    if data.dtype.kind == "c":
+        raise ValueError(f"{what} holds complex values; take the magnitude or real part first")
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        raise ValueError(f"{what} contains {bad} NaN/inf values; replace them (e.g. with np.nan_to_num) before use")
+    lo, hi = value_range(data) if value_range_ is None else value_range_
+    out = data.astype(np.float32, copy=True)
+    if hi > lo:
+        out -= lo
+        out /= hi - lo
+    else:
+        out[...] = 0.0
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def from_float01(array: np.ndarray, dtype: np.dtype | str, value_range_: tuple[float, float]) -> np.ndarray:
+    """Map a [0, 1] float array back to ``dtype`` over ``value_range_`` (rounding and clipping for integers)."""
+    dtype = np.dtype(dtype)
+    lo, hi = value_range_
+    out = np.asarray(array, dtype=np.float64) * (hi - lo) + lo
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(dtype)

@@ -1,0 +1,90 @@
+"""The Reconstructor protocol and the method registry.
+
+A reconstructor fills the unscanned pixels of one slice. It sees a *slab*: the sparse values and masks of the target
+slice and ``context`` neighbours on each side (``context = 0`` for purely 2D methods), so 3D methods and warm-started
+networks share one driver (:mod:`napari_sparse_sem.recon.volume`). Methods register themselves by name; later issues add
+``dip`` and ``gan`` the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from napari_sparse_sem.runtime import Progress
+
+
+class Reconstructor:
+    """Base class for reconstruction methods.
+
+    Subclasses set ``name`` and ``context`` and implement :meth:`reconstruct_slice`. Methods with inner iterations
+    (networks) override :meth:`reconstruct_slice_job` to yield progress and previews while they work. One instance
+    serves one volume run, slices in increasing order, so it may keep state (warm start) between slices.
+    """
+
+    name: ClassVar[str] = ""
+    context: ClassVar[int] = 0
+    description: ClassVar[str] = ""
+
+    def __init__(self, device: str = "cpu", **options: Any) -> None:
+        if options:
+            raise TypeError(f"method {self.name!r} takes no options {sorted(options)}")
+        self.device = device
+
+    def reconstruct_slice(self, sparse: np.ndarray, mask: np.ndarray, center: int) -> np.ndarray:
+        """Return the (y, x) float32 reconstruction of slab slice ``center``.
+
+        ``sparse`` and ``mask`` are (k, y, x) slabs (float32 values in [0, 1], unscanned pixels 0; boolean mask).
+        """
+        raise NotImplementedError
+
+    def reconstruct_slice_job(
+        self, sparse: np.ndarray, mask: np.ndarray, center: int
+    ) -> Generator[Progress, None, np.ndarray]:
+        """Generator form of :meth:`reconstruct_slice`; the default yields nothing and returns at once."""
+        return self.reconstruct_slice(sparse, mask, center)
+        yield  # pragma: no cover - makes this a generator
+
+    def close(self) -> None:
+        """Release resources (GPU memory, threads) when a run ends or is cancelled."""
+
+
+_REGISTRY: dict[str, type[Reconstructor]] = {}
+
+
+def register(cls: type[Reconstructor]) -> type[Reconstructor]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} needs a non-empty name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtin_methods() -> None:
+    # Importing the modules runs their @register decorators.
+    from napari_sparse_sem.recon import interp, interp3d  # noqa: F401
+
+
+def available_methods() -> list[str]:
+    """Names of all registered methods, in registration order."""
+    _load_builtin_methods()
+    return list(_REGISTRY)
+
+
+def method_class(name: str) -> type[Reconstructor]:
+    """The class registered as ``name``; unknown names get an error listing the choices."""
+    _load_builtin_methods()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown reconstruction method {name!r}; choose one of {list(_REGISTRY)}") from None
+
+
+def create(name: str, device: str = "cpu", **options: Any) -> Reconstructor:
+    """Instantiate the method ``name`` for ``device`` with method-specific ``options``."""
+    return method_class(name)(device=device, **options)
+
+
+MethodFactory = Callable[..., Reconstructor]

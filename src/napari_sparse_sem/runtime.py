@@ -1,0 +1,104 @@
+"""Runtime services shared by every face: the progress/cancel protocol, device choice and seeding.
+
+Every long job is a generator that yields :class:`Progress` events and *returns* its result. The CLI drives a job
+with :func:`run_job`; a napari widget drives the same generator with ``thread_worker`` (``quit()`` stops it between
+yields). Jobs keep finished work in the objects they were given (for example a preallocated output volume), so
+closing a generator early loses nothing that was finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress event: ``step`` of ``total`` done, a human message and an optional partial result."""
+
+    step: int
+    total: int
+    message: str = ""
+    partial: Any = None
+
+    @property
+    def fraction(self) -> float:
+        """Fraction done in [0, 1] (0 when the total is unknown)."""
+        return 0.0 if self.total <= 0 else min(1.0, self.step / self.total)
+
+
+Job = Generator[Progress, None, T]
+"""A long-running computation: yields :class:`Progress`, returns its result."""
+
+
+class Cancelled(RuntimeError):
+    """Raised by :func:`run_job` when ``should_stop`` asked the job to stop; finished work stays where it was put."""
+
+
+def run_job(
+    job: Job[T],
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> T:
+    """Drive ``job`` to completion and return its result.
+
+    ``on_progress`` sees every event; when ``should_stop()`` turns true the generator is closed (its ``finally``
+    blocks run) and :class:`Cancelled` is raised.
+    """
+    try:
+        while True:
+            event = next(job)
+            if on_progress is not None:
+                on_progress(event)
+            if should_stop is not None and should_stop():
+                job.close()
+                raise Cancelled("stopped on request; finished work was kept")
+    except StopIteration as stop:
+        return stop.value
+
+
+def sub_job(job: Job[T], offset: int, total: int, prefix: str = "") -> Generator[Progress, None, T]:
+    """Re-yield a nested job's events shifted by ``offset`` steps into an outer count of ``total``."""
+    try:
+        while True:
+            event = next(job)
+            message = f"{prefix}{event.message}" if prefix else event.message
+            yield Progress(offset + event.step, total, message, event.partial)
+    except StopIteration as stop:
+        return stop.value
+
+
+def make_rng(seed: int | None) -> np.random.Generator:
+    """A numpy generator for ``seed`` (``None`` draws fresh entropy)."""
+    return np.random.default_rng(seed)
+
+
+def available_devices() -> list[str]:
+    """Devices usable here, best first; ``cpu`` is always present. Imports torch lazily (absent torch → cpu only)."""
+    devices = ["cpu"]
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a declared dependency
+        return devices
+    if torch.backends.mps.is_available():
+        devices.insert(0, "mps")
+    if torch.cuda.is_available():
+        devices.insert(0, "cuda")
+    return devices
+
+
+def pick_device(requested: str = "auto") -> str:
+    """Resolve ``auto`` to the best device (cuda > mps > cpu); an explicit unavailable device is a clear error."""
+    requested = (requested or "auto").lower()
+    devices = available_devices()
+    if requested == "auto":
+        return devices[0]
+    base = requested.split(":")[0]
+    if base not in devices:
+        raise ValueError(f"device {requested!r} is not available here; choose one of {['auto', *devices]}")
+    return requested

@@ -1,0 +1,1 @@
+"""Scan masks, beam paths, acquisition-time estimates and simulated (noisy) sparse acquisitions."""
