@@ -1,7 +1,7 @@
 """The in-memory volume model and the value conventions every module shares.
 
-Volumes are ``(z, y, x)``; a 2D image is a one-slice volume. Computation happens on float32 in [0, 1]; the original value
-range and dtype are kept so results can be saved back in the source type.
+Volumes are ``(z, y, x)``; a 2D image is a one-slice volume. Computation happens on float32 in [0, 1]; the original
+value range and dtype are kept so results can be saved back in the source type.
 """
 
 from __future__ import annotations

@@ -1,1 +1,25 @@
 """Scan masks, beam paths, acquisition-time estimates and simulated (noisy) sparse acquisitions."""
+
+from .acquisition import add_shot_noise, equal_time_dose, simulate_acquisition
+from .path import AcquisitionTime, dense_scan_time, estimate_time, path_length, serpentine_order, spiral_path
+from .patterns import make_mask, make_masks, target_count
+from .spec import PATTERNS, AcquisitionSpec, MaskResult, MaskSpec
+
+__all__ = [
+    "PATTERNS",
+    "AcquisitionSpec",
+    "AcquisitionTime",
+    "MaskResult",
+    "MaskSpec",
+    "add_shot_noise",
+    "dense_scan_time",
+    "equal_time_dose",
+    "estimate_time",
+    "make_mask",
+    "make_masks",
+    "path_length",
+    "serpentine_order",
+    "simulate_acquisition",
+    "spiral_path",
+    "target_count",
+]

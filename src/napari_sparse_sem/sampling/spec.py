@@ -1,4 +1,7 @@
-"""Parameter models for masks and acquisitions (one model per job; CLI flags, widget fields and saved metadata use them)."""
+"""Parameter models for masks and acquisitions.
+
+One model per job: CLI flags, widget fields and saved metadata all use them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,11 @@ import numpy as np
 
 PATTERNS: tuple[str, ...] = ("random", "grid", "spiral", "lines", "lowres", "hexgrid", "bluenoise")
 """Mask patterns, in the order the comparison shows them."""
+
+
+def _check_seed(seed: int | None) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer (or None for a fresh random seed), got {seed!r}")
 
 
 @dataclass
@@ -33,13 +41,16 @@ class MaskSpec:
         if self.pattern not in PATTERNS:
             raise ValueError(f"unknown mask pattern {self.pattern!r}; choose one of {list(PATTERNS)}")
         if not np.isfinite(self.coverage) or not 0 < self.coverage <= 1:
-            raise ValueError(f"coverage must be in (0, 1] (a fraction of pixels, e.g. 0.05 for 5 %), got {self.coverage}")
+            raise ValueError(
+                f"coverage must be in (0, 1] (a fraction of pixels, e.g. 0.05 for 5 %), got {self.coverage}"
+            )
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be in [0, 1] (fraction of the grid spacing), got {self.jitter}")
         if self.lines_mode not in ("regular", "random"):
             raise ValueError(f"lines_mode must be 'regular' or 'random', got {self.lines_mode!r}")
         if self.lowres_factor is not None and self.lowres_factor < 1:
             raise ValueError(f"lowres_factor must be a positive integer, got {self.lowres_factor}")
+        _check_seed(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +82,10 @@ class AcquisitionSpec:
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
         if self.dose is not None and (not np.isfinite(self.dose) or self.dose <= 0):
-            raise ValueError(f"dose must be a positive number of electrons per pixel (or None for noiseless), got {self.dose}")
+            raise ValueError(
+                f"dose must be a positive number of electrons per pixel (or None for noiseless), got {self.dose}"
+            )
+        _check_seed(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

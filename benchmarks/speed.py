@@ -1,0 +1,56 @@
+"""Speed of the classical methods per slice at 250² (real FlyEM) and 512² (the same slice upsampled), 5 % random.
+
+Run: .venv/bin/python -m benchmarks.speed
+Compares our harmonic/biharmonic solvers with scikit-image's inpaint_biharmonic (time and PSNR).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio
+from skimage.restoration import inpaint_biharmonic
+from skimage.transform import resize
+
+from benchmarks._common import FLYEM, machine, markdown_table, today
+from napari_sparse_sem.io import read_volume
+from napari_sparse_sem.recon import create
+
+
+def best_time(function, repeats: int = 3) -> tuple[float, np.ndarray]:
+    """Minimum wall time over ``repeats`` calls (the least disturbed by other load) and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - t0)
+    return min(times), result
+
+
+def main() -> None:
+    volume = np.asarray(read_volume(FLYEM).data[125], dtype=np.float32) / 255.0
+    rows = []
+    for size in (250, 512, 1024):
+        image = volume if size == 250 else resize(volume, (size, size), order=1).astype(np.float32)
+        mask = np.random.default_rng(0).random(image.shape) < 0.05
+        sparse = np.where(mask, image, 0).astype(np.float32)
+        for method in ("nearest", "linear", "harmonic", "biharmonic"):
+            recon = create(method)
+            seconds, out = best_time(
+                lambda recon=recon, sparse=sparse, mask=mask: recon.reconstruct_slice(sparse[None], mask[None], 0)
+            )
+            rows.append([f"{size}²", method, seconds, peak_signal_noise_ratio(image, out, data_range=1.0)])
+        if size <= 512:
+            seconds, out = best_time(partial(inpaint_biharmonic, sparse, ~mask), repeats=1)
+            rows.append(
+                [f"{size}²", "skimage inpaint_biharmonic", seconds, peak_signal_noise_ratio(image, out, data_range=1.0)]
+            )
+    print(f"Date {today()}; machine: {machine()}")
+    print("Command: .venv/bin/python -m benchmarks.speed (FlyEM slice 125, 5 % uniform random mask, best of 3)\n")
+    print(markdown_table(["slice size", "method", "seconds", "PSNR dB"], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Make the user guide's screenshots from a real napari session on the FlyEM sample.
+
+Run under a (virtual) display::
+
+    xvfb-run -a .venv/bin/python docs/make_screenshots.py [--out docs/images]
+
+Writes ``acquisition.png``, ``reconstruct.png``, ``compare_grid.png`` and ``overview.png`` (for the README). Every
+picture comes from the widgets doing their real work, the same way a user drives them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import napari
+from napari.layers import Layer
+from qtpy.QtWidgets import QApplication
+
+from napari_sparse_sem.io.sample_data import flyem_sample
+from napari_sparse_sem.widgets.demo import PLUGIN, WIDGETS
+
+WINDOW_SIZE = (1600, 1000)
+SLICE = 16  # the slice shown (of the 32 in the sample)
+
+
+def _settle(seconds: float = 0.5) -> None:
+    """Let Qt draw everything (docks, canvas, plots)."""
+    end = time.perf_counter() + seconds
+    app = QApplication.instance()
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def _wait(panel, timeout: float = 300.0) -> None:
+    end = time.perf_counter() + timeout
+    while panel.busy:
+        if time.perf_counter() > end:
+            raise TimeoutError("a widget job did not finish in time")
+        QApplication.instance().processEvents()
+        time.sleep(0.02)
+    _settle()
+
+
+def _show_dock(widget) -> None:
+    """Bring a (tabified) dock widget to the front."""
+    dock = widget.parent()
+    while dock is not None and not hasattr(dock, "setFloating"):
+        dock = dock.parent()
+    if dock is not None:
+        dock.show()
+        dock.raise_()
+    _settle(0.3)
+
+
+def _only_visible(viewer: napari.Viewer, names: list[str]) -> None:
+    for layer in viewer.layers:
+        layer.visible = layer.name in names
+
+
+def _shoot(viewer: napari.Viewer, path: Path) -> None:
+    _settle()
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    print(f"wrote {path}")
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(title="napari-sparse-sem", show=True)
+    viewer.window._qt_window.resize(*WINDOW_SIZE)
+    for data, kwargs, layer_type in flyem_sample():
+        sample = viewer.add_layer(Layer.create(data, kwargs, layer_type))
+    widgets = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[1] for i, name in enumerate(WIDGETS)]
+    acquisition, reconstruct, compare = widgets
+    viewer.dims.set_current_step(0, SLICE)
+    _settle(1.0)
+    viewer.screenshot(canvas_only=False, flash=False)  # first full-window grab: the canvas is drawn from then on
+
+    # 1. Sparse acquisition: a 10 % random scan; the sparse layer over the sample.
+    _show_dock(acquisition)
+    acquisition.source.value = sample
+    acquisition.pattern.value = "random"
+    acquisition.coverage.value = 10.0
+    acquisition.run()
+    _wait(acquisition.panel)
+    sparse_name = f"{sample.name} · random 10% · sparse"
+    _only_visible(viewer, [sparse_name])
+    _shoot(viewer, out / "acquisition.png")
+
+    # 2. Reconstruct with the harmonic method, against the sample as ground truth.
+    _show_dock(reconstruct)
+    reconstruct.sparse.value = viewer.layers[sparse_name]
+    reconstruct.method.value = "harmonic" if "harmonic" in reconstruct.method.choices else "linear"
+    reconstruct.run()
+    _wait(reconstruct.panel)
+    recon_name = reconstruct.layer.name
+    _only_visible(viewer, [recon_name])
+    _shoot(viewer, out / "reconstruct.png")
+
+    # Overview for the README: sample, sparse scan, reconstruction and its error side by side (grid view).
+    error_name = f"{recon_name} · |error|"
+    _only_visible(viewer, [sample.name, sparse_name, recon_name, error_name])
+    viewer.layers[error_name].blending = "translucent"
+    grid = viewer.canvas.grid
+    grid.stride, grid.shape, grid.enabled = 1, (1, 4), True
+    viewer.reset_view()
+    _shoot(viewer, out / "overview.png")
+    grid.enabled = False
+
+    # 3. Compare four mask patterns with two methods on the current slice: grid view, table and bars.
+    _show_dock(compare)
+    for layer in viewer.layers:
+        layer.visible = layer is sample
+    compare.truth.value = sample
+    for pattern, box in compare.pattern_boxes.items():
+        box.value = pattern in ("random", "grid", "spiral", "lowres")
+    compare.methods.value = ["nearest", "linear"]
+    compare.coverage.value = 10.0
+    compare.run()
+    _wait(compare.panel)
+    viewer.reset_view()
+    _shoot(viewer, out / "compare_grid.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "images")
+    main(parser.parse_args().out)

@@ -1,0 +1,733 @@
+"""The ``sparse-sem`` command line: inspect volumes, simulate sparse scans, reconstruct them, compare mask patterns.
+
+Every flag maps to a field of a parameter model (:class:`~napari_sparse_sem.sampling.spec.MaskSpec`,
+:class:`~napari_sparse_sem.sampling.spec.AcquisitionSpec`, :class:`~napari_sparse_sem.compare.CompareSpec`), and every
+output carries those parameters as metadata, so a result can be re-run from what was saved beside it. Progress goes to
+stderr; tables and results to stdout. Bad input is one red ``Error: ...`` line and exit code 2; Ctrl-C keeps what was
+finished and exits with 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from napari_sparse_sem import __version__
+from napari_sparse_sem.runtime import Job, Progress
+
+app = typer.Typer(
+    name="sparse-sem",
+    help="Sparse-scan SEM: simulate sparse scans of an image stack, reconstruct them, compare mask patterns.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+_COMPOUND_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif")
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _stdout() -> Any:
+    from rich.console import Console
+
+    return Console(soft_wrap=True, highlight=False)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    _stderr().print(f"Error: {message}", style="bold red", markup=False)
+    return typer.Exit(code)
+
+
+def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected user errors into one red line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FileNotFoundError as exc:
+            raise _fail(f"file not found: {exc.filename}" if exc.filename else str(exc)) from None
+        except (ValueError, FileExistsError) as exc:
+            raise _fail(str(exc)) from None
+
+    return wrapper
+
+
+def parse_range(text: str | None, what: str = "--slices") -> tuple[int, int] | None:
+    """``"A:B"`` → ``(A, B)`` (half-open); ``None``/empty → ``None``."""
+    if text is None or not str(text).strip():
+        return None
+    parts = str(text).strip().split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        a, b = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise ValueError(f"{what} expects A:B with whole numbers (half-open, e.g. 120:130), got {text!r}") from None
+    if not 0 <= a < b:
+        raise ValueError(f"{what} {a}:{b} must satisfy 0 <= A < B (A:B is half-open: slices A to B-1)")
+    return a, b
+
+
+def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
+    """``"Y0:Y1,X0:X1"`` → ``(y0, y1, x0, x1)``; ``None``/empty → ``None``."""
+    if text is None or not str(text).strip():
+        return None
+    parts = str(text).replace(" ", "").split(",")
+    if len(parts) != 2:
+        raise ValueError(f"--roi expects Y0:Y1,X0:X1 (rows, then columns; e.g. 0:128,64:192), got {text!r}")
+    try:
+        ys = parse_range(parts[0], "--roi rows")
+        xs = parse_range(parts[1], "--roi columns")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (in --roi {text!r}, which expects Y0:Y1,X0:X1)") from None
+    assert ys is not None and xs is not None
+    return ys[0], ys[1], xs[0], xs[1]
+
+
+def parse_list(text: str | None, what: str) -> list[str] | None:
+    """``"a,b , c"`` → ``["a", "b", "c"]``; ``None`` → ``None``."""
+    if text is None:
+        return None
+    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"{what} needs at least one value (comma-separated), got {text!r}")
+    return items
+
+
+def parse_coverage(text: str, what: str = "--coverage") -> float:
+    """``"0.05"`` or ``"5%"`` → 0.05."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ValueError(f"{what} expects a fraction such as 0.05 (or 5%), got {text!r}") from None
+    if not np.isfinite(value) or not 0 < value <= 1:
+        raise ValueError(f"{what} must be in (0, 1] (a fraction of pixels, e.g. 0.05 for 5 %), got {text}")
+    return value
+
+
+def _option_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_options(items: list[str] | None, per_method: bool = False) -> dict[str, Any]:
+    """``["key=value", ...]`` → dict (values parsed as JSON when possible: numbers, true/false, lists).
+
+    With ``per_method`` the keys read ``method.key`` and the result is ``{method: {key: value}}``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            form = "METHOD.KEY=VALUE (e.g. linear3d.context=5)" if per_method else "KEY=VALUE (e.g. context=5)"
+            raise ValueError(f"--option expects {form}, got {item!r}")
+        if per_method:
+            method, dot, name = key.partition(".")
+            if not dot or not method or not name:
+                raise ValueError(f"--option expects METHOD.KEY=VALUE (e.g. linear3d.context=5), got {item!r}")
+            out.setdefault(method, {})[name] = _option_value(value)
+        else:
+            out[key] = _option_value(value)
+    return out
+
+
+def sibling_path(path: Path, tag: str) -> Path:
+    """``out.tif`` → ``out_mask.tif`` (``tag="_mask"``); compound suffixes such as ``.ome.zarr`` are kept whole."""
+    name = path.name
+    for suffix in _COMPOUND_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + tag + name[-len(suffix) :])
+    return path.with_name(path.stem + tag + path.suffix)
+
+
+def _check_writable(paths: list[Path], overwrite: bool) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); use --overwrite to replace or choose --out")
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[Progress], None]]:
+    """A rich progress bar on stderr; yields the callback that feeds it :class:`Progress` events."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_stderr(),
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(event: Progress) -> None:
+            message = event.message or label
+            bar.update(task, completed=event.step, total=event.total or None, description=message[:70])
+
+        yield update
+
+
+def drive(job: Job[Any], on_progress: Callable[[Progress], None]) -> Any:
+    """Run ``job`` to the end, feeding ``on_progress``; on Ctrl-C the job is closed (its cleanup runs) and re-raised."""
+    try:
+        while True:
+            on_progress(next(job))
+    except StopIteration as stop:
+        return stop.value
+    except BaseException:
+        job.close()
+        raise
+
+
+def _fmt_s(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _read(path: Path, dataset: str | None = None) -> Any:
+    from napari_sparse_sem.io import read_volume
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    return read_volume(path, dataset=dataset, lazy=True)
+
+
+def _region(shape: tuple[int, ...], slices: tuple[int, int] | None, roi: tuple[int, int, int, int] | None) -> tuple:
+    """Resolved ``(a, b, y0, y1, x0, x1)`` inside ``shape``; out-of-range requests are clear errors."""
+    from napari_sparse_sem.compare import region_bounds
+
+    return region_bounds(shape, slices, roi)
+
+
+# ------------------------------------------------------------------------------------------------------------- info
+
+
+@app.command()
+@_clean_errors
+def info(
+    path: Annotated[Path, typer.Argument(help="Volume: tif, folder of slices, zarr/OME-Zarr, mrc or h5.")],
+    dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
+) -> None:
+    """Print shape, dtype, voxel size, format, laziness and the value range of a sample slice."""
+    from napari_sparse_sem.io.volume import as_zyx
+
+    vol = _read(path, dataset)
+    data = as_zyx(vol.data, str(path))
+    nz = data.shape[0]
+    sample = np.asarray(data[nz // 2])
+    lazy = bool(vol.metadata.get("lazy", not isinstance(vol.data, np.ndarray)))
+    kind = "numpy.memmap" if isinstance(vol.data, np.memmap) else type(vol.data).__module__.split(".")[0]
+    fmt = vol.metadata.get("format") if isinstance(vol.metadata, dict) else None
+    out = _stdout()
+    out.print(f"path:        {path}", markup=False)
+    out.print(f"name:        {vol.name}", markup=False)
+    out.print(f"shape (z, y, x): {tuple(int(s) for s in data.shape)}", markup=False)
+    out.print(f"dtype:       {data.dtype}", markup=False)
+    voxel = "unknown" if vol.voxel_size is None else " x ".join(f"{v:g}" for v in vol.voxel_size) + " nm (z, y, x)"
+    out.print(f"voxel size:  {voxel}", markup=False)
+    out.print(f"format:      {fmt or _format_of(path)}", markup=False)
+    out.print(f"lazy:        {f'yes ({kind})' if lazy else 'no (in memory)'}", markup=False)
+    out.print(
+        f"value range: {sample.min():g} .. {sample.max():g} (slice {nz // 2}; mean {sample.mean():.4g})", markup=False
+    )
+
+
+def _format_of(path: Path) -> str:
+    p = Path(path)
+    if p.is_dir() and not p.suffix:
+        return "folder of slices"
+    return p.name.lower().split(".", 1)[-1] if "." in p.name else "unknown"
+
+
+# --------------------------------------------------------------------------------------------------------- simulate
+
+
+@app.command()
+@_clean_errors
+def simulate(
+    volume: Annotated[Path, typer.Argument(help="Dense input volume.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Sparse output (.tif or .zarr); the mask goes to *_mask.")],
+    pattern: Annotated[str, typer.Option(help="Mask pattern (MaskSpec.pattern).")] = "random",
+    coverage: Annotated[str, typer.Option(help="Fraction of pixels scanned, e.g. 0.05 or 5%.")] = "0.05",
+    per_slice: Annotated[bool, typer.Option("--per-slice/--fixed-mask", help="New mask per slice or one.")] = True,
+    dose: Annotated[
+        float | None, typer.Option(help="Electrons per scanned pixel (shot noise); none = noiseless.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of masks and noise.")] = 0,
+    slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input.")] = None,
+    roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1 of every slice.")] = None,
+    jitter: Annotated[float, typer.Option(help="grid/hexgrid jitter (fraction of spacing).")] = 0.5,
+    lines_mode: Annotated[str, typer.Option(help="lines pattern: regular or random.")] = "regular",
+    lowres_factor: Annotated[int | None, typer.Option(help="lowres: every f-th pixel (default from coverage).")] = None,
+    dwell_us: Annotated[float, typer.Option(help="Dwell time per pixel (µs).")] = 3.0,
+    settle_us: Annotated[float, typer.Option(help="Settle time per beam jump (µs).")] = 1.0,
+    move_us_per_px: Annotated[float, typer.Option(help="Beam travel time per pixel of a jump (µs).")] = 0.001,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+) -> None:
+    """Simulate a sparse scan of VOLUME: write the sparse stack to OUT and its mask beside it (OUT stem + _mask)."""
+    from napari_sparse_sem.io import write_volume
+    from napari_sparse_sem.io.volume import as_zyx, from_float01, to_float01, value_range
+    from napari_sparse_sem.sampling import (
+        AcquisitionSpec,
+        MaskSpec,
+        dense_scan_time,
+        estimate_time,
+        make_masks,
+        path_length,
+        simulate_acquisition,
+    )
+
+    mask_spec = MaskSpec(
+        pattern=pattern,
+        coverage=parse_coverage(coverage),
+        per_slice=per_slice,
+        seed=seed,
+        jitter=jitter,
+        lines_mode=lines_mode,
+        lowres_factor=lowres_factor,
+    )
+    acq = AcquisitionSpec(dwell_us=dwell_us, settle_us=settle_us, move_us_per_px=move_us_per_px, dose=dose, seed=seed)
+    sl, region = parse_range(slices), parse_roi(roi)
+    mask_out = sibling_path(out, "_mask")
+    _check_writable([out, mask_out], overwrite)
+    vol = _read(volume)
+    data = as_zyx(vol.data, str(volume))
+    a, b, y0, y1, x0, x1 = _region(data.shape, sl, region)
+    raw = np.asarray(data[a:b, y0:y1, x0:x1])
+    vrange = value_range(raw)
+    dense = to_float01(raw, str(volume), vrange)
+    mask, results = make_masks(dense.shape, mask_spec)
+    sparse = simulate_acquisition(dense, mask, acq)
+    stored = from_float01(sparse, raw.dtype, vrange) if raw.dtype.kind in "iu" else sparse.astype(np.float32)
+    times = [estimate_time(r.path, acq).seconds for r in results]
+    lengths = [path_length(r.path) for r in results]
+    dense_s = dense_scan_time((y1 - y0, x1 - x0), acq).seconds
+    coverage_z = mask.mean(axis=(1, 2))
+    meta = {
+        "kind": "sparse",
+        "source": str(volume),
+        "slices": [a, b],
+        "roi": [y0, y1, x0, x1],
+        "mask_spec": mask_spec.to_dict(),
+        "acquisition": acq.to_dict(),
+        "coverage": float(mask.mean()),
+        "value_range": [float(vrange[0]), float(vrange[1])],
+        "mask_file": mask_out.name,
+        "acquisition_s": float(np.sum(times)),
+        "dense_acquisition_s": float(dense_s * len(times)),
+        "version": __version__,
+    }
+    write_volume(out, stored, voxel_size=vol.voxel_size, metadata=meta, overwrite=overwrite)
+    mask_meta = {**meta, "kind": "mask", "sparse_file": out.name}
+    mask_meta.pop("mask_file")
+    write_volume(mask_out, mask.astype(np.uint8), voxel_size=vol.voxel_size, metadata=mask_meta, overwrite=overwrite)
+    con = _stdout()
+    con.print(f"wrote {out} (sparse, {stored.dtype}, shape {stored.shape}) and {mask_out} (mask)", markup=False)
+    con.print(
+        f"coverage: requested {100 * mask_spec.coverage:.2f} %, achieved {100 * mask.mean():.2f} % "
+        f"(per slice {100 * coverage_z.min():.2f}..{100 * coverage_z.max():.2f} %)",
+        markup=False,
+    )
+    con.print(f"beam path: {np.mean(lengths):,.0f} px per slice", markup=False)
+    total, dense_total = float(np.sum(times)), dense_s * len(times)
+    con.print(
+        f"time estimate: {_fmt_s(total)} for {len(times)} slice(s) vs {_fmt_s(dense_total)} dense "
+        f"({dense_total / max(total, 1e-12):.1f}x faster)",
+        markup=False,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ reconstruct
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a reconstruction: ``done`` of ``total`` slices were finished and written to ``path``."""
+
+    def __init__(self, done: int, total: int, path: Path | None) -> None:
+        super().__init__(f"interrupted after {done} of {total} slices")
+        self.done, self.total, self.path = done, total, path
+
+
+def reconstruct_to_file(
+    sparse_path: Path,
+    mask_path: Path,
+    method: str,
+    out: Path,
+    *,
+    slices: tuple[int, int] | None = None,
+    device: str = "auto",
+    options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Reconstruct slices ``A:B`` of a sparse stack and write them to ``out``; returns the saved metadata.
+
+    On ``KeyboardInterrupt`` (raised from anywhere, including ``on_progress``), the finished leading slices are written
+    and :class:`Interrupted` is raised.
+    """
+    from napari_sparse_sem.io import write_volume
+    from napari_sparse_sem.io.volume import as_zyx, from_float01, to_float01, value_range
+    from napari_sparse_sem.recon.base import method_class
+    from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
+    from napari_sparse_sem.runtime import pick_device
+
+    options = dict(options or {})
+    cls = method_class(method)
+    _check_writable([out], overwrite)
+    sparse_vol, mask_vol = _read(sparse_path), _read(mask_path)
+    sparse = as_zyx(sparse_vol.data, str(sparse_path))
+    mask = as_zyx(mask_vol.data, str(mask_path))
+    if tuple(sparse.shape) != tuple(mask.shape):
+        raise ValueError(
+            f"the sparse stack {tuple(sparse.shape)} and the mask {tuple(mask.shape)} must have the same shape"
+        )
+    resolved = pick_device(device)
+    a, b, *_ = _region(sparse.shape, slices, None)
+    context = int(options.get("context", getattr(cls, "context", 0) or 0))
+    lo, hi = max(0, a - context), min(sparse.shape[0], b + context)
+    raw = np.asarray(sparse[lo:hi])
+    meta_in = sparse_vol.metadata if isinstance(sparse_vol.metadata, dict) else {}
+    vrange = tuple(meta_in["value_range"]) if "value_range" in meta_in else value_range(np.asarray(sparse))
+    block = to_float01(raw, str(sparse_path), vrange)
+    mask_block = np.asarray(mask[lo:hi]) > 0
+    block[~mask_block] = 0.0
+    out_block = np.zeros(block.shape, dtype=np.float32)
+    wanted = list(range(a - lo, b - lo))
+    finished: set[int] = set()
+
+    def save(n_done: int, complete: bool, seconds: float) -> dict[str, Any]:
+        result = out_block[a - lo : a - lo + n_done]
+        stored = from_float01(result, raw.dtype, vrange) if raw.dtype.kind in "iu" else result
+        meta = {
+            "kind": "reconstruction",
+            "method": method,
+            "options": options,
+            "device": resolved,
+            "sparse": str(sparse_path),
+            "mask": str(mask_path),
+            "slices": [a, a + n_done],
+            "requested_slices": [a, b],
+            "complete": complete,
+            "seconds": seconds,
+            "value_range": [float(vrange[0]), float(vrange[1])],
+            "version": __version__,
+        }
+        write_volume(out, stored, voxel_size=sparse_vol.voxel_size, metadata=meta, overwrite=True)
+        return meta
+
+    start = time.perf_counter()
+    job = reconstruct_volume(block, mask_block, method, device=resolved, options=options, slices=wanted, out=out_block)
+
+    def feed(event: Progress) -> None:
+        if isinstance(event.partial, SliceDone):
+            finished.add(int(event.partial.z))
+            out_block[int(event.partial.z)] = event.partial.image
+        if on_progress is not None:
+            on_progress(event)
+
+    try:
+        recon = drive(job, feed)
+    except KeyboardInterrupt:
+        n_done = 0
+        while a - lo + n_done in finished and n_done < len(wanted):
+            n_done += 1
+        written = None
+        if n_done:
+            save(n_done, False, time.perf_counter() - start)
+            written = out
+        raise Interrupted(n_done, len(wanted), written) from None
+    if recon is not None:
+        out_block[...] = np.asarray(recon, dtype=np.float32)
+    return save(len(wanted), True, time.perf_counter() - start)
+
+
+@app.command()
+@_clean_errors
+def reconstruct(
+    sparse: Annotated[Path, typer.Argument(help="Sparse stack (unscanned pixels 0), e.g. from `simulate`.")],
+    mask: Annotated[Path, typer.Option("--mask", "-m", help="Mask stack (non-zero = scanned).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output stack (.tif or .zarr).")],
+    method: Annotated[str, typer.Option(help="Reconstruction method (see `--method help`).")] = "linear",
+    slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) to reconstruct.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    option: Annotated[list[str] | None, typer.Option("--option", help="Method option KEY=VALUE (repeatable).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Fill the unscanned pixels of SPARSE with METHOD and write the reconstruction to OUT."""
+    from napari_sparse_sem.recon.base import available_methods
+
+    if method not in available_methods():
+        raise ValueError(f"unknown reconstruction method {method!r}; choose one of {available_methods()}")
+    options = parse_options(option)
+    try:
+        with progress_bar(f"{method}") as update:
+            meta = reconstruct_to_file(
+                sparse,
+                mask,
+                method,
+                out,
+                slices=parse_range(slices),
+                device=device,
+                options=options,
+                overwrite=overwrite,
+                on_progress=update,
+            )
+    except Interrupted as stop:
+        err = _stderr()
+        if stop.path is None:
+            err.print(f"Interrupted: no slice was finished; nothing written (0 of {stop.total}).", markup=False)
+        else:
+            err.print(f"Interrupted: wrote the {stop.done} finished of {stop.total} slices to {out}.", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    a, b = meta["slices"]
+    _stdout().print(
+        f"wrote {out}: {b - a} slice(s) {a}:{b} reconstructed with {method} on {meta['device']} "
+        f"in {_fmt_s(meta['seconds'])}",
+        markup=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- compare
+
+
+def _summary_table(records: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    from napari_sparse_sem.compare import summary
+
+    table = Table(title="Comparison (means over slices)")
+    for col in (
+        "pattern",
+        "coverage",
+        "achieved",
+        "method",
+        "PSNR dB",
+        "SSIM",
+        "PSNR unscanned",
+        "s/slice",
+        "scan time",
+    ):
+        table.add_column(col, justify="left" if col in ("pattern", "method") else "right")
+    for row in summary(records):
+        scan = row["acquisition_s"] / row["dense_acquisition_s"] if row["dense_acquisition_s"] else float("nan")
+        table.add_row(
+            row["pattern"],
+            f"{100 * row['coverage_requested']:.1f} %",
+            f"{100 * row['coverage']:.2f} %",
+            row["method"],
+            f"{row['psnr']:.2f}",
+            f"{row['ssim']:.3f}",
+            f"{row['psnr_unscanned']:.2f}",
+            f"{row['seconds']:.3f}",
+            f"{100 * scan:.1f} % of dense",
+        )
+    return table
+
+
+def run_comparison(
+    volume: Any,
+    spec: Any,
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    source: dict[str, Any] | None = None,
+) -> tuple[Any, dict[str, Path]]:
+    """Run :func:`compare_job` with a progress bar and write the report; Ctrl-C writes the finished runs (exit 130)."""
+    from napari_sparse_sem.compare import compare_job, result_from_runs
+    from napari_sparse_sem.report import check_report_dir, write_report
+
+    check_report_dir(out_dir, overwrite)
+    runs: list[Any] = []
+    try:
+        with progress_bar("compare") as update:
+
+            def feed(event: Progress) -> None:
+                if event.partial is not None:
+                    runs.append(event.partial)
+                update(event)
+
+            result = drive(compare_job(volume, spec), feed)
+    except KeyboardInterrupt:
+        if not runs:
+            _stderr().print("Interrupted before the first run finished; nothing written.", markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        partial = result_from_runs(runs, spec, source)
+        write_report(partial, out_dir, overwrite=True)
+        total = len(spec.patterns) * len(spec.coverages) * len(spec.methods)
+        _stderr().print(f"Interrupted: wrote the {len(runs)} finished of {total} runs to {out_dir}.", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if source:
+        result.source.update(source)
+    paths = write_report(result, out_dir, overwrite=True)
+    return result, paths
+
+
+@app.command()
+@_clean_errors
+def compare(
+    volume: Annotated[Path, typer.Argument(help="Dense input volume (the ground truth).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+    patterns: Annotated[str | None, typer.Option(help="Comma list of patterns, or 'all'. [default: random]")] = None,
+    coverage: Annotated[
+        str | None, typer.Option(help="Comma list of coverages, e.g. 0.05,0.2. [default: 0.05]")
+    ] = None,
+    method: Annotated[str | None, typer.Option(help="Comma list of methods, e.g. linear,biharmonic.")] = None,
+    slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input. [default: all]")] = None,
+    roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1. [default: whole slice]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of masks and noise. [default: 0]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps. [default: auto]")] = None,
+    dose: Annotated[float | None, typer.Option(help="Electrons per scanned pixel (shot noise).")] = None,
+    per_slice: Annotated[bool | None, typer.Option("--per-slice/--fixed-mask", help="New mask per slice.")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Method option METHOD.KEY=VALUE (repeatable).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file with CompareSpec fields (flags override it).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
+) -> None:
+    """Compare mask patterns × coverages × methods on VOLUME; write metrics.json/csv, params.json, comparison.png."""
+    from napari_sparse_sem.compare import CompareSpec
+
+    settings: dict[str, Any] = {}
+    if config is not None:
+        if not config.exists():
+            raise FileNotFoundError(f"config file not found: {config}")
+        try:
+            settings = json.loads(config.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config {config} is not valid JSON: {exc}") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"config {config} must hold a JSON object with CompareSpec fields")
+        settings = settings.get("spec", settings)  # a params.json from an earlier report works too
+    flags = {
+        "patterns": parse_list(patterns, "--patterns"),
+        "coverages": [parse_coverage(c) for c in parse_list(coverage, "--coverage") or []] or None,
+        "methods": parse_list(method, "--method"),
+        "slices": parse_range(slices),
+        "roi": parse_roi(roi),
+        "seed": seed,
+        "device": device,
+        "dose": dose,
+        "per_slice": per_slice,
+        "method_options": parse_options(option, per_method=True) or None,
+    }
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    settings.setdefault("device", "auto")
+    spec = CompareSpec.from_dict(settings)
+    vol = _read(volume)
+    spec.validate_for(vol.shape)
+    result, paths = run_comparison(vol, spec, out, overwrite=overwrite, source={"path": str(volume)})
+    _stdout().print(_summary_table(result.records))
+    _stdout().print(f"report written to {out}: " + ", ".join(p.name for p in paths.values()), markup=False)
+
+
+# ------------------------------------------------------------------------------------------------------------- demo
+
+
+def has_display() -> bool:
+    """Whether a window can open here (macOS/Windows, or an X11/Wayland display is set)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+DEMO_SLICES = 2
+"""Middle slices of the packaged sample used by the headless demo (keeps it well under a minute on a laptop)."""
+
+
+def demo_spec(n_slices: int, n_available: int) -> Any:
+    """The headless demo's comparison: every pattern at 5 %, nearest/linear/biharmonic, a few middle slices."""
+    from napari_sparse_sem.compare import CompareSpec
+
+    a = max(0, n_available // 2 - n_slices // 2)
+    return CompareSpec(
+        patterns=["all"],
+        coverages=[0.05],
+        methods=["nearest", "linear", "biharmonic"],
+        slices=(a, min(n_available, a + n_slices)),
+        device="auto",
+    )
+
+
+def _previous_demo(out_dir: Path) -> bool:
+    params = out_dir / "params.json"
+    try:
+        return bool(json.loads(params.read_text(encoding="utf-8")).get("source", {}).get("demo"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+@app.command()
+@_clean_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder of the headless demo.")] = Path(
+        "sparse-sem-demo"
+    ),
+    headless: Annotated[bool, typer.Option(help="Never open napari; run the comparison and write a report.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
+) -> None:
+    """Open napari with the sample stack and the widgets; headless (or without a display): write a comparison report."""
+    if not headless and has_display():
+        try:
+            from napari_sparse_sem.widgets.demo import launch
+        except ImportError as exc:
+            _stderr().print(f"napari is not usable here ({exc}); running the headless demo instead.", markup=False)
+        else:
+            launch()
+            return
+    from napari_sparse_sem.io.sample_data import load_sample_volume
+
+    vol = load_sample_volume()
+    spec = demo_spec(DEMO_SLICES, vol.shape[0])
+    replace = overwrite or _previous_demo(out)
+    con = _stdout()
+    a, b = spec.slices
+    con.print(
+        f"Headless demo: {len(spec.patterns)} patterns at 5 % on slices {a}:{b} of {vol.name} {vol.shape}, "
+        f"methods {', '.join(spec.methods)}",
+        markup=False,
+    )
+    result, paths = run_comparison(vol, spec, out, overwrite=replace, source={"demo": True})
+    con.print(_summary_table(result.records))
+    con.print(f"report written to {out.resolve()}:", markup=False)
+    for path in paths.values():
+        con.print(f"  {path}", markup=False)
+
+
+def main() -> None:
+    """Console-script entry point (``sparse-sem``)."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,428 @@
+"""The comparison job: every mask pattern × coverage × reconstruction method on the same slices, scored slice by slice.
+
+One parameter model (:class:`CompareSpec`) drives the CLI (`sparse-sem compare`), the napari comparison widget and the
+Python API. :func:`compare_job` is a generator (the project's progress/cancel protocol): it yields
+:class:`~napari_sparse_sem.runtime.Progress` events, one with a finished :class:`CompareRun` as ``partial`` after every
+run, and returns a :class:`CompareResult`. Closing it early keeps the runs already yielded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from napari_sparse_sem.io.volume import Volume, as_zyx, to_float01, value_range
+from napari_sparse_sem.metrics import abs_error, volume_metrics
+from napari_sparse_sem.runtime import Progress, pick_device, sub_job
+from napari_sparse_sem.sampling.spec import PATTERNS, AcquisitionSpec, MaskSpec
+
+RECORD_KEYS: tuple[str, ...] = (
+    "pattern",
+    "coverage_requested",
+    "coverage",
+    "method",
+    "slice",
+    "psnr",
+    "ssim",
+    "psnr_unscanned",
+    "ssim_unscanned",
+    "mae",
+    "seconds",
+    "path_length_px",
+    "acquisition_s",
+    "dense_acquisition_s",
+)
+"""Columns of every comparison record (one record per pattern × coverage × method × slice)."""
+
+_MIN_ROI = 8  # pixels per side; SSIM and the mask patterns need some room
+
+
+def _int_pair(value: Any, what: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    items = tuple(value)
+    if len(items) != 2:
+        raise ValueError(f"{what} needs two numbers A:B, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def region_bounds(
+    shape: tuple[int, ...], slices: tuple[int, int] | None, roi: tuple[int, int, int, int] | None
+) -> tuple[int, int, int, int, int, int]:
+    """``(a, b, y0, y1, x0, x1)`` of ``slices``/``roi`` in a volume of ``shape`` (whole extent where ``None``).
+
+    ``shape`` is (z, y, x) or (y, x). Out-of-range requests are a ``ValueError`` that names the valid extent.
+    """
+    dims = tuple(int(s) for s in shape)
+    if len(dims) == 2:
+        dims = (1, *dims)
+    if len(dims) != 3:
+        raise ValueError(f"expected a (z, y, x) volume or (y, x) image shape, got {dims}")
+    nz, ny, nx = dims
+    a, b = (0, nz) if slices is None else (int(slices[0]), int(slices[1]))
+    if not 0 <= a < b:
+        raise ValueError(f"slices {a}:{b} must satisfy 0 <= A < B (half-open A:B)")
+    if b > nz:
+        raise ValueError(f"slices {a}:{b} lie outside the volume of {nz} slices (valid range 0:{nz})")
+    y0, y1, x0, x1 = (0, ny, 0, nx) if roi is None else (int(v) for v in roi)
+    if min(y0, x0) < 0 or y0 >= y1 or x0 >= x1:
+        raise ValueError(f"ROI {y0}:{y1},{x0}:{x1} must be non-negative with y0 < y1 and x0 < x1")
+    if y1 > ny or x1 > nx:
+        raise ValueError(f"ROI {y0}:{y1},{x0}:{x1} lies outside the image of size {ny}x{nx}")
+    return a, b, y0, y1, x0, x1
+
+
+@dataclass
+class CompareSpec:
+    """What to compare: mask ``patterns`` × ``coverages`` × reconstruction ``methods``.
+
+    ``slices`` is a half-open range ``(A, B)`` of input-volume slices (all when ``None``); ``roi`` is
+    ``(y0, y1, x0, x1)`` (whole image when ``None``). ``seed`` seeds the masks and the shot noise; ``dose`` (electrons
+    per scanned pixel, ``None`` = noiseless) overrides ``acquisition.dose``. ``per_slice`` draws a new mask for every
+    slice. ``method_options`` maps a method name to its options, e.g. ``{"linear3d": {"context": 10}}``. The pattern
+    name ``all`` expands to every pattern.
+    """
+
+    patterns: list[str] = field(default_factory=lambda: ["random"])
+    coverages: list[float] = field(default_factory=lambda: [0.05])
+    methods: list[str] = field(default_factory=lambda: ["linear"])
+    slices: tuple[int, int] | None = None
+    roi: tuple[int, int, int, int] | None = None
+    seed: int = 0
+    device: str = "cpu"
+    per_slice: bool = True
+    dose: float | None = None
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    acquisition: AcquisitionSpec = field(default_factory=AcquisitionSpec)
+
+    def __post_init__(self) -> None:
+        from napari_sparse_sem.recon.base import available_methods
+
+        patterns = [self.patterns] if isinstance(self.patterns, str) else list(self.patterns)
+        if "all" in patterns:
+            patterns = list(PATTERNS)
+        self.patterns = list(dict.fromkeys(patterns))
+        methods = [self.methods] if isinstance(self.methods, str) else list(self.methods)
+        self.methods = list(dict.fromkeys(methods))
+        coverages = [self.coverages] if isinstance(self.coverages, (int, float)) else list(self.coverages)
+        self.coverages = list(dict.fromkeys(float(c) for c in coverages))
+        for name, values in (("patterns", self.patterns), ("coverages", self.coverages), ("methods", self.methods)):
+            if not values:
+                raise ValueError(f"{name} must not be empty; give at least one")
+        unknown = [p for p in self.patterns if p not in PATTERNS]
+        if unknown:
+            raise ValueError(f"unknown mask pattern(s) {unknown}; choose from {[*PATTERNS, 'all']}")
+        choices = available_methods()
+        unknown = [m for m in self.methods if m not in choices]
+        if unknown:
+            raise ValueError(f"unknown reconstruction method(s) {unknown}; choose from {choices}")
+        for c in self.coverages:
+            if not np.isfinite(c) or not 0 < c <= 1:
+                raise ValueError(f"coverage must be in (0, 1] (a fraction of pixels, e.g. 0.05 for 5 %), got {c}")
+        self.slices = _int_pair(self.slices, "slices")
+        if self.slices is not None and not 0 <= self.slices[0] < self.slices[1]:
+            raise ValueError(f"slices {self.slices[0]}:{self.slices[1]} must satisfy 0 <= A < B (half-open A:B)")
+        if self.roi is not None:
+            roi = tuple(int(v) for v in self.roi)
+            if len(roi) != 4:
+                raise ValueError(f"roi needs four numbers (y0, y1, x0, x1), got {self.roi!r}")
+            y0, y1, x0, x1 = roi
+            if min(roi) < 0 or y1 - y0 < _MIN_ROI or x1 - x0 < _MIN_ROI:
+                raise ValueError(
+                    f"ROI {y0}:{y1},{x0}:{x1} must be non-negative with y0 < y1, x0 < x1 and at least "
+                    f"{_MIN_ROI}x{_MIN_ROI} pixels"
+                )
+            self.roi = roi  # type: ignore[assignment]
+        self.seed = int(self.seed)
+        if self.dose is not None:
+            self.dose = float(self.dose)
+        if isinstance(self.acquisition, dict):
+            self.acquisition = AcquisitionSpec(**self.acquisition)
+        self.method_options = {k: dict(v) for k, v in (self.method_options or {}).items()}
+        extra = [m for m in self.method_options if m not in self.methods]
+        if extra:
+            raise ValueError(f"method_options given for {extra}, which are not among the methods {self.methods}")
+        self.acquisition_spec()  # validates the dose
+
+    def validate_for(self, shape: Iterable[int]) -> None:
+        """Check that ``slices`` and ``roi`` fit a volume of ``shape`` ((z, y, x), or (y, x) for one image)."""
+        region_bounds(tuple(shape), self.slices, self.roi)
+
+    def acquisition_spec(self) -> AcquisitionSpec:
+        """The acquisition model actually used: ``acquisition`` with ``dose`` and ``seed`` from this spec."""
+        dose = self.dose if self.dose is not None else self.acquisition.dose
+        return dataclasses.replace(self.acquisition, dose=dose, seed=self.seed)
+
+    def options_for(self, method: str) -> dict[str, Any]:
+        return dict(self.method_options.get(method, {}))
+
+    def context_for(self, method: str) -> int:
+        """Neighbour slices on each side that ``method`` reads (its ``context`` option or class default)."""
+        from napari_sparse_sem.recon.base import method_class
+
+        options = self.options_for(method)
+        return int(options.get("context", getattr(method_class(method), "context", 0) or 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (lists, not tuples); :meth:`from_dict` reads it back."""
+        data = dataclasses.asdict(self)
+        data["slices"] = list(self.slices) if self.slices is not None else None
+        data["roi"] = list(self.roi) if self.roi is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompareSpec:
+        """Build a spec from :meth:`to_dict` output or a config file; unknown keys are an error."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"unknown comparison setting(s) {unknown}; known settings: {names}")
+        values = dict(data)
+        if isinstance(values.get("acquisition"), dict):
+            values["acquisition"] = AcquisitionSpec(**values["acquisition"])
+        return cls(**values)
+
+
+@dataclass
+class CompareRun:
+    """One pattern × coverage × method run on the selected slices (arrays are (z, y, x) of the selected slices/ROI)."""
+
+    pattern: str
+    coverage_requested: float
+    method: str
+    mask: np.ndarray
+    sparse: np.ndarray
+    recon: np.ndarray
+    error: np.ndarray
+    coverage: float
+    slices: tuple[int, int] = (0, 0)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    reference: np.ndarray | None = None  # the same array for every run of a comparison (not a copy)
+
+    @property
+    def label(self) -> str:
+        return f"{self.pattern} {100 * self.coverage_requested:g}% · {self.method}"
+
+
+@dataclass
+class CompareResult:
+    """Everything a comparison produced: per-slice ``records``, the ``runs`` with their arrays, the ``reference``."""
+
+    records: list[dict[str, Any]]
+    spec: CompareSpec
+    runs: list[CompareRun]
+    reference: np.ndarray
+    slices: tuple[int, int] = (0, 0)
+    roi: tuple[int, int, int, int] = (0, 0, 0, 0)
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> list[dict[str, Any]]:
+        return summary(self.records)
+
+
+def result_from_runs(runs: list[CompareRun], spec: CompareSpec, source: dict[str, Any] | None = None) -> CompareResult:
+    """A :class:`CompareResult` from the runs finished so far (what a stopped comparison keeps)."""
+    if not runs:
+        raise ValueError("no comparison run finished yet; nothing to keep")
+    first = runs[0]
+    shape = first.recon.shape
+    roi = spec.roi if spec.roi is not None else (0, shape[1], 0, shape[2])
+    reference = first.reference if first.reference is not None else np.full(shape, np.nan, dtype=np.float32)
+    records = [r for run in runs for r in run.records]
+    return CompareResult(records, spec, list(runs), reference, first.slices, roi, dict(source or {}))
+
+
+def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Means over slices per pattern × coverage × method (first-seen order), with the PSNR spread and slice count."""
+    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["pattern"], r["coverage_requested"], r["method"]), []).append(r)
+    rows = []
+    for (pattern, cov, method), rs in groups.items():
+
+        def mean(key: str, rs: list[dict[str, Any]] = rs) -> float:
+            values = np.array([r[key] for r in rs if r.get(key) is not None], dtype=np.float64)
+            values = values[~np.isnan(values)]
+            return float(np.mean(values)) if values.size else float("nan")
+
+        psnrs = np.array([r["psnr"] for r in rs], dtype=np.float64)
+        finite = psnrs[np.isfinite(psnrs)]
+        rows.append(
+            {
+                "pattern": pattern,
+                "coverage_requested": cov,
+                "method": method,
+                "n_slices": len(rs),
+                "coverage": mean("coverage"),
+                "psnr": mean("psnr"),
+                "psnr_std": float(np.std(finite)) if finite.size else float("nan"),
+                "ssim": mean("ssim"),
+                "psnr_unscanned": mean("psnr_unscanned"),
+                "ssim_unscanned": mean("ssim_unscanned"),
+                "mae": mean("mae"),
+                "seconds": mean("seconds"),
+                "acquisition_s": mean("acquisition_s"),
+                "dense_acquisition_s": mean("dense_acquisition_s"),
+            }
+        )
+    return rows
+
+
+def _derived_seed(seed: int, salt: int) -> int:
+    return int(np.random.SeedSequence([seed, salt]).generate_state(1)[0])
+
+
+def _seconds(value: Any) -> float:
+    return float(getattr(value, "seconds", value))
+
+
+def _context_masks(n: int, shape2d: tuple[int, int], mask_spec: MaskSpec, first: np.ndarray, salt: int) -> np.ndarray:
+    """Masks for ``n`` neighbour slices: fresh ones (own seed) when per-slice, else the one fixed mask repeated."""
+    from napari_sparse_sem.sampling import make_masks
+
+    if n == 0:
+        return np.zeros((0, *shape2d), dtype=bool)
+    if not mask_spec.per_slice:
+        return np.repeat(first[None], n, axis=0)
+    spec = dataclasses.replace(mask_spec, seed=_derived_seed(mask_spec.seed or 0, salt))
+    mask, _ = make_masks((n, *shape2d), spec)
+    return np.asarray(mask, dtype=bool)
+
+
+def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Progress, None, CompareResult]:
+    """Simulate every pattern × coverage, reconstruct with every method, and score the selected slices.
+
+    Methods with 3D context (``linear3d``) get the neighbouring slices (with their own masks) when the input has them,
+    but only the selected slices are reconstructed and scored. Progress counts every slice of every run; after each
+    run a ``Progress`` with ``partial=CompareRun`` is yielded (inner per-slice events carry no partial).
+    """
+    from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
+    from napari_sparse_sem.sampling import make_masks, simulate_acquisition
+    from napari_sparse_sem.sampling.path import dense_scan_time, estimate_time, path_length
+
+    data = volume.data if isinstance(volume, Volume) else volume
+    data = as_zyx(data, "volume")
+    nz, ny, nx = (int(s) for s in data.shape)
+    spec.validate_for((nz, ny, nx))
+    device = pick_device(spec.device)
+    a, b = spec.slices if spec.slices is not None else (0, nz)
+    y0, y1, x0, x1 = spec.roi if spec.roi is not None else (0, ny, 0, nx)
+    h, w = y1 - y0, x1 - x0
+    n_sel = b - a
+    context = max(spec.context_for(m) for m in spec.methods)
+    lo, hi = max(0, a - context), min(nz, b + context)
+    raw = np.asarray(data[lo:hi, y0:y1, x0:x1])
+    block = to_float01(raw, "volume", value_range(raw[a - lo : b - lo]))
+    reference = block[a - lo : b - lo]
+    sel = list(range(a - lo, b - lo))
+    acq = spec.acquisition_spec()
+    dense_s = _seconds(dense_scan_time((h, w), acq))
+
+    runs_total = len(spec.patterns) * len(spec.coverages) * len(spec.methods)
+    total = runs_total * n_sel
+    records: list[dict[str, Any]] = []
+    runs: list[CompareRun] = []
+    run_index = 0
+    for pattern in spec.patterns:
+        for cov in spec.coverages:
+            label = f"{pattern} {100 * cov:g}%"
+            yield Progress(run_index * n_sel, total, f"{label}: masks and simulated acquisition")
+            mask_spec = MaskSpec(pattern=pattern, coverage=cov, per_slice=spec.per_slice, seed=spec.seed)
+            mask_sel, results = make_masks((n_sel, h, w), mask_spec)
+            mask_sel = np.asarray(mask_sel, dtype=bool)
+            sparse_sel = np.asarray(simulate_acquisition(reference, mask_sel, acq), dtype=np.float32)
+            before = _context_masks(a - lo, (h, w), mask_spec, mask_sel[0], 1)
+            after = _context_masks(hi - b, (h, w), mask_spec, mask_sel[-1], 2)
+            mask_block = np.concatenate([before, mask_sel, after])
+            sparse_block = np.zeros(block.shape, dtype=np.float32)
+            sparse_block[a - lo : b - lo] = sparse_sel
+            for part, z0, salt in ((before, 0, 3), (after, b - lo, 4)):
+                if len(part):
+                    ctx_acq = dataclasses.replace(acq, seed=_derived_seed(spec.seed, salt))
+                    sparse_block[z0 : z0 + len(part)] = simulate_acquisition(block[z0 : z0 + len(part)], part, ctx_acq)
+            timing = []
+            for i in range(n_sel):
+                res = results[i] if len(results) == n_sel else results[0]
+                timing.append((float(path_length(res.path)), _seconds(estimate_time(res.path, acq))))
+
+            for method in spec.methods:
+                out = np.zeros(block.shape, dtype=np.float32)
+                seconds: dict[int, float] = {}
+                job = reconstruct_volume(
+                    sparse_block,
+                    mask_block,
+                    method,
+                    device=device,
+                    options=spec.options_for(method),
+                    slices=sel,
+                    out=out,
+                )
+                inner = sub_job(job, run_index * n_sel, total, f"{label} · {method}: ")
+                try:
+                    while True:
+                        try:
+                            event = next(inner)
+                        except StopIteration as stop:
+                            recon_block = stop.value if stop.value is not None else out
+                            break
+                        if isinstance(event.partial, SliceDone):
+                            seconds[int(event.partial.z)] = float(event.partial.seconds)
+                        yield Progress(event.step, total, event.message)
+                finally:
+                    inner.close()
+                    job.close()
+                recon = np.asarray(recon_block, dtype=np.float32)[a - lo : b - lo]
+                rows = volume_metrics(reference, recon, mask_sel, offset=a)
+                run_records = []
+                for i, row in enumerate(rows):
+                    record = {
+                        "pattern": pattern,
+                        "coverage_requested": cov,
+                        "coverage": float(mask_sel[i].mean()),
+                        "method": method,
+                        "slice": row["slice"],
+                        "psnr": row["psnr"],
+                        "ssim": row["ssim"],
+                        "psnr_unscanned": row["psnr_unscanned"],
+                        "ssim_unscanned": row["ssim_unscanned"],
+                        "mae": row["mae"],
+                        "seconds": seconds.get(sel[i], float("nan")),
+                        "path_length_px": timing[i][0],
+                        "acquisition_s": timing[i][1],
+                        "dense_acquisition_s": dense_s,
+                    }
+                    run_records.append(record)
+                records.extend(run_records)
+                run = CompareRun(
+                    pattern=pattern,
+                    coverage_requested=cov,
+                    method=method,
+                    mask=mask_sel,
+                    sparse=sparse_sel,
+                    recon=recon,
+                    error=abs_error(reference, recon),
+                    coverage=float(mask_sel.mean()),
+                    slices=(a, b),
+                    records=run_records,
+                    reference=reference,
+                )
+                runs.append(run)
+                run_index += 1
+                yield Progress(run_index * n_sel, total, f"{run.label}: done", partial=run)
+
+    name = volume.name if isinstance(volume, Volume) else "array"
+    voxel = list(volume.voxel_size) if isinstance(volume, Volume) and volume.voxel_size else None
+    source = {"name": name, "shape": [nz, ny, nx], "dtype": str(raw.dtype), "voxel_size": voxel}
+    return CompareResult(
+        records=records,
+        spec=spec,
+        runs=runs,
+        reference=reference,
+        slices=(a, b),
+        roi=(y0, y1, x0, x1),
+        source=source,
+    )

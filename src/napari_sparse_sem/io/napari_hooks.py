@@ -1,0 +1,95 @@
+"""npe2 reader and writer hooks: thin wrappers between files and napari layer-data tuples.
+
+Nothing here imports napari or Qt: the reader returns plain ``(data, kwargs, layer_type)`` tuples and the writers
+take napari's plain layer data and attribute dict, so the hooks are testable (and usable) without a viewer. Volumes
+with a known voxel size open with ``scale`` = voxel size in nm; masks we saved (kind='mask') open as Labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .readers import detect_format, read_volume
+from .volume import Volume
+from .writers import write_volume
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """The reader for ``path`` when it is a format we handle, else None (never raises, so napari can try others).
+
+    A list is accepted only when it holds a single path.
+    """
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    try:
+        fmt = detect_format(path)
+    except Exception:  # a hook must not raise for paths it cannot judge (permissions, odd names ...)
+        return None
+    return read_layers if fmt is not None else None
+
+
+def read_layers(path: str | list[str]) -> list[LayerData]:
+    """Read ``path`` (lazily) into one napari layer-data tuple."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            raise ValueError(f"expected one path, got {len(path)}; open the files one at a time")
+        path = path[0]
+    return [volume_layer_data(read_volume(path))]
+
+
+def volume_layer_data(volume: Volume) -> LayerData:
+    """A napari layer-data tuple for ``volume``: an image, or labels (uint8 0/1) for a mask we saved."""
+    metadata = {**volume.metadata, "voxel_size_nm": volume.voxel_size}
+    kwargs: dict[str, Any] = {"name": volume.name, "metadata": metadata}
+    if volume.voxel_size is not None:
+        kwargs["scale"] = tuple(volume.voxel_size)
+    data = volume.data
+    if volume.metadata.get("kind") == "mask":
+        # napari Labels need integers; a lazy bool array stays lazy through astype
+        return (data.astype(np.uint8) if data.dtype == bool else data, kwargs, "labels")
+    return (data, kwargs, "image")
+
+
+def layer_voxel_size(meta: Mapping[str, Any]) -> tuple[float, float, float] | None:
+    """Voxel size (z, y, x) in nm from a layer's attributes.
+
+    The layer ``scale`` is taken as nm (our reader sets it so); napari's default all-ones scale means "unknown", in
+    which case a ``voxel_size_nm`` recorded in the layer metadata is used. A 2D scale (y, x) gets z = x.
+    """
+    scale = meta.get("scale")
+    if scale is not None:
+        values = [float(v) for v in scale]
+        if len(values) in (2, 3) and not all(v == 1.0 for v in values):
+            return (values[1], values[0], values[1]) if len(values) == 2 else tuple(values)  # type: ignore[return-value]
+    saved = (meta.get("metadata") or {}).get("voxel_size_nm")
+    if saved is not None and len(saved) == 3:
+        return tuple(float(v) for v in saved)  # type: ignore[return-value]
+    return None
+
+
+def _write_layer(path: str, data: Any, meta: Mapping[str, Any]) -> str:
+    if isinstance(data, list):  # multiscale layer: save the full-resolution level
+        data = data[0]
+    params = dict(meta.get("metadata") or {})
+    if meta.get("name"):
+        params.setdefault("layer_name", str(meta["name"]))
+    # napari's save dialog already asked the user before replacing an existing file, so the hook overwrites
+    written = write_volume(path, data, voxel_size=layer_voxel_size(meta), metadata=params, overwrite=True)
+    return str(written)
+
+
+def write_tiff(path: str, data: Any, meta: dict) -> list[str]:
+    """npe2 single-layer writer: ImageJ TIFF with voxel size and the layer's metadata as parameters."""
+    return [_write_layer(path, data, meta)]
+
+
+def write_zarr(path: str, data: Any, meta: dict) -> list[str]:
+    """npe2 single-layer writer: OME-Zarr (chunked per slice) with voxel size and the layer's metadata."""
+    return [_write_layer(path, data, meta)]

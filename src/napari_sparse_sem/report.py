@@ -1,0 +1,217 @@
+"""Write a comparison to disk: per-slice metrics (json + csv), a summary, the parameters, and a figure for a talk.
+
+JSON has no NaN or infinity, so non-finite numbers (an exact reconstruction has infinite PSNR; a metric with no
+pixels to measure is NaN) are written as ``null``; the CSV files keep them as ``inf`` / ``nan``. The figure is drawn
+with :class:`matplotlib.figure.Figure` on the Agg canvas, never through pyplot, so writing a report never opens a
+window or needs a display.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_sparse_sem import __version__
+from napari_sparse_sem.compare import RECORD_KEYS, CompareResult, CompareRun, summary
+
+REPORT_FILES: dict[str, str] = {
+    "metrics_json": "metrics.json",
+    "metrics_csv": "metrics.csv",
+    "summary_csv": "summary.csv",
+    "params": "params.json",
+    "figure": "comparison.png",
+}
+"""What :func:`write_report` writes, by key of its returned dict."""
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` made JSON-safe: NaN/inf → ``None``, numpy scalars/arrays → Python, tuples → lists (recursively)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> None:
+    columns = list(first)
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()})
+
+
+def check_report_dir(out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
+    """The report paths in ``out_dir``; ``FileExistsError`` naming existing report files unless ``overwrite``.
+
+    Call it before a long comparison so a refused folder fails at once, not after the work.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder; choose a folder for the report")
+    paths = {key: out / name for key, name in REPORT_FILES.items()}
+    existing = [p.name for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds {', '.join(existing)}; use --overwrite (overwrite=True) to replace them "
+            "or choose another folder"
+        )
+    return paths
+
+
+def write_report(result: CompareResult, out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
+    """Write metrics.json, metrics.csv, summary.csv, params.json and comparison.png into ``out_dir``.
+
+    Existing report files are refused (``FileExistsError`` naming them) unless ``overwrite``; nothing is written then.
+    Returns the written paths by key (see :data:`REPORT_FILES`).
+    """
+    paths = check_report_dir(out_dir, overwrite)
+    out = Path(out_dir)
+    if not result.records:
+        raise ValueError("the comparison has no records to report (did it finish any run?)")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summary(result.records)
+    _write_json(paths["metrics_json"], result.records)
+    _write_csv(paths["metrics_csv"], result.records, RECORD_KEYS)
+    _write_csv(paths["summary_csv"], rows)
+    params = {
+        "spec": result.spec.to_dict(),
+        "slices": list(result.slices),
+        "roi": list(result.roi),
+        "source": result.source,
+        "package": "napari-sparse-sem",
+        "version": __version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "complete": len(result.runs)
+        == len(result.spec.patterns) * len(result.spec.coverages) * len(result.spec.methods),
+    }
+    _write_json(paths["params"], params)
+    figure = comparison_figure(result)
+    figure.savefig(paths["figure"], dpi=100)
+    return paths
+
+
+def _mask_panel(ax: Any, mask: np.ndarray) -> None:
+    """The full mask with a zoomed inset of its centre (sparse patterns vanish at full scale)."""
+    ax.imshow(mask, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    h, w = mask.shape
+    size = max(8, min(h, w) // 6)
+    y0, x0 = (h - size) // 2, (w - size) // 2
+    inset = ax.inset_axes((0.58, 0.58, 0.4, 0.4))
+    inset.imshow(mask[y0 : y0 + size, x0 : x0 + size], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    inset.set_xticks([])
+    inset.set_yticks([])
+    for spine in inset.spines.values():
+        spine.set_edgecolor("tab:orange")
+        spine.set_linewidth(1.5)
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), size, size, fill=False, edgecolor="tab:orange", linewidth=1.2))
+
+
+def _shown_runs(result: CompareResult) -> list[CompareRun]:
+    """One run per pattern: the first coverage × first method that finished for it."""
+    shown: dict[str, CompareRun] = {}
+    for run in result.runs:
+        shown.setdefault(run.pattern, run)
+    return list(shown.values())
+
+
+def comparison_figure(result: CompareResult) -> Any:
+    """A :class:`matplotlib.figure.Figure`: per pattern mask / reconstruction / |error|, then PSNR and SSIM bars."""
+    from matplotlib.figure import Figure
+
+    shown = _shown_runs(result)
+    coverages = list(dict.fromkeys(r["coverage_requested"] for r in result.records))
+    n_rows = len(shown)
+    fig = Figure(figsize=(11.5, 3.4 * n_rows + 3.6 * len(coverages)), layout="constrained")
+    subfigs = fig.subfigures(n_rows + len(coverages), 1, height_ratios=[3.4] * n_rows + [3.6] * len(coverages))
+    subfigs = np.atleast_1d(subfigs)
+    errors = [run.error[len(run.error) // 2] for run in shown]
+    vmax = max(1e-3, float(np.percentile(np.concatenate([e.ravel() for e in errors]), 99.5)))
+    for row, (run, err) in enumerate(zip(shown, errors, strict=True)):
+        z = len(run.recon) // 2
+        record = run.records[z]
+        sub = subfigs[row]
+        sub.suptitle(
+            f"{run.pattern} — {100 * run.coverage_requested:.1f} % (achieved {100 * record['coverage']:.1f} %) — "
+            f"PSNR {record['psnr']:.1f} dB / SSIM {record['ssim']:.2f}",
+            fontsize=12,
+            fontweight="bold",
+        )
+        axes = sub.subplots(1, 3)
+        _mask_panel(axes[0], run.mask[z])
+        axes[0].set_title(f"mask · slice {record['slice']}", fontsize=10)
+        axes[1].imshow(run.recon[z], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[1].set_title(f"{run.method} reconstruction", fontsize=10)
+        image = axes[2].imshow(err, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+        axes[2].set_title("|error|", fontsize=10)
+        sub.colorbar(image, ax=axes[2], shrink=0.85, label="|error| (fraction of range)")
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    rows = summary(result.records)
+    for i, cov in enumerate(coverages):
+        _bar_panel(subfigs[n_rows + i], [r for r in rows if r["coverage_requested"] == cov], cov)
+    return fig
+
+
+def _bar_panel(sub: Any, rows: list[dict[str, Any]], coverage: float) -> None:
+    """Grouped bars (patterns on x, one bar per method) of mean PSNR and SSIM at one coverage."""
+    patterns = list(dict.fromkeys(r["pattern"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    n_slices = max((r["n_slices"] for r in rows), default=0)
+    sub.suptitle(
+        f"Mean over {n_slices} slice{'s' if n_slices != 1 else ''} at {100 * coverage:.1f} % coverage",
+        fontsize=12,
+        fontweight="bold",
+    )
+    axes = sub.subplots(1, 2)
+    lookup = {(r["pattern"], r["method"]): r for r in rows}
+    finite = [r["psnr"] for r in rows if math.isfinite(r["psnr"])]
+    cap = (max(finite) + 5.0) if finite else 60.0
+    width = 0.8 / max(1, len(methods))
+    x = np.arange(len(patterns))
+    for key, ax, label in (("psnr", axes[0], "PSNR (dB)"), ("ssim", axes[1], "SSIM")):
+        for j, method in enumerate(methods):
+            values = []
+            spread = []
+            for p in patterns:
+                r = lookup.get((p, method))
+                v = float("nan") if r is None else r[key]
+                values.append(min(v, cap) if key == "psnr" and not math.isnan(v) else v)
+                s = r.get("psnr_std", 0.0) if (r is not None and key == "psnr") else 0.0
+                spread.append(s if math.isfinite(s) else 0.0)
+            ax.bar(x + (j - (len(methods) - 1) / 2) * width, values, width, yerr=spread, label=method, capsize=2)
+        ax.set_xticks(x, patterns, rotation=30, ha="right")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    valid = [r["psnr"] for r in rows if math.isfinite(r["psnr"])]
+    if valid:
+        axes[0].set_ylim(max(0.0, min(valid) - 5.0), cap)
+    ssims = [r["ssim"] for r in rows if math.isfinite(r["ssim"])]
+    if ssims:
+        axes[1].set_ylim(max(0.0, min(ssims) - 0.1), 1.0)
+    axes[1].legend(title="method", fontsize=9, loc="lower right")

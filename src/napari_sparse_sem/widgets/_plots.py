@@ -1,0 +1,107 @@
+"""Result views for the comparison widget: a metrics table and grouped PSNR/SSIM bars (matplotlib in Qt)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
+
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("pattern", "pattern"),
+    ("coverage", "coverage %"),
+    ("method", "method"),
+    ("psnr", "PSNR dB"),
+    ("ssim", "SSIM"),
+    ("seconds", "s / slice"),
+)
+
+
+def _cell(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if key == "coverage":
+        return f"{value * 100:.2f}"
+    if key == "psnr":
+        return "∞" if math.isinf(value) else f"{value:.2f}"
+    if key == "ssim":
+        return f"{value:.3f}"
+    return f"{value:.3g}"
+
+
+class MetricsTable(QTableWidget):
+    """One row per pattern × coverage × method: pattern, achieved coverage, method, PSNR, SSIM, seconds per slice."""
+
+    def __init__(self) -> None:
+        super().__init__(0, len(TABLE_COLUMNS))
+        self.setHorizontalHeaderLabels([title for _, title in TABLE_COLUMNS])
+        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.setSortingEnabled(False)
+        self.verticalHeader().setVisible(False)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.setMinimumHeight(120)
+
+    def show_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the table's contents with ``rows`` (dicts with the keys of :data:`TABLE_COLUMNS`)."""
+        self.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for j, (key, _) in enumerate(TABLE_COLUMNS):
+                item = QTableWidgetItem(_cell(key, row.get(key)))
+                item.setData(0x0100, row.get(key))  # Qt.UserRole: the raw number, for tests and copy-paste tools
+                self.setItem(i, j, item)
+        self.resizeColumnsToContents()
+
+    def values(self, column: str) -> list[Any]:
+        """The raw values of ``column`` (a key of :data:`TABLE_COLUMNS`), top to bottom."""
+        j = [key for key, _ in TABLE_COLUMNS].index(column)
+        return [self.item(i, j).data(0x0100) for i in range(self.rowCount())]
+
+
+class MetricsPlot(FigureCanvasQTAgg):
+    """PSNR and SSIM as grouped bars: one group per pattern, one bar per method."""
+
+    def __init__(self) -> None:
+        self.figure = Figure(figsize=(4.0, 2.4), tight_layout=True)
+        super().__init__(self.figure)
+        self.setMinimumHeight(200)
+        self.axes = self.figure.subplots(1, 2)
+        self.clear()
+
+    def clear(self) -> None:
+        for ax, title in zip(self.axes, ("PSNR (dB)", "SSIM"), strict=True):
+            ax.clear()
+            ax.set_title(title, fontsize=9)
+            ax.tick_params(labelsize=7)
+        self.draw_idle()
+
+    def show_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Draw the summary ``rows`` (keys pattern, method, psnr, ssim)."""
+        self.clear()
+        if not rows:
+            return
+        patterns = list(dict.fromkeys(r["pattern"] for r in rows))
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        width = 0.8 / len(methods)
+        x = np.arange(len(patterns))
+        for ax, key in zip(self.axes, ("psnr", "ssim"), strict=True):
+            for k, method in enumerate(methods):
+                values = [
+                    next((r[key] for r in rows if r["pattern"] == p and r["method"] == method), np.nan)
+                    for p in patterns
+                ]
+                values = [v if np.isfinite(v) else np.nan for v in values]
+                ax.bar(x + (k - (len(methods) - 1) / 2) * width, values, width, label=method)
+            ax.set_xticks(x, patterns, rotation=30, ha="right")
+            finite = [r[key] for r in rows if np.isfinite(r[key])]
+            if key == "psnr" and finite:
+                ax.set_ylim(max(0.0, min(finite) - 3.0), max(finite) + 1.5)
+            if key == "ssim" and finite:
+                ax.set_ylim(max(0.0, min(finite) - 0.1), min(1.0, max(finite) + 0.05))
+        if len(methods) > 1:
+            self.axes[0].legend(fontsize=7)
+        self.draw_idle()

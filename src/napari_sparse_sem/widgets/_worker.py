@@ -1,0 +1,216 @@
+"""Run a core job (a generator of :class:`~napari_sparse_sem.runtime.Progress`) off the GUI thread.
+
+:class:`JobPanel` is the strip every dock widget shares: a Run button, a progress bar, a Cancel button and a status
+line. It drives the job with napari's generator ``thread_worker`` machinery, so the Qt event loop keeps running, the
+activity dock shows a napari progress bar, and Cancel (``worker.quit()``) stops the job between two yields. Progress
+events are delivered on the GUI thread, which is where widgets may touch layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from napari_sparse_sem.runtime import Job, Progress
+
+ERROR_STYLE = "color: #ff7070;"
+OK_STYLE = ""
+
+
+def _drive(job: Job[Any]) -> Generator[Progress, None, Any]:
+    """The worker's generator: re-yield the job's events and return its result."""
+    return (yield from job)
+
+
+def error_text(exc: BaseException) -> str:
+    """A one-line message for the user: our ValueErrors already say what to do, others get their type name."""
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class JobPanel(QWidget):
+    """Run / Cancel buttons, a progress bar and a status line; runs one job at a time in a worker thread.
+
+    ``finished`` is emitted on the GUI thread after a job ended (done, cancelled or failed) and its callbacks ran.
+    """
+
+    finished = Signal()
+
+    def __init__(self, run_text: str = "Run", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.run_button = QPushButton(run_text)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip("Stop after the current step; finished results are kept")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("%v / %m")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status)
+        self.cancel_button.clicked.connect(self.cancel)
+
+        self.worker: GeneratorWorker | None = None
+        self.last_progress: Progress | None = None
+        self._job: Job[Any] | None = None
+        self._pbar: napari_progress | None = None
+        self._failed = False
+        self._callbacks: dict[str, Callable[..., None] | None] = {}
+
+    # -- state ---------------------------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """True while a job is running (until its ``finished`` handling is done)."""
+        return self.worker is not None
+
+    def set_status(self, text: str) -> None:
+        """Show an ordinary status message."""
+        self.status.setStyleSheet(OK_STYLE)
+        self.status.setText(text)
+
+    def show_error(self, text: str, notify: bool = True) -> None:
+        """Show ``text`` as an error in the widget (and as a napari notification)."""
+        self.status.setStyleSheet(ERROR_STYLE)
+        self.status.setText(text)
+        if notify:
+            show_error(text)
+
+    def notify(self, text: str) -> None:
+        """Status line plus a napari info notification (for results worth a pop-up)."""
+        self.set_status(text)
+        show_info(text)
+
+    # -- running -------------------------------------------------------------------------------------------------
+    def start(
+        self,
+        job: Job[Any],
+        *,
+        desc: str,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_returned: Callable[[Any], None] | None = None,
+        on_aborted: Callable[[], None] | None = None,
+        on_errored: Callable[[BaseException], None] | None = None,
+    ) -> GeneratorWorker:
+        """Run ``job`` in a worker thread; the callbacks run on the GUI thread."""
+        if self.busy:
+            raise RuntimeError("a job is already running; cancel it or wait for it to finish")
+        self._job = job
+        self._callbacks = {
+            "progress": on_progress,
+            "returned": on_returned,
+            "aborted": on_aborted,
+            "errored": on_errored,
+        }
+        self.last_progress = None
+        self._failed = False
+        self._pbar = napari_progress(total=0, desc=desc)
+        self.progress_bar.setRange(0, 0)  # busy indicator until the first event tells the total
+        self.set_status(f"{desc}…")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+
+        worker = create_worker(_drive, job, _ignore_errors=True, _start_thread=False)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Ask the running job to stop after its current step (finished work is kept)."""
+        if self.worker is not None:
+            self.cancel_button.setEnabled(False)
+            self.set_status("cancelling after the current step…")
+            self.worker.quit()
+
+    # -- worker signals (GUI thread) -------------------------------------------------------------------------------
+    def _on_yielded(self, event: Progress) -> None:
+        if not isinstance(event, Progress):
+            return
+        self.last_progress = event
+        total = max(int(event.total), 0)
+        if total > 0:
+            self.progress_bar.setRange(0, total)
+            self.progress_bar.setValue(min(int(event.step), total))
+        if event.message and self.cancel_button.isEnabled():
+            self.set_status(event.message)
+        self._call("progress", event)
+        # Last: napari's progress widgets call processEvents(), so later events (even ``finished``) may be handled
+        # inside these calls; nothing after them may rely on this job still running.
+        pbar = self._pbar
+        if pbar is None:
+            return
+        if pbar.total != total:
+            pbar.total = total
+        if self._pbar is pbar and int(event.step) != int(pbar.n):
+            pbar.update(int(event.step) - int(pbar.n))
+        if self._pbar is pbar and event.message:
+            pbar.set_description(event.message)
+
+    def _on_returned(self, result: Any) -> None:
+        self.progress_bar.setValue(self.progress_bar.maximum())
+        self.set_status("done")
+        self._call("returned", result)
+
+    def _on_aborted(self) -> None:
+        if self._failed:  # stopped because a handler failed: keep its error message
+            return
+        self.set_status("cancelled")
+        self._call("aborted")
+
+    def _on_errored(self, exc: BaseException) -> None:
+        self._failed = True
+        callback = self._callbacks.get("errored")
+        if callback is not None:
+            callback(exc)
+        else:
+            self.show_error(error_text(exc))
+
+    def _call(self, name: str, *args: Any) -> None:
+        callback = self._callbacks.get(name)
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception as exc:  # a failing handler must not kill the GUI; stop the job instead
+            self._failed = True
+            if name == "progress" and self.worker is not None:
+                self.worker.quit()
+            self.show_error(error_text(exc))
+
+    def _on_finished(self) -> None:
+        job, pbar = self._job, self._pbar
+        self._job = None
+        self._pbar = None
+        self._callbacks = {}
+        self.worker = None
+        if self.progress_bar.maximum() == 0:
+            self.progress_bar.setRange(0, 1)
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        # The worker thread is done with the generator: close the job so its ``finally`` blocks run now.
+        if job is not None:
+            job.close()
+        if pbar is not None:
+            pbar.close()
+        self.finished.emit()

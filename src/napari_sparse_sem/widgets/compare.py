@@ -1,0 +1,368 @@
+"""*Compare masks* dock widget: several mask patterns × methods on the same slices, side by side.
+
+Runs :func:`napari_sparse_sem.compare.compare_job` in a worker thread on the ground-truth layer (the slice the viewer
+shows, or a range; optionally a rectangle from a Shapes layer), then shows every result in napari's grid view (one
+column per pattern: mask, reconstruction(s), |error| map(s), with one contrast for all reconstructions and one for all
+error maps), a metrics table and PSNR/SSIM bars. Results of a previous comparison are replaced; the user's own layers
+are never changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select, SpinBox
+from napari.layers import Shapes
+from qtpy.QtWidgets import QFileDialog, QPushButton, QVBoxLayout, QWidget
+
+from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, compare_job, result_from_runs, summary
+from napari_sparse_sem.io.volume import Volume, as_zyx
+from napari_sparse_sem.runtime import Progress, available_devices
+from napari_sparse_sem.sampling.spec import PATTERNS
+from napari_sparse_sem.widgets._layers import (
+    LayerChoices,
+    image_layers,
+    layer_array,
+    like_layer,
+    meta,
+    offset_placement,
+    result_name,
+)
+from napari_sparse_sem.widgets._plots import MetricsPlot, MetricsTable
+from napari_sparse_sem.widgets._settings import restore_values, save_values
+from napari_sparse_sem.widgets._worker import JobPanel
+
+CURRENT = "current slice"
+RANGE = "range"
+WHOLE = "(whole image)"
+DEFAULT_PATTERNS = ("random", "grid", "spiral")
+
+
+def matched_limits(arrays: list[np.ndarray], low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """One pair of contrast limits (percentiles over all ``arrays`` together) so the layers compare by eye."""
+    values = np.concatenate([np.ravel(a) for a in arrays]) if arrays else np.zeros(1)
+    lo, hi = (float(v) for v in np.percentile(values, [low, high]))
+    return (lo, hi) if hi > lo else (lo, lo + 1e-6)
+
+
+class CompareWidget(QWidget):
+    """Compare mask patterns and reconstruction methods on the ground truth's current slice (or a range)."""
+
+    SETTINGS_GROUP = "compare"
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        from napari_sparse_sem.recon import available_methods
+
+        self.viewer = napari_viewer
+        methods = available_methods()
+        self.truth = ComboBox(label="ground truth", choices=self._truth_choices, tooltip="the dense image stack")
+        self.pattern_boxes = {p: CheckBox(text=p, value=p in DEFAULT_PATTERNS) for p in PATTERNS}
+        boxes = list(self.pattern_boxes.values())
+        self.patterns = Container(
+            label="patterns",
+            layout="vertical",
+            widgets=[
+                Container(layout="horizontal", widgets=boxes[i : i + 3], labels=False) for i in range(0, len(boxes), 3)
+            ],
+            labels=False,
+        )
+        self.coverage = FloatSpinBox(label="coverage (%)", value=10.0, min=0.0, max=100.0, step=0.5)
+        self.methods = Select(
+            label="methods", choices=methods, value=["linear"] if "linear" in methods else methods[:1]
+        )
+        self.methods.native.setMaximumHeight(90)
+        self.slice_mode = ComboBox(label="slices", choices=[CURRENT, RANGE], value=CURRENT)
+        self.first_slice = SpinBox(label="first slice", value=0, min=0, max=100000)
+        self.last_slice = SpinBox(label="last slice", value=0, min=0, max=100000)
+        self.roi = ComboBox(label="ROI", choices=self._roi_choices, tooltip="a Shapes layer: its bounding box is used")
+        self.dose = FloatSpinBox(label="dose (e⁻/px)", value=0.0, min=0.0, max=1e6, step=10.0, tooltip="0 = noiseless")
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.slice_label = Label(value="")
+        self.form = Container(
+            widgets=[
+                self.truth,
+                self.patterns,
+                self.coverage,
+                self.methods,
+                self.slice_mode,
+                self.first_slice,
+                self.last_slice,
+                self.slice_label,
+                self.roi,
+                self.dose,
+                self.seed,
+                self.device,
+            ]
+        )
+        self.panel = JobPanel("Compare")
+        self.table = MetricsTable()
+        self.plot = MetricsPlot()
+        self.save_button = QPushButton("Save report…")
+        self.save_button.setEnabled(False)
+        self.save_button.setToolTip("metrics (json, csv), summary, parameters and a figure, into a folder")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.panel)
+        layout.addWidget(self.table)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.save_button)
+
+        self.result: CompareResult | None = None
+        self.result_layers: list[napari.layers.Layer] = []
+        self._partial_runs: list[CompareRun] = []
+        self._pending: dict[str, Any] = {}
+        self._choices = LayerChoices(self.viewer)
+        self._choices.add(self.truth)
+        self._choices.add(self.roi)
+        self.slice_mode.changed.connect(self._on_slice_mode)
+        self.viewer.dims.events.current_step.connect(self._show_current_slice)
+        self.truth.changed.connect(self._show_current_slice)
+        restore_values(self.SETTINGS_GROUP, self._parameters())
+        self._on_slice_mode()
+        self.panel.run_button.clicked.connect(self.run)
+        self.save_button.clicked.connect(self._ask_save_report)
+
+    # -- parameters ------------------------------------------------------------------------------------------------
+    def _truth_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") is None)
+
+    def _roi_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        shapes = [layer for layer in reversed(list(self.viewer.layers)) if isinstance(layer, Shapes)]
+        return [(WHOLE, None), *((layer.name, layer) for layer in shapes)]
+
+    def _parameters(self) -> dict[str, Any]:
+        params: dict[str, Any] = {f"pattern_{p}": box for p, box in self.pattern_boxes.items()}
+        params.update(
+            coverage=self.coverage, methods=self.methods, slice_mode=self.slice_mode, dose=self.dose, seed=self.seed
+        )
+        params["device"] = self.device
+        return params
+
+    def _on_slice_mode(self, *_: Any) -> None:
+        ranged = self.slice_mode.value == RANGE
+        self.first_slice.visible = ranged
+        self.last_slice.visible = ranged
+        self.slice_label.visible = not ranged
+        self._show_current_slice()
+
+    def _show_current_slice(self, *_: Any) -> None:
+        layer = self.truth.value
+        self.slice_label.value = f"slice {self.current_slice(layer)}" if layer is not None else ""
+
+    def current_slice(self, layer: Any) -> int:
+        """The data index of ``layer``'s slice that the viewer shows now (0 for a 2D layer)."""
+        if layer is None or layer.ndim < 3:
+            return 0
+        try:
+            position = layer.world_to_data(self.viewer.dims.point)
+        except (ValueError, IndexError):
+            return 0
+        z_axis = layer.ndim - 3
+        return int(np.clip(round(float(position[z_axis])), 0, layer.data.shape[z_axis] - 1))
+
+    def _roi_box(self, truth: Any, shape_yx: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        shapes = self.roi.value
+        if shapes is None:
+            return None
+        if len(shapes.data) == 0:
+            raise ValueError(f"ROI layer {shapes.name!r} holds no shape; draw a rectangle or choose {WHOLE}")
+        vertices = np.concatenate([np.asarray(s, dtype=float) for s in shapes.data])
+        world = vertices[:, -2:] * np.asarray(shapes.scale[-2:]) + np.asarray(shapes.translate[-2:])
+        data = (world - np.asarray(truth.translate[-2:])) / np.asarray(truth.scale[-2:])
+        (y0, x0), (y1, x1) = np.floor(data.min(axis=0)), np.ceil(data.max(axis=0))
+        ny, nx = shape_yx
+        box = (int(max(0, y0)), int(min(ny, y1)), int(max(0, x0)), int(min(nx, x1)))
+        if box[1] <= box[0] or box[3] <= box[2]:
+            raise ValueError(f"ROI layer {shapes.name!r} lies outside the image {truth.name!r}; draw it over the image")
+        return box
+
+    def spec(self) -> tuple[CompareSpec, Any]:
+        """The comparison spec and the ground-truth data (a (z, y, x) view) from the fields; ValueError if invalid."""
+        truth = self.truth.value
+        if truth is None:
+            raise ValueError("no ground-truth image layer; open an image stack (or File > Open Sample) first")
+        data = as_zyx(layer_array(truth, "ground truth"), what=f"ground truth layer {truth.name!r}")
+        patterns = [p for p, box in self.pattern_boxes.items() if box.value]
+        if not patterns:
+            raise ValueError("tick at least one mask pattern to compare")
+        methods = list(self.methods.value)
+        if not methods:
+            raise ValueError("select at least one reconstruction method")
+        if self.coverage.value <= 0:
+            raise ValueError("coverage must be more than 0 % (the share of pixels the beam visits); e.g. 10 %")
+        nz = int(data.shape[0])
+        if self.slice_mode.value == RANGE:
+            first, last = int(self.first_slice.value), int(self.last_slice.value)
+            if last < first:
+                raise ValueError(f"last slice {last} is before first slice {first}; swap them")
+            if last >= nz:
+                raise ValueError(f"last slice {last} is outside the stack of {nz} slices (0 to {nz - 1})")
+        else:
+            first = last = self.current_slice(truth)
+        dose = float(self.dose.value)
+        spec = CompareSpec(
+            patterns=patterns,
+            coverages=[self.coverage.value / 100.0],
+            methods=methods,
+            slices=(first, last + 1),
+            roi=self._roi_box(truth, tuple(data.shape[1:])),
+            seed=int(self.seed.value),
+            device=self.device.value,
+            per_slice=True,
+            dose=dose if dose > 0 else None,
+        )
+        spec.validate_for(data.shape)
+        return spec, data
+
+    # -- running ---------------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Start the comparison (bad input: message in the widget, nothing added)."""
+        if self.panel.busy:
+            return
+        try:
+            spec, data = self.spec()
+        except ValueError as exc:
+            self.panel.show_error(str(exc))
+            return
+        save_values(self.SETTINGS_GROUP, self._parameters())
+        truth = self.truth.value
+        volume = Volume(data=data, name=truth.name, voxel_size=None, metadata=dict(truth.metadata or {}))
+        self._partial_runs = []
+        self._pending = {"truth": truth, "spec": spec, "volume": volume}
+        n_runs = len(spec.patterns) * len(spec.methods)
+        self.panel.start(
+            compare_job(volume, spec),
+            desc=f"comparing {n_runs} runs on {truth.name}",
+            on_progress=self._on_progress,
+            on_returned=self._show_result,
+            on_aborted=self._on_cancelled,
+        )
+
+    def _on_progress(self, event: Progress) -> None:
+        if isinstance(event.partial, CompareRun):
+            self._partial_runs.append(event.partial)
+
+    def _on_cancelled(self) -> None:
+        spec = self._pending["spec"]
+        total = len(spec.patterns) * len(spec.coverages) * len(spec.methods)
+        runs = list(self._partial_runs)
+        if runs:
+            self._show_result(result_from_runs(runs, spec, {"name": self._pending["truth"].name}))
+        self.panel.set_status(f"cancelled after {len(runs)} of {total} runs; finished runs are shown")
+
+    # -- results ---------------------------------------------------------------------------------------------------
+    def clear_results(self) -> None:
+        """Remove the layers of the previous comparison (only ours; user layers stay)."""
+        for layer in self.result_layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.result_layers = []
+
+    def _show_result(self, result: CompareResult) -> None:
+        truth = self._pending["truth"]
+        self.result = result
+        self.clear_results()
+        runs = result.runs
+        patterns = list(dict.fromkeys(run.pattern for run in runs))
+        methods = list(dict.fromkeys(run.method for run in runs))
+        recon_limits = matched_limits([result.reference])
+        error_limits = (0.0, max(matched_limits([run.error for run in runs])[1], 1e-6))
+        offset = (result.slices[0], result.roi[0], result.roi[2])
+        where = offset_placement(truth, offset)
+        common = {"kind": "compare", "source_layer": truth.name, "slices": list(result.slices), "roi": list(result.roi)}
+
+        # Grid order (row by row, one column per pattern): masks, then each method's reconstructions, then errors.
+        cells: list[tuple[str, CompareRun, str]] = []
+        first_run = {p: next(run for run in runs if run.pattern == p) for p in patterns}
+        cells += [("mask", first_run[p], "mask") for p in patterns]
+        for method in methods:
+            cells += [
+                ("recon", run, method) for p in patterns for run in runs if run.pattern == p and run.method == method
+            ]
+        for method in methods:
+            cells += [
+                ("error", run, f"{method} |error|")
+                for p in patterns
+                for run in runs
+                if run.pattern == p and run.method == method
+            ]
+        added = []
+        for what, run, label in reversed(cells):  # the grid (stride -1) starts at the top of the layer list
+            name = result_name(truth.name, run.pattern, run.coverage_requested, label)
+            info = {**common, "what": what, "pattern": run.pattern, "method": run.method, "coverage": run.coverage}
+            if what == "mask":
+                layer = self.viewer.add_image(
+                    like_layer(run.mask.astype(np.float32), truth),
+                    name=name,
+                    colormap="gray",
+                    contrast_limits=(0.0, 1.0),
+                    interpolation2d="nearest",
+                    metadata=info,
+                    **where,
+                )
+            elif what == "recon":
+                rows = [r for r in result.records if r["pattern"] == run.pattern and r["method"] == run.method]
+                info["metrics"] = summary(rows)[0] if rows else {}
+                layer = self.viewer.add_image(
+                    like_layer(run.recon, truth),
+                    name=name,
+                    colormap="gray",
+                    contrast_limits=recon_limits,
+                    metadata=info,
+                    **where,
+                )
+            else:
+                layer = self.viewer.add_image(
+                    like_layer(run.error, truth),
+                    name=name,
+                    colormap="magma",
+                    contrast_limits=error_limits,
+                    metadata=info,
+                    **where,
+                )
+            added.append(layer)
+        self.result_layers = added
+        grid = self.viewer.canvas.grid
+        grid.stride = -1
+        grid.shape = (-1, len(patterns))
+        grid.enabled = True
+
+        rows = summary(result.records)
+        self.table.show_rows(rows)
+        self.plot.show_rows(rows)
+        self.save_button.setEnabled(bool(result.records))
+        self.panel.set_status(
+            f"{len(runs)} runs on slices {result.slices[0]}–{result.slices[1] - 1}; grid view: one column per pattern"
+        )
+
+    # -- report ----------------------------------------------------------------------------------------------------
+    def save_report(self, folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
+        """Write the last comparison's report into ``folder`` (see :func:`napari_sparse_sem.report.write_report`)."""
+        from napari_sparse_sem.report import write_report
+
+        if self.result is None:
+            raise ValueError("no comparison to save yet; run one first")
+        return write_report(self.result, folder, overwrite=overwrite)
+
+    def _ask_save_report(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save comparison report into folder")
+        if not folder:
+            return
+        try:
+            paths = self.save_report(folder)
+        except (ValueError, FileExistsError, OSError) as exc:
+            self.panel.show_error(str(exc))
+            return
+        self.panel.notify(f"report saved: {paths['figure'].parent}")
+
+    def closeEvent(self, event: Any) -> None:
+        self.panel.cancel()
+        self._choices.disconnect()
+        self.viewer.dims.events.current_step.disconnect(self._show_current_slice)
+        super().closeEvent(event)

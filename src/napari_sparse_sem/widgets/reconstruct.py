@@ -1,0 +1,283 @@
+"""*Reconstruct* dock widget: fill the unscanned pixels of a sparse layer, slice by slice, in a worker thread.
+
+The reconstruction layer ``<source> · <pattern> <cov>% · <method>`` is added at the start (zeros) and updated as every
+slice finishes, so one watches it grow; Cancel stops after the current slice and keeps the finished ones. With a ground
+truth chosen, an ``… · |error|`` layer and PSNR/SSIM (all pixels and unscanned pixels) follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from napari_sparse_sem.metrics import abs_error, slice_metrics
+from napari_sparse_sem.runtime import Job, Progress, available_devices, pick_device
+from napari_sparse_sem.widgets._layers import (
+    SEP,
+    LayerChoices,
+    contrast_01,
+    image_layers,
+    layer_mask,
+    layer_volume,
+    like_layer,
+    mask_layers,
+    meta,
+    placement,
+    result_name,
+)
+from napari_sparse_sem.widgets._settings import restore_values, save_values
+from napari_sparse_sem.widgets._worker import JobPanel
+
+NO_TRUTH = "(none)"
+
+
+@dataclass
+class Measured:
+    """Metrics of a finished reconstruction against a ground truth (means over slices) and its error map."""
+
+    error: np.ndarray
+    rows: list[dict[str, float]]
+
+    def mean(self, key: str) -> float:
+        values = np.array([r[key] for r in self.rows], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else float("nan")
+
+
+def reconstruct_and_measure(
+    job: Job[Any], out: np.ndarray, truth: np.ndarray | None, mask: np.ndarray
+) -> Generator[Progress, None, Measured | None]:
+    """Run a reconstruction job, then (with a ground truth) score every slice; yields progress throughout."""
+    yield from job
+    if truth is None:
+        return None
+    n = out.shape[0]
+    rows = []
+    for z in range(n):
+        yield Progress(z, n, f"measuring slice {z + 1} of {n}")
+        rows.append(slice_metrics(truth[z], out[z], mask[z]))
+    yield Progress(n, n, "measured")
+    return Measured(error=abs_error(truth, out), rows=rows)
+
+
+class ReconstructWidget(QWidget):
+    """Reconstruct a sparse acquisition with a chosen method and device; optional ground truth for metrics."""
+
+    SETTINGS_GROUP = "reconstruct"
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        from napari_sparse_sem.recon import available_methods
+
+        self.viewer = napari_viewer
+        methods = available_methods()
+        self.sparse = ComboBox(
+            label="sparse", choices=self._sparse_choices, tooltip="sparse acquisition (0 = unscanned)"
+        )
+        self.mask = ComboBox(label="mask", choices=self._mask_choices, tooltip="scanned pixels (non-zero)")
+        self.truth = ComboBox(
+            label="ground truth", choices=self._truth_choices, tooltip="optional: for |error| and PSNR"
+        )
+        self.method = ComboBox(label="method", choices=methods, value="linear" if "linear" in methods else methods[0])
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.form = Container(widgets=[self.sparse, self.mask, self.truth, self.method, self.device])
+        self.panel = JobPanel("Reconstruct")
+        self.result_label = QLabel("")
+        self.result_label.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.panel)
+        layout.addWidget(self.result_label)
+        layout.addStretch(1)
+
+        self.layer: napari.layers.Image | None = None  # the reconstruction being filled
+        self.done_slices: list[int] = []
+        self.metrics: dict[str, float] | None = None
+        self._run: dict[str, Any] = {}
+        self._choices = LayerChoices(self.viewer)
+        for combo in (self.sparse, self.mask, self.truth):
+            self._choices.add(combo)
+        self.sparse.changed.connect(self._match_partners)
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self._match_partners()
+        restore_values(self.SETTINGS_GROUP, {"method": self.method, "device": self.device})
+        self.panel.run_button.clicked.connect(self.run)
+
+    # -- choices ---------------------------------------------------------------------------------------------------
+    def _sparse_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") == "sparse")
+
+    def _mask_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return mask_layers(self.viewer)
+
+    def _truth_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        plain = image_layers(self.viewer, first=lambda layer: meta(layer, "kind") is None)
+        return [(NO_TRUTH, None), *plain]
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        """A freshly made sparse acquisition becomes the input (with its mask and source), unless a job runs."""
+        if meta(event.value, "kind") == "sparse" and not self.panel.busy:
+            self.sparse.reset_choices()
+            self.sparse.value = event.value
+            self._match_partners()
+
+    def _match_partners(self, *_: Any) -> None:
+        """Preselect the mask made with the chosen sparse layer, and its source as the ground truth."""
+        sparse = self.sparse.value
+        acquisition_id = meta(sparse, "acquisition_id")
+        if acquisition_id is None:
+            return
+        for _name, layer in self._mask_choices():
+            if meta(layer, "kind") == "mask" and meta(layer, "acquisition_id") == acquisition_id:
+                self.mask.value = layer
+                break
+        source = meta(sparse, "source_layer")
+        for _name, layer in self._truth_choices():
+            if layer is not None and layer.name == source:
+                self.truth.value = layer
+                break
+
+    # -- running ---------------------------------------------------------------------------------------------------
+    def _inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        sparse_layer, mask_layer, truth_layer = self.sparse.value, self.mask.value, self.truth.value
+        if sparse_layer is None:
+            raise ValueError("no sparse layer; make one with the Sparse acquisition widget or open a sparse stack")
+        if mask_layer is None:
+            raise ValueError("no mask layer; choose the layer that marks the scanned pixels")
+        ours = meta(sparse_layer, "kind") == "sparse"  # our sparse layers are already in [0, 1]
+        sparse, _ = layer_volume(sparse_layer, "sparse", vrange=(0.0, 1.0) if ours else None)
+        mask = layer_mask(mask_layer, "mask")
+        if mask.shape != sparse.shape:
+            raise ValueError(
+                f"mask {mask_layer.name!r} has shape {mask.shape} but sparse {sparse_layer.name!r} has {sparse.shape}; "
+                "choose the mask made with this acquisition"
+            )
+        if not mask.any():
+            raise ValueError(f"mask {mask_layer.name!r} marks no scanned pixel; nothing to reconstruct from")
+        truth = None
+        if truth_layer is not None:
+            truth, _ = layer_volume(truth_layer, "ground truth", vrange=self._truth_range(sparse_layer, truth_layer))
+            if truth.shape != sparse.shape:
+                raise ValueError(
+                    f"ground truth {truth_layer.name!r} has shape {truth.shape} but the sparse layer has "
+                    f"{sparse.shape}; choose the image the acquisition was made from, or (none)"
+                )
+        return sparse, mask, truth
+
+    @staticmethod
+    def _truth_range(sparse_layer: Any, truth_layer: Any) -> tuple[float, float] | None:
+        """The value range recorded when the acquisition was made from this very layer (so values match 1:1)."""
+        if meta(sparse_layer, "source_layer") == truth_layer.name and meta(sparse_layer, "value_range") is not None:
+            return tuple(meta(sparse_layer, "value_range"))
+        return None
+
+    def _name(self, sparse_layer: Any, method: str) -> str:
+        spec = meta(sparse_layer, "mask_spec")
+        if spec and meta(sparse_layer, "source_layer"):
+            return result_name(meta(sparse_layer, "source_layer"), spec["pattern"], spec["coverage"], method)
+        return f"{sparse_layer.name}{SEP}{method}"
+
+    def run(self) -> None:
+        """Start the reconstruction; the result layer fills slice by slice (bad input: message, no layer)."""
+        from napari_sparse_sem.recon.volume import reconstruct_volume
+
+        if self.panel.busy:
+            return
+        self.result_label.setText("")
+        try:
+            sparse, mask, truth = self._inputs()
+            device = pick_device(self.device.value)
+            method = self.method.value
+            job = reconstruct_volume(sparse, mask, method, device=device, out=(out := np.zeros_like(sparse)))
+        except ValueError as exc:
+            self.panel.show_error(str(exc))
+            return
+        save_values(self.SETTINGS_GROUP, {"method": self.method, "device": self.device})
+        sparse_layer = self.sparse.value
+        truth_layer = self.truth.value
+        metadata = {
+            key: value
+            for key, value in (sparse_layer.metadata or {}).items()
+            if key in ("source_layer", "acquisition_id", "mask_spec", "acquisition_spec", "coverage", "value_range")
+        }
+        metadata.update(kind="reconstruction", method=method, device=device, sparse_layer=sparse_layer.name)
+        self.layer = self.viewer.add_image(
+            like_layer(np.zeros_like(sparse), sparse_layer),
+            name=self._name(sparse_layer, method),
+            metadata=metadata,
+            contrast_limits=contrast_01(sparse_layer, (0.0, 1.0)),
+            colormap="gray",
+            **placement(sparse_layer),
+        )
+        self.done_slices = []
+        self._run = {"n": sparse.shape[0], "seconds": 0.0, "truth_layer": truth_layer, "sparse_layer": sparse_layer}
+        self.panel.start(
+            reconstruct_and_measure(job, out, truth, mask),
+            desc=f"{method} reconstruction of {sparse_layer.name}",
+            on_progress=self._on_progress,
+            on_returned=self._on_done,
+            on_aborted=self._on_cancelled,
+        )
+
+    def _on_progress(self, event: Progress) -> None:
+        done = event.partial
+        if done is None or not hasattr(done, "z") or self.layer is None:
+            return
+        z = int(done.z)
+        if self.layer.ndim == 2:
+            self.layer.data[...] = done.image
+        else:
+            self.layer.data[z] = done.image
+        self.layer.refresh()
+        self.done_slices.append(z)
+        self._run["seconds"] += float(getattr(done, "seconds", 0.0))
+
+    def _on_cancelled(self) -> None:
+        k, n = len(set(self.done_slices)), self._run.get("n", 0)
+        if self.layer is not None:
+            self.layer.metadata["slices_done"] = sorted(set(self.done_slices))
+            self.layer.metadata["complete"] = False
+        self.panel.set_status(f"cancelled after {k} of {n} slices; finished slices are kept in {self.layer.name!r}")
+
+    def _on_done(self, measured: Measured | None) -> None:
+        layer = self.layer
+        n, seconds = self._run["n"], self._run["seconds"]
+        layer.metadata["complete"] = True
+        layer.metadata["seconds"] = seconds
+        text = f"{layer.metadata['method']} on {layer.metadata['device']}: {n} slices in {seconds:.2f} s"
+        if measured is not None:
+            truth_layer = self._run["truth_layer"]
+            metrics = {key: measured.mean(key) for key in ("psnr", "ssim", "psnr_unscanned", "ssim_unscanned", "mae")}
+            layer.metadata["metrics"] = metrics
+            layer.metadata["ground_truth"] = truth_layer.name
+            high = float(np.percentile(measured.error, 99.5)) if measured.error.size else 1.0
+            self.viewer.add_image(
+                like_layer(measured.error, layer),
+                name=f"{layer.name}{SEP}|error|",
+                metadata={"kind": "error", "reconstruction": layer.name, "ground_truth": truth_layer.name, **metrics},
+                contrast_limits=(0.0, max(high, 1e-6)),
+                colormap="magma",
+                blending="additive",
+                visible=False,
+                **placement(layer),
+            )
+            text += (
+                f"\nPSNR {metrics['psnr']:.2f} dB (unscanned {metrics['psnr_unscanned']:.2f} dB)"
+                f" · SSIM {metrics['ssim']:.3f} (unscanned {metrics['ssim_unscanned']:.3f})"
+            )
+        self.metrics = layer.metadata.get("metrics")
+        self.result_label.setText(text)
+        self.panel.set_status(f"reconstructed {layer.name!r}")
+
+    def closeEvent(self, event: Any) -> None:
+        self.panel.cancel()
+        self._choices.disconnect()
+        self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+        super().closeEvent(event)

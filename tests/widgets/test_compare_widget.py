@@ -1,0 +1,134 @@
+"""The Compare masks widget in a real viewer: grid view, matched contrast, table, plot, ROI/range, errors, report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sparse_sem.metrics import psnr
+from napari_sparse_sem.widgets._worker import ERROR_STYLE
+from napari_sparse_sem.widgets.compare import RANGE, CompareWidget
+
+PATTERNS3 = ("random", "grid", "spiral")
+
+
+def _choose(widget: CompareWidget, patterns=PATTERNS3, methods=("nearest", "linear"), coverage=10.0) -> None:
+    for pattern, box in widget.pattern_boxes.items():
+        box.value = pattern in patterns
+    widget.methods.value = list(methods)
+    widget.coverage.value = coverage
+
+
+def test_three_patterns_in_grid_with_matched_contrast(viewer, sample_layer, small_stack, wait_done):
+    before = sample_layer.data.copy()
+    viewer.dims.set_current_step(0, 2)
+    widget = CompareWidget(viewer)
+    assert widget.truth.value is sample_layer
+    _choose(widget)
+    spec, _ = widget.spec()
+    assert spec.slices == (2, 3) and spec.roi is None  # the slice the viewer shows
+    widget.run()
+    wait_done(widget.panel)
+
+    assert viewer.canvas.grid.enabled
+    layers = widget.result_layers
+    by_what = {what: [la for la in layers if la.metadata["what"] == what] for what in ("mask", "recon", "error")}
+    assert [len(by_what[w]) for w in ("mask", "recon", "error")] == [3, 6, 6]
+    assert len({tuple(la.contrast_limits) for la in by_what["recon"]}) == 1
+    assert len({tuple(la.contrast_limits) for la in by_what["error"]}) == 1
+    assert by_what["error"][0].contrast_limits[0] == 0.0
+    for layer in layers:
+        assert layer.data.shape == (1, 96, 96)
+        np.testing.assert_allclose(layer.translate, (2 * 30.0, 5.0, -20.0))
+        np.testing.assert_array_equal(layer.scale, sample_layer.scale)
+
+    # One grid column per pattern: masks in the first row, reconstructions below, error maps last.
+    grid, all_layers = viewer.canvas.grid, list(viewer.layers)
+    assert grid.actual_shape(all_layers)[1] == 3
+    for column, pattern in enumerate(PATTERNS3):
+        mask = next(la for la in by_what["mask"] if la.metadata["pattern"] == pattern)
+        assert grid.position(all_layers.index(mask), all_layers) == (0, column)
+        linear = next(
+            la for la in by_what["recon"] if la.metadata["pattern"] == pattern and la.metadata["method"] == "linear"
+        )
+        assert grid.position(all_layers.index(linear), all_layers) == (2, column)
+
+    table = widget.table
+    assert table.rowCount() == 6
+    assert table.values("pattern") == [p for p in PATTERNS3 for _ in range(2)]
+    assert table.values("method") == ["nearest", "linear"] * 3
+    psnrs = dict(
+        zip(zip(table.values("pattern"), table.values("method"), strict=True), table.values("psnr"), strict=True)
+    )
+    reference = small_stack[2] / 255.0
+    for layer in by_what["recon"]:
+        key = (layer.metadata["pattern"], layer.metadata["method"])
+        assert psnrs[key] == pytest.approx(psnr(reference, layer.data[0]), abs=1e-4)
+    assert all(psnrs[(p, "linear")] > 22.0 for p in PATTERNS3)
+    assert all(psnrs[(p, "linear")] > psnrs[(p, "nearest")] for p in PATTERNS3)
+    assert all(0.08 < c < 0.12 for c in table.values("coverage"))
+    assert len(widget.plot.axes[0].patches) == 6 and len(widget.plot.axes[1].patches) == 6
+
+    # A second run replaces the first one's layers; the user's layer is never touched.
+    widget.run()
+    wait_done(widget.panel)
+    assert len(viewer.layers) == 1 + 15
+    assert all(layer not in viewer.layers for layer in layers)
+    assert viewer.layers[0] is sample_layer
+    np.testing.assert_array_equal(sample_layer.data, before)
+
+
+def test_slice_range_and_roi_from_shapes(viewer, sample_layer, small_stack, wait_done, tmp_path):
+    # A rectangle over rows 20..68 and columns 10..74 of the sample (world coordinates: 10 nm pixels, offset).
+    roi = viewer.add_shapes(
+        [np.array([[5 + 10 * 20, -20 + 10 * 10], [5 + 10 * 68, -20 + 10 * 74]])], shape_type="rectangle", name="roi"
+    )
+    widget = CompareWidget(viewer)
+    widget.truth.value = sample_layer
+    _choose(widget, patterns=("random", "lowres"), methods=("linear",), coverage=25.0)
+    widget.slice_mode.value = RANGE
+    widget.first_slice.value, widget.last_slice.value = 1, 2
+    widget.roi.value = roi
+    spec, _ = widget.spec()
+    assert spec.slices == (1, 3) and spec.roi == (20, 68, 10, 74)
+    widget.run()
+    wait_done(widget.panel)
+
+    assert widget.table.rowCount() == 2
+    for layer in widget.result_layers:
+        assert layer.data.shape == (2, 48, 64)
+        np.testing.assert_allclose(layer.translate, (30.0, 5.0 + 10 * 20, -20.0 + 10 * 10))
+    recon = next(
+        la for la in widget.result_layers if la.metadata["what"] == "recon" and la.metadata["pattern"] == "random"
+    )
+    assert psnr(small_stack[1:3, 20:68, 10:74] / 255.0, recon.data) > 24.0
+
+    paths = widget.save_report(tmp_path / "report")
+    assert all(path.exists() for path in paths.values())
+
+
+def test_bad_input_shows_error_and_adds_nothing(viewer, sample_layer):
+    rgb = viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="rgb", rgb=True)
+    widget = CompareWidget(viewer)
+    cases = [
+        (lambda: _choose(widget, patterns=()), "tick at least one mask pattern"),
+        (lambda: _choose(widget, methods=()), "select at least one reconstruction method"),
+        (lambda: _choose(widget, coverage=0.0), "coverage must be more than 0"),
+        (lambda: setattr(widget.truth, "value", rgb), "RGB"),
+    ]
+    for prepare, message in cases:
+        widget.truth.value = sample_layer
+        _choose(widget)
+        prepare()
+        widget.run()
+        assert not widget.panel.busy
+        assert message in widget.panel.status.text()
+        assert widget.panel.status.styleSheet() == ERROR_STYLE
+        assert len(viewer.layers) == 2
+    widget.truth.value = sample_layer
+    _choose(widget)
+    widget.slice_mode.value = RANGE
+    widget.first_slice.value, widget.last_slice.value = 2, 9
+    widget.run()
+    assert "outside the stack of 4 slices" in widget.panel.status.text()
+    assert not viewer.canvas.grid.enabled
