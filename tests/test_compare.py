@@ -52,6 +52,10 @@ def test_spec_validation_messages() -> None:
     with pytest.raises(ValueError, match="dose"):
         CompareSpec(dose=-1)
     assert CompareSpec(patterns=["all"]).patterns == list(PATTERNS)
+    spec = CompareSpec(patterns="random, grid", methods="nearest,linear", coverages=0.1)
+    assert spec.patterns == ["random", "grid"] and spec.methods == ["nearest", "linear"] and spec.coverages == [0.1]
+    with pytest.raises(ValueError, match=r"'linear3d' has no option\(s\) \['ctx'\]; its options are"):
+        CompareSpec(methods=["linear3d"], method_options={"linear3d": {"ctx": 2}})
 
 
 def test_validate_for_names_the_image_size() -> None:

@@ -50,7 +50,10 @@ def _stderr() -> Any:
 def _stdout() -> Any:
     from rich.console import Console
 
-    return Console(soft_wrap=True, highlight=False)
+    console = Console(soft_wrap=True, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # piped or captured: keep table rows whole instead of wrapping at 80 columns
+    return console
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -173,24 +176,34 @@ def _check_writable(paths: list[Path], overwrite: bool) -> None:
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[Progress], None]]:
-    """A rich progress bar on stderr; yields the callback that feeds it :class:`Progress` events."""
+    """A rich progress bar on stderr, shown from the first :class:`Progress` event; yields the callback that feeds it.
+
+    Starting at the first event keeps input errors (found before any work) free of an empty bar.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
-    with Bar(
+    bar = Bar(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=_stderr(),
-    ) as bar:
-        task = bar.add_task(label, total=None)
+    )
+    task: list[Any] = []
 
-        def update(event: Progress) -> None:
-            message = event.message or label
-            bar.update(task, completed=event.step, total=event.total or None, description=message[:70])
+    def update(event: Progress) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task(label, total=None))
+        message = event.message or label
+        bar.update(task[0], completed=event.step, total=event.total or None, description=message[:70])
 
+    try:
         yield update
+    finally:
+        if task:
+            bar.stop()
 
 
 def drive(job: Job[Any], on_progress: Callable[[Progress], None]) -> Any:
@@ -287,7 +300,9 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed of masks and noise.")] = 0,
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input.")] = None,
     roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1 of every slice.")] = None,
-    jitter: Annotated[float, typer.Option(help="grid/hexgrid jitter (fraction of spacing).")] = 0.5,
+    jitter: Annotated[
+        float | None, typer.Option(help="grid/hexgrid jitter (fraction of spacing); default: grid 0.5, hexgrid 0.")
+    ] = None,
     lines_mode: Annotated[str, typer.Option(help="lines pattern: regular or random.")] = "regular",
     lowres_factor: Annotated[int | None, typer.Option(help="lowres: every f-th pixel (default from coverage).")] = None,
     dwell_us: Annotated[float, typer.Option(help="Dwell time per pixel (µs).")] = 3.0,
@@ -329,7 +344,9 @@ def simulate(
     dense = to_float01(raw, str(volume), vrange)
     mask, results = make_masks(dense.shape, mask_spec)
     sparse = simulate_acquisition(dense, mask, acq)
-    stored = from_float01(sparse, raw.dtype, vrange) if raw.dtype.kind in "iu" else sparse.astype(np.float32)
+    out_dtype = raw.dtype if raw.dtype.kind in "iuf" else np.dtype(np.float32)
+    stored = from_float01(sparse, out_dtype, vrange)
+    stored[~mask] = 0  # unscanned pixels stay 0 in the source units too
     times = [estimate_time(r.path, acq).seconds for r in results]
     lengths = [path_length(r.path) for r in results]
     dense_s = dense_scan_time((y1 - y0, x1 - x0), acq).seconds
@@ -396,6 +413,7 @@ def reconstruct_to_file(
     On ``KeyboardInterrupt`` (raised from anywhere, including ``on_progress``), the finished leading slices are written
     and :class:`Interrupted` is raised.
     """
+    from napari_sparse_sem.compare import check_method_options
     from napari_sparse_sem.io import write_volume
     from napari_sparse_sem.io.volume import as_zyx, from_float01, to_float01, value_range
     from napari_sparse_sem.recon.base import method_class
@@ -404,6 +422,7 @@ def reconstruct_to_file(
 
     options = dict(options or {})
     cls = method_class(method)
+    check_method_options(method, options)
     _check_writable([out], overwrite)
     sparse_vol, mask_vol = _read(sparse_path), _read(mask_path)
     sparse = as_zyx(sparse_vol.data, str(sparse_path))
@@ -428,7 +447,7 @@ def reconstruct_to_file(
 
     def save(n_done: int, complete: bool, seconds: float) -> dict[str, Any]:
         result = out_block[a - lo : a - lo + n_done]
-        stored = from_float01(result, raw.dtype, vrange) if raw.dtype.kind in "iu" else result
+        stored = from_float01(result, raw.dtype if raw.dtype.kind in "iuf" else np.float32, vrange)
         meta = {
             "kind": "reconstruction",
             "method": method,
@@ -536,7 +555,7 @@ def _summary_table(records: list[dict[str, Any]]) -> Any:
         "SSIM",
         "PSNR unscanned",
         "s/slice",
-        "scan time",
+        "scan/dense",
     ):
         table.add_column(col, justify="left" if col in ("pattern", "method") else "right")
     for row in summary(records):
@@ -550,7 +569,7 @@ def _summary_table(records: list[dict[str, Any]]) -> Any:
             f"{row['ssim']:.3f}",
             f"{row['psnr_unscanned']:.2f}",
             f"{row['seconds']:.3f}",
-            f"{100 * scan:.1f} % of dense",
+            f"{100 * scan:.1f} %",
         )
     return table
 
@@ -661,7 +680,7 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-DEMO_SLICES = 2
+DEMO_SLICES = 3
 """Middle slices of the packaged sample used by the headless demo (keeps it well under a minute on a laptop)."""
 
 

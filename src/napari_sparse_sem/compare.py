@@ -9,6 +9,7 @@ run, and returns a :class:`CompareResult`. Closing it early keeps the runs alrea
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,35 @@ def _int_pair(value: Any, what: str) -> tuple[int, int] | None:
     if len(items) != 2:
         raise ValueError(f"{what} needs two numbers A:B, got {value!r}")
     return int(items[0]), int(items[1])
+
+
+def _names(value: Any) -> list[str]:
+    """A list of names from a list or a comma-separated string (config files may use either)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def check_method_options(method: str, options: dict[str, Any]) -> None:
+    """Refuse options that ``method`` does not take, naming the ones it does (before any work starts)."""
+    from napari_sparse_sem.recon.base import Reconstructor, method_class
+
+    cls = method_class(method)
+    if not options:
+        return
+    if "context" in options:
+        context = options["context"]
+        if isinstance(context, bool) or not isinstance(context, (int, float)) or context != int(context) or context < 0:
+            raise ValueError(f"{method} option context must be a whole number of slices >= 0, got {context!r}")
+    if cls.__init__ is Reconstructor.__init__:
+        raise ValueError(f"method {method!r} takes no options, got {sorted(options)}")
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [name for name in params if name not in ("self", "device")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"method {method!r} has no option(s) {unknown}; its options are {allowed}")
 
 
 def region_bounds(
@@ -102,11 +132,11 @@ class CompareSpec:
     def __post_init__(self) -> None:
         from napari_sparse_sem.recon.base import available_methods
 
-        patterns = [self.patterns] if isinstance(self.patterns, str) else list(self.patterns)
+        patterns = _names(self.patterns)
         if "all" in patterns:
             patterns = list(PATTERNS)
         self.patterns = list(dict.fromkeys(patterns))
-        methods = [self.methods] if isinstance(self.methods, str) else list(self.methods)
+        methods = _names(self.methods)
         self.methods = list(dict.fromkeys(methods))
         coverages = [self.coverages] if isinstance(self.coverages, (int, float)) else list(self.coverages)
         self.coverages = list(dict.fromkeys(float(c) for c in coverages))
@@ -146,6 +176,8 @@ class CompareSpec:
         extra = [m for m in self.method_options if m not in self.methods]
         if extra:
             raise ValueError(f"method_options given for {extra}, which are not among the methods {self.methods}")
+        for method, options in self.method_options.items():
+            check_method_options(method, options)
         self.acquisition_spec()  # validates the dose
 
     def validate_for(self, shape: Iterable[int]) -> None:
@@ -165,7 +197,7 @@ class CompareSpec:
         from napari_sparse_sem.recon.base import method_class
 
         options = self.options_for(method)
-        return int(options.get("context", getattr(method_class(method), "context", 0) or 0))
+        return max(0, int(options.get("context", getattr(method_class(method), "context", 0) or 0)))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (lists, not tuples); :meth:`from_dict` reads it back."""

@@ -203,7 +203,8 @@ def _bar_panel(sub: Any, rows: list[dict[str, Any]], coverage: float) -> None:
                 values.append(min(v, cap) if key == "psnr" and not math.isnan(v) else v)
                 s = r.get("psnr_std", 0.0) if (r is not None and key == "psnr") else 0.0
                 spread.append(s if math.isfinite(s) else 0.0)
-            ax.bar(x + (j - (len(methods) - 1) / 2) * width, values, width, yerr=spread, label=method, capsize=2)
+            errors = spread if any(spread) else None
+            ax.bar(x + (j - (len(methods) - 1) / 2) * width, values, width, yerr=errors, label=method, capsize=2)
         ax.set_xticks(x, patterns, rotation=30, ha="right")
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
@@ -214,4 +215,5 @@ def _bar_panel(sub: Any, rows: list[dict[str, Any]], coverage: float) -> None:
     ssims = [r["ssim"] for r in rows if math.isfinite(r["ssim"])]
     if ssims:
         axes[1].set_ylim(max(0.0, min(ssims) - 0.1), 1.0)
-    axes[1].legend(title="method", fontsize=9, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    sub.legend(handles, labels, title="method", fontsize=9, loc="outside right center")

@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
-from napari_sparse_sem.cli import Interrupted, app, parse_roi, reconstruct_to_file, sibling_path
+from napari_sparse_sem.cli import Interrupted, _previous_demo, app, parse_roi, reconstruct_to_file, sibling_path
 from napari_sparse_sem.compare import RECORD_KEYS
 from napari_sparse_sem.io import read_metadata, read_volume
 from napari_sparse_sem.metrics import psnr
@@ -231,6 +231,18 @@ def test_interrupt_keeps_finished_slices(crop_tif: Path, tmp_path: Path) -> None
         (["compare", "{crop}", "--roi", "0:64", "--out", "{tmp}/r"], "--roi expects Y0:Y1,X0:X1"),
         (["compare", "{crop}", "--coverage", "five", "--out", "{tmp}/r"], "--coverage expects a fraction"),
         (["reconstruct", "{crop}", "--mask", "{crop}", "--option", "ctx", "--out", "{tmp}/b.tif"], "KEY=VALUE"),
+        (
+            ["reconstruct", "{crop}", "--mask", "{crop}", "--option", "foo=1", "--out", "{tmp}/b.tif"],
+            "method 'linear' takes no options",
+        ),
+        (
+            ["compare", "{crop}", "--method", "linear3d", "--option", "linear3d.context=-1", "--out", "{tmp}/r"],
+            "context must be a whole number",
+        ),
+        (
+            ["compare", "{crop}", "--method", "linear3d", "--option", "linear3d.zscale=2", "--out", "{tmp}/r"],
+            "its options are ['context', 'z_scale']",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(args: list[str], message: str, crop_tif: Path, tmp_path: Path) -> None:
@@ -238,7 +250,7 @@ def test_bad_input_is_one_clear_line(args: list[str], message: str, crop_tif: Pa
     assert result.exit_code == 2, result.output
     assert "Error: " in result.stderr and message in result.stderr, result.stderr
     assert "Traceback" not in result.output
-    assert not (tmp_path / "r").exists() and not (tmp_path / "a.tif").exists()
+    assert not any((tmp_path / name).exists() for name in ("r", "a.tif", "b.tif"))
 
 
 def test_simulate_refuses_existing_outputs(crop_tif: Path, tmp_path: Path) -> None:
@@ -266,3 +278,25 @@ def test_console_script_error_and_help(tmp_path: Path) -> None:
     assert helped.returncode == 0
     for command in ("info", "simulate", "reconstruct", "compare", "demo"):
         assert command in helped.stdout
+
+
+def test_headless_demo_writes_a_report(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = invoke("demo", "--headless", "--out", out)
+    assert result.exit_code == 0, result.output
+    records = json.loads((out / "metrics.json").read_text())
+    assert len(records) == 7 * 3 * 3  # every pattern × nearest/linear/biharmonic × three middle slices
+    assert {r["slice"] for r in records} == {15, 16, 17}
+    linear = [r["psnr"] for r in records if (r["pattern"], r["method"]) == ("random", "linear")]
+    assert np.mean(linear) > 23.0
+    assert json.loads((out / "params.json").read_text())["source"]["demo"] is True
+    assert (out / "comparison.png").stat().st_size > 100_000
+    assert str(out.resolve()) in result.stdout.replace("\n", "")
+    assert _previous_demo(out)  # so the next demo run replaces it without --overwrite
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "metrics.json").write_text("[]")
+    refused = invoke("demo", "--headless", "--out", foreign)
+    assert refused.exit_code == 2 and "metrics.json" in refused.stderr
+    assert (foreign / "metrics.json").read_text() == "[]"

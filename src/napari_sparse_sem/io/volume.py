@@ -48,7 +48,8 @@ def as_zyx(array: Any, what: str = "image") -> Any:
 
 
 def value_range(array: np.ndarray) -> tuple[float, float]:
-    """The range used to map ``array`` to [0, 1]: the dtype's range for integers, the data's min/max for floats."""
+    """The range mapped to [0, 1]: the dtype's range for unsigned integers; for floats (0, 1) when the data already lie
+    in [0, 1] (so scores stay comparable across crops), else the data's min/max (also for signed integers)."""
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)
         if info.min == 0:
@@ -57,6 +58,8 @@ def value_range(array: np.ndarray) -> tuple[float, float]:
     if np.issubdtype(array.dtype, np.bool_):
         return 0.0, 1.0
     lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
+    if lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
     return lo, hi
 
 

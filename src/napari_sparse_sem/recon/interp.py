@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import Delaunay, QhullError
+from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from napari_sparse_sem.recon.base import Reconstructor, register
-from napari_sparse_sem.recon.solvers import grid_bilaplacian, grid_laplacian, solve_with_known
+from napari_sparse_sem.recon.solvers import solve_with_known
 
 __all__ = [
     "Biharmonic",
@@ -43,9 +43,7 @@ def _check_image(values: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.
     values = np.asarray(values)
     known = np.asarray(known, dtype=bool)
     if values.ndim != 2 or values.shape != known.shape:
-        raise ValueError(
-            f"expected a 2D image and a mask of the same shape, got {values.shape} and {known.shape}"
-        )
+        raise ValueError(f"expected a 2D image and a mask of the same shape, got {values.shape} and {known.shape}")
     if not known.any():
         raise ValueError("the slice has no scanned pixels; check the mask")
     return values, known
@@ -78,7 +76,7 @@ def rasterize_simplices(
     ``vertices`` is (n, d+1, d): triangles in (y, x) when ``plane_z`` is None, tetrahedra in (z, y, x) otherwise,
     evaluated on the plane ``z = plane_z``. ``vertex_values`` is (n, d+1). Returns a float64 image, NaN where no
     simplex covers the pixel. Each simplex visits only the pixels of its bounding box (of its cross-section with the
-    plane in 3D); barycentric coordinates decide who is inside, and where simplices share a pixel the one holding it
+    plane in 3D); barycentric coordinates decide who is inside, and where tetrahedra share a pixel the one holding it
     most interior wins (robust to slivers). Unlike ``Delaunay.find_simplex`` this never falls back to a brute-force
     search, which on integer pixel grids (many degenerate simplices) can take seconds.
     """
@@ -141,12 +139,14 @@ def rasterize_simplices(
         bary = np.column_stack([bary, 1.0 - bary.sum(axis=1)])
         margin = bary.min(axis=1)
         inside = np.flatnonzero(margin >= -1e-9)
-        inside = inside[np.argsort(margin[inside], kind="stable")]
-        pixel = py[inside] * nx + px[inside]
-        margin = margin[inside]
-        better = margin > best[pixel]
-        pixel, margin, inside = pixel[better], margin[better], inside[better]
-        best[pixel] = margin  # the most interior (last in sorted order) wins among duplicates
+        if plane_z is not None:  # 3D slivers give inaccurate barycentrics: let the most interior simplex win
+            inside = inside[np.argsort(margin[inside], kind="stable")]
+            pixel = py[inside] * nx + px[inside]
+            better = margin[inside] > best[pixel]
+            pixel, inside = pixel[better], inside[better]
+            best[pixel] = margin[inside]  # last in sorted order = most interior, among duplicates too
+        else:  # triangles of pixel positions are never thinner than half a pixel: any owner will do
+            pixel = py[inside] * nx + px[inside]
         flat[pixel] = np.einsum("ni,ni->n", bary[inside], vertex_values[simplex[inside]])
         start = stop
     return result
@@ -173,8 +173,9 @@ def fill_linear(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     if filled is None:
         return fill_nearest(values, known)
     outside = np.isnan(filled)
-    if outside.any():
-        filled[outside] = fill_nearest(values, known)[outside]
+    if outside.any():  # a thin rim outside the hull: nearest sample by k-d tree (cheaper than a full EDT)
+        _, nearest = cKDTree(points).query(np.argwhere(outside))
+        filled[outside] = values[known][nearest]
     return _finish(filled, values, known)
 
 
@@ -182,7 +183,7 @@ def fill_harmonic(values: np.ndarray, known: np.ndarray, *, rtol: float = 1e-5) 
     """Solve Laplace's equation on the unscanned pixels with the scanned pixels as boundary values."""
     values, known = _check_image(values, known)
     start = fill_linear(values, known)
-    filled = solve_with_known(grid_laplacian(values.shape), values, known, start, rtol=rtol)
+    filled = solve_with_known(values, known, start, order=1, rtol=rtol)
     return _finish(filled, values, known)
 
 
@@ -190,7 +191,7 @@ def fill_biharmonic(values: np.ndarray, known: np.ndarray, *, rtol: float = 1e-5
     """Minimise the discrete thin-plate energy ``sum (Δu)²`` over the unscanned pixels, scanned pixels fixed."""
     values, known = _check_image(values, known)
     start = fill_linear(values, known)
-    filled = solve_with_known(grid_bilaplacian(values.shape), values, known, start, rtol=rtol)
+    filled = solve_with_known(values, known, start, order=2, rtol=rtol)
     return _finish(filled, values, known)
 
 

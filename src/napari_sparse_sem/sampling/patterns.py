@@ -119,15 +119,15 @@ def _jittered_lattice(
 
 def _grid(shape: tuple[int, int], spec: MaskSpec, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
     spacing = 1.0 / np.sqrt(spec.coverage)
-    mask = _jittered_lattice(shape, spacing, spacing, 0.0, spec.jitter, rng)
-    return mask, {"spacing": float(spacing), "jitter": spec.jitter}
+    mask = _jittered_lattice(shape, spacing, spacing, 0.0, spec.effective_jitter, rng)
+    return mask, {"spacing": float(spacing), "jitter": spec.effective_jitter}
 
 
 def _hexgrid(shape: tuple[int, int], spec: MaskSpec, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
     spacing = np.sqrt(2.0 / (np.sqrt(3.0) * spec.coverage))
     row_spacing = spacing * np.sqrt(3.0) / 2.0
-    mask = _jittered_lattice(shape, row_spacing, spacing, spacing / 2.0, spec.jitter, rng)
-    return mask, {"spacing": float(spacing), "row_spacing": float(row_spacing), "jitter": spec.jitter}
+    mask = _jittered_lattice(shape, row_spacing, spacing, spacing / 2.0, spec.effective_jitter, rng)
+    return mask, {"spacing": float(spacing), "row_spacing": float(row_spacing), "jitter": spec.effective_jitter}
 
 
 def _lines(shape: tuple[int, int], spec: MaskSpec, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:

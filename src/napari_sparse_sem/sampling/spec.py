@@ -13,6 +13,10 @@ import numpy as np
 PATTERNS: tuple[str, ...] = ("random", "grid", "spiral", "lines", "lowres", "hexgrid", "bluenoise")
 """Mask patterns, in the order the comparison shows them."""
 
+DEFAULT_JITTER: dict[str, float] = {"grid": 0.5, "hexgrid": 0.0}
+"""Jitter used when ``MaskSpec.jitter`` is None: Ede's randomly perturbed square grid, and an exact hexagonal lattice
+(on FlyEM slices 200-240 at 10 %, linear: hexgrid 30.2 dB unjittered vs 29.6 dB with jitter 0.5)."""
+
 
 def _check_seed(seed: int | None) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
@@ -24,7 +28,8 @@ class MaskSpec:
     """Which pixels to scan: a pattern at a requested coverage (fraction of pixels, 0 < coverage <= 1).
 
     ``per_slice`` draws a new mask for every slice (seeded by ``seed`` and the slice index); otherwise one mask
-    serves all slices. Pattern options: ``jitter`` (grid/hexgrid, fraction of the spacing), ``lines_mode``
+    serves all slices. Pattern options: ``jitter`` (grid/hexgrid, fraction of the spacing; None → the pattern's default,
+    :data:`DEFAULT_JITTER`), ``lines_mode``
     (``regular`` every k-th line, or ``random`` lines), ``lowres_factor`` (lowres: every f-th pixel; derived from the
     coverage when ``None``).
     """
@@ -33,7 +38,7 @@ class MaskSpec:
     coverage: float = 0.05
     per_slice: bool = True
     seed: int | None = 0
-    jitter: float = 0.5
+    jitter: float | None = None
     lines_mode: str = "regular"
     lowres_factor: int | None = None
 
@@ -44,13 +49,18 @@ class MaskSpec:
             raise ValueError(
                 f"coverage must be in (0, 1] (a fraction of pixels, e.g. 0.05 for 5 %), got {self.coverage}"
             )
-        if not 0 <= self.jitter <= 1:
+        if self.jitter is not None and not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be in [0, 1] (fraction of the grid spacing), got {self.jitter}")
         if self.lines_mode not in ("regular", "random"):
             raise ValueError(f"lines_mode must be 'regular' or 'random', got {self.lines_mode!r}")
         if self.lowres_factor is not None and self.lowres_factor < 1:
             raise ValueError(f"lowres_factor must be a positive integer, got {self.lowres_factor}")
         _check_seed(self.seed)
+
+    @property
+    def effective_jitter(self) -> float:
+        """The jitter this pattern uses: the explicit value, else the pattern's default (0 for non-lattice patterns)."""
+        return self.jitter if self.jitter is not None else DEFAULT_JITTER.get(self.pattern, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

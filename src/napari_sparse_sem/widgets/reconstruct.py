@@ -32,7 +32,7 @@ from napari_sparse_sem.widgets._layers import (
     result_name,
 )
 from napari_sparse_sem.widgets._settings import restore_values, save_values
-from napari_sparse_sem.widgets._worker import JobPanel
+from napari_sparse_sem.widgets._worker import JobPanel, error_text
 
 NO_TRUTH = "(none)"
 
@@ -161,6 +161,9 @@ class ReconstructWidget(QWidget):
             )
         if not mask.any():
             raise ValueError(f"mask {mask_layer.name!r} marks no scanned pixel; nothing to reconstruct from")
+        empty = np.flatnonzero(~mask.reshape(len(mask), -1).any(axis=1))
+        if empty.size:
+            raise ValueError(f"slice {empty[0]} of mask {mask_layer.name!r} marks no scanned pixel; check the mask")
         truth = None
         if truth_layer is not None:
             truth, _ = layer_volume(truth_layer, "ground truth", vrange=self._truth_range(sparse_layer, truth_layer))
@@ -224,6 +227,7 @@ class ReconstructWidget(QWidget):
             on_progress=self._on_progress,
             on_returned=self._on_done,
             on_aborted=self._on_cancelled,
+            on_errored=self._on_failed,
         )
 
     def _on_progress(self, event: Progress) -> None:
@@ -238,6 +242,13 @@ class ReconstructWidget(QWidget):
         self.layer.refresh()
         self.done_slices.append(z)
         self._run["seconds"] += float(getattr(done, "seconds", 0.0))
+
+    def _on_failed(self, exc: BaseException) -> None:
+        """Show the error; a reconstruction layer with no finished slice is removed again."""
+        if self.layer is not None and not self.done_slices and self.layer in self.viewer.layers:
+            self.viewer.layers.remove(self.layer)
+            self.layer = None
+        self.panel.show_error(error_text(exc))
 
     def _on_cancelled(self) -> None:
         k, n = len(set(self.done_slices)), self._run.get("n", 0)
