@@ -11,11 +11,13 @@ picture comes from the widgets doing their real work, the same way a user drives
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 import napari
 from napari.layers import Layer
+from qtpy.QtCore import QSettings
 from qtpy.QtWidgets import QApplication
 
 from napari_sparse_sem.io.sample_data import flyem_sample
@@ -66,8 +68,21 @@ def _shoot(viewer: napari.Viewer, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def _no_backend_toast() -> None:
+    """napari shows a one-off PyQt5 deprecation toast over the canvas; keep it out of the pictures."""
+    try:
+        import napari._qt.qt_main_window as qt_main_window
+
+        qt_main_window.SHOW_QT_WARNING = False
+    except (ImportError, AttributeError):  # pragma: no cover - other napari versions
+        pass
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    _no_backend_toast()
+    # Start from the widgets' defaults, not from what a user's own sessions remembered (and leave those alone).
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, tempfile.mkdtemp(prefix="sparse-sem-shots-"))
     viewer = napari.Viewer(title="napari-sparse-sem", show=True)
     viewer.window._qt_window.resize(*WINDOW_SIZE)
     for data, kwargs, layer_type in flyem_sample():
@@ -87,16 +102,19 @@ def main(out: Path) -> None:
     _wait(acquisition.panel)
     sparse_name = f"{sample.name} · random 10% · sparse"
     _only_visible(viewer, [sparse_name])
+    viewer.camera.zoom *= 2.0  # closer, so single scanned pixels are visible
     _shoot(viewer, out / "acquisition.png")
+    viewer.reset_view()
 
-    # 2. Reconstruct with the harmonic method, against the sample as ground truth.
+    # 2. Reconstruct with the biharmonic method, against the sample as ground truth.
     _show_dock(reconstruct)
     reconstruct.sparse.value = viewer.layers[sparse_name]
-    reconstruct.method.value = "harmonic" if "harmonic" in reconstruct.method.choices else "linear"
+    reconstruct.method.value = "biharmonic"
     reconstruct.run()
     _wait(reconstruct.panel)
     recon_name = reconstruct.layer.name
     _only_visible(viewer, [recon_name])
+    viewer.layers.selection.active = reconstruct.layer
     _shoot(viewer, out / "reconstruct.png")
 
     # Overview for the README: sample, sparse scan, reconstruction and its error side by side (grid view).
@@ -104,7 +122,7 @@ def main(out: Path) -> None:
     _only_visible(viewer, [sample.name, sparse_name, recon_name, error_name])
     viewer.layers[error_name].blending = "translucent"
     grid = viewer.canvas.grid
-    grid.stride, grid.shape, grid.enabled = 1, (1, 4), True
+    grid.stride, grid.shape, grid.enabled = 1, (2, 2), True
     viewer.reset_view()
     _shoot(viewer, out / "overview.png")
     grid.enabled = False

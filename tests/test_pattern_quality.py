@@ -1,4 +1,4 @@
-"""The pattern matters as much as the method: on real FlyEM slices, ordered patterns beat uniform random at equal coverage."""
+"""The pattern matters as much as the method: on real FlyEM slices, ordered patterns beat random at equal coverage."""
 
 from __future__ import annotations
 

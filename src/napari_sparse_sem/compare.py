@@ -401,9 +401,12 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                         except StopIteration as stop:
                             recon_block = stop.value if stop.value is not None else out
                             break
+                        message = event.message
                         if isinstance(event.partial, SliceDone):
                             seconds[int(event.partial.z)] = float(event.partial.seconds)
-                        yield Progress(event.step, total, event.message)
+                            # Name the slice by its index in the input volume, not in the working block.
+                            message = f"{label} · {method}: slice {lo + event.partial.z}: {event.partial.seconds:.2f} s"
+                        yield Progress(event.step, total, message)
                 finally:
                     inner.close()
                     job.close()

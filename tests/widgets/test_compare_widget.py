@@ -132,3 +132,23 @@ def test_bad_input_shows_error_and_adds_nothing(viewer, sample_layer):
     widget.run()
     assert "outside the stack of 4 slices" in widget.panel.status.text()
     assert not viewer.canvas.grid.enabled
+
+
+def test_cancel_shows_the_finished_runs(viewer, flyem_crop_uint8, wait_done, qtbot):
+    # Full 250 x 250 slices with the 3D linear method (~0.7 s a run): Cancel after the first run lands before the end.
+    stack = viewer.add_image(flyem_crop_uint8[:3].copy(), name="stack3")
+    viewer.dims.set_current_step(0, 1)
+    widget = CompareWidget(viewer)
+    widget.truth.value = stack
+    _choose(widget, patterns=("random", "grid", "spiral", "lowres"), methods=("linear3d",))
+    widget.run()
+    qtbot.waitUntil(lambda: len(widget.partial_runs) >= 1, timeout=30_000)
+    widget.panel.cancel_button.click()
+    wait_done(widget.panel)
+
+    k = len(widget.partial_runs)
+    assert 1 <= k < 4
+    assert f"cancelled after {k} of 4 runs" in widget.panel.status.text()
+    assert widget.table.rowCount() == k
+    assert len(widget.result_layers) == 3 * k  # mask, reconstruction and error of every finished run
+    assert all(layer.data[0].any() for layer in widget.result_layers if layer.metadata["what"] == "recon")

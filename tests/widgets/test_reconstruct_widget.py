@@ -92,8 +92,8 @@ def test_cancel_keeps_finished_slices(viewer, flyem_crop_uint8, wait_done, qtbot
 
 
 def test_event_loop_keeps_running_during_reconstruction(viewer, flyem_crop_uint8, wait_done):
-    # 3 full slices with the 3D linear method take ~2 s; a QTimer must keep ticking meanwhile.
-    stack = viewer.add_image(flyem_crop_uint8[:3].copy(), name="stack3")
+    # 4 full slices with the 3D linear method take ~2.5 s; a QTimer must keep ticking meanwhile.
+    stack = viewer.add_image(flyem_crop_uint8[:4].copy(), name="stack4")
     _acquire(viewer, stack, wait_done)
     widget = ReconstructWidget(viewer)
     widget.truth.value = None

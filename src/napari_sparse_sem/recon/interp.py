@@ -11,8 +11,9 @@ These are the baselines every learned method is compared with, and warm starts f
   ``skimage.restoration.inpaint_biharmonic``). Smooth and the best classical 2D method on SEM slices.
 
 The two PDE methods are solved by multigrid-preconditioned CG warm-started from ``linear`` (see
-:mod:`napari_sparse_sem.recon.solvers`), several times faster than scikit-image's direct solve at equal PSNR and
-robust to masks with large gaps (lines, spirals, unscanned regions).
+:mod:`napari_sparse_sem.recon.solvers`): on a 250² FlyEM slice at 5 % biharmonic takes 0.12 s against 0.59 s for
+scikit-image's direct solve, at the same 25.9 dB; 1024² takes ~3 s. The solver stays fast on masks with large gaps
+(lines, spirals, unscanned regions), where plain CG crawls.
 
 The ``fill_*`` functions work on one 2D image and are reusable on their own (e.g. as warm starts or error estimates).
 """

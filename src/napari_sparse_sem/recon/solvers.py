@@ -10,7 +10,7 @@ power for the bilaplacian -- line scans, spirals or unscanned regions make it cr
 care about gaps but fills in badly on 2D grids (SuperLU needs ~10 s for a 512² biharmonic system). So we precondition
 CG with a geometric multigrid V-cycle: bilinear prolongation from a grid of half the resolution (restricted to the
 unknown pixels), Galerkin coarse operators ``P^T A P`` (they automatically see the scanned pixels), damped Jacobi
-smoothing and a sparse LU solve on the coarsest level. Iteration counts then stay at ~4 (Laplacian) and ~10-15
+smoothing and a sparse LU solve on the coarsest level. Iteration counts then stay at ~4 (Laplacian) and ~10-20
 (bilaplacian) whatever the mask, and the cost is linear in the number of pixels.
 """
 

@@ -8,15 +8,16 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("pattern", "pattern"),
-    ("coverage", "coverage %"),
+    ("coverage", "cov. %"),
     ("method", "method"),
-    ("psnr", "PSNR dB"),
+    ("psnr", "PSNR"),
     ("ssim", "SSIM"),
-    ("seconds", "s / slice"),
+    ("seconds", "s/slice"),
 )
 
 
@@ -43,8 +44,10 @@ class MetricsTable(QTableWidget):
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.setSortingEnabled(False)
         self.verticalHeader().setVisible(False)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.horizontalHeader().setStretchLastSection(True)
-        self.setMinimumHeight(120)
+        self.setToolTip("means over the compared slices; PSNR in dB; s/slice: reconstruction seconds per slice")
+        self.setMinimumHeight(150)
 
     def show_rows(self, rows: list[dict[str, Any]]) -> None:
         """Replace the table's contents with ``rows`` (dicts with the keys of :data:`TABLE_COLUMNS`)."""
@@ -52,27 +55,29 @@ class MetricsTable(QTableWidget):
         for i, row in enumerate(rows):
             for j, (key, _) in enumerate(TABLE_COLUMNS):
                 item = QTableWidgetItem(_cell(key, row.get(key)))
-                item.setData(0x0100, row.get(key))  # Qt.UserRole: the raw number, for tests and copy-paste tools
+                item.setData(Qt.UserRole, row.get(key))  # the raw number, for tests and tools
                 self.setItem(i, j, item)
-        self.resizeColumnsToContents()
 
     def values(self, column: str) -> list[Any]:
         """The raw values of ``column`` (a key of :data:`TABLE_COLUMNS`), top to bottom."""
         j = [key for key, _ in TABLE_COLUMNS].index(column)
-        return [self.item(i, j).data(0x0100) for i in range(self.rowCount())]
+        return [self.item(i, j).data(Qt.UserRole) for i in range(self.rowCount())]
 
 
 class MetricsPlot(FigureCanvasQTAgg):
     """PSNR and SSIM as grouped bars: one group per pattern, one bar per method."""
 
     def __init__(self) -> None:
-        self.figure = Figure(figsize=(4.0, 2.4), tight_layout=True)
+        self.figure = Figure(figsize=(4.0, 2.2))
+        self.figure.set_layout_engine("tight", rect=(0, 0.1, 1, 1))  # room for the methods legend below
         super().__init__(self.figure)
-        self.setMinimumHeight(200)
+        self.setMinimumHeight(170)
         self.axes = self.figure.subplots(1, 2)
         self.clear()
 
     def clear(self) -> None:
+        for legend in list(self.figure.legends):
+            legend.remove()
         for ax, title in zip(self.axes, ("PSNR (dB)", "SSIM"), strict=True):
             ax.clear()
             ax.set_title(title, fontsize=9)
@@ -102,6 +107,6 @@ class MetricsPlot(FigureCanvasQTAgg):
                 ax.set_ylim(max(0.0, min(finite) - 3.0), max(finite) + 1.5)
             if key == "ssim" and finite:
                 ax.set_ylim(max(0.0, min(finite) - 0.1), min(1.0, max(finite) + 0.05))
-        if len(methods) > 1:
-            self.axes[0].legend(fontsize=7)
+        handles, labels = self.axes[0].get_legend_handles_labels()
+        self.figure.legend(handles, labels, loc="lower center", ncol=len(methods), fontsize=7, frameon=False)
         self.draw_idle()

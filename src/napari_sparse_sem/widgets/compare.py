@@ -15,8 +15,9 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select, SpinBox
-from napari.layers import Shapes
-from qtpy.QtWidgets import QFileDialog, QPushButton, QVBoxLayout, QWidget
+from napari.layers import Image, Shapes
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, compare_job, result_from_runs, summary
 from napari_sparse_sem.io.volume import Volume, as_zyx
@@ -109,13 +110,16 @@ class CompareWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addWidget(self.panel)
-        layout.addWidget(self.table)
-        layout.addWidget(self.plot)
+        results = QSplitter(Qt.Vertical)
+        results.addWidget(self.table)
+        results.addWidget(self.plot)
+        results.setChildrenCollapsible(False)
+        layout.addWidget(results, 1)
         layout.addWidget(self.save_button)
 
         self.result: CompareResult | None = None
         self.result_layers: list[napari.layers.Layer] = []
-        self._partial_runs: list[CompareRun] = []
+        self.partial_runs: list[CompareRun] = []
         self._pending: dict[str, Any] = {}
         self._choices = LayerChoices(self.viewer)
         self._choices.add(self.truth)
@@ -233,7 +237,7 @@ class CompareWidget(QWidget):
         save_values(self.SETTINGS_GROUP, self._parameters())
         truth = self.truth.value
         volume = Volume(data=data, name=truth.name, voxel_size=None, metadata=dict(truth.metadata or {}))
-        self._partial_runs = []
+        self.partial_runs = []
         self._pending = {"truth": truth, "spec": spec, "volume": volume}
         n_runs = len(spec.patterns) * len(spec.methods)
         self.panel.start(
@@ -246,12 +250,12 @@ class CompareWidget(QWidget):
 
     def _on_progress(self, event: Progress) -> None:
         if isinstance(event.partial, CompareRun):
-            self._partial_runs.append(event.partial)
+            self.partial_runs.append(event.partial)
 
     def _on_cancelled(self) -> None:
         spec = self._pending["spec"]
         total = len(spec.patterns) * len(spec.coverages) * len(spec.methods)
-        runs = list(self._partial_runs)
+        runs = list(self.partial_runs)
         if runs:
             self._show_result(result_from_runs(runs, spec, {"name": self._pending["truth"].name}))
         self.panel.set_status(f"cancelled after {len(runs)} of {total} runs; finished runs are shown")
@@ -259,87 +263,74 @@ class CompareWidget(QWidget):
     # -- results ---------------------------------------------------------------------------------------------------
     def clear_results(self) -> None:
         """Remove the layers of the previous comparison (only ours; user layers stay)."""
+        with self.viewer.layers.batched_update():
+            self._remove_result_layers()
+
+    def _remove_result_layers(self) -> None:
         for layer in self.result_layers:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.result_layers = []
 
-    def _show_result(self, result: CompareResult) -> None:
-        truth = self._pending["truth"]
-        self.result = result
-        self.clear_results()
+    @staticmethod
+    def result_layers_for(result: CompareResult, truth: Any) -> list[Image]:
+        """The grid's layers in layer-list order (bottom to top); the grid (stride -1) starts at the top.
+
+        Row by row with one column per pattern: masks, then each method's reconstructions, then its error maps.
+        All reconstructions share one contrast, and all error maps another, so they compare by eye.
+        """
         runs = result.runs
         patterns = list(dict.fromkeys(run.pattern for run in runs))
         methods = list(dict.fromkeys(run.method for run in runs))
         recon_limits = matched_limits([result.reference])
         error_limits = (0.0, max(matched_limits([run.error for run in runs])[1], 1e-6))
-        offset = (result.slices[0], result.roi[0], result.roi[2])
-        where = offset_placement(truth, offset)
+        where = offset_placement(truth, (result.slices[0], result.roi[0], result.roi[2]))
         common = {"kind": "compare", "source_layer": truth.name, "slices": list(result.slices), "roi": list(result.roi)}
 
-        # Grid order (row by row, one column per pattern): masks, then each method's reconstructions, then errors.
-        cells: list[tuple[str, CompareRun, str]] = []
-        first_run = {p: next(run for run in runs if run.pattern == p) for p in patterns}
-        cells += [("mask", first_run[p], "mask") for p in patterns]
-        for method in methods:
-            cells += [
-                ("recon", run, method) for p in patterns for run in runs if run.pattern == p and run.method == method
-            ]
-        for method in methods:
-            cells += [
-                ("error", run, f"{method} |error|")
-                for p in patterns
-                for run in runs
-                if run.pattern == p and run.method == method
-            ]
-        added = []
-        for what, run, label in reversed(cells):  # the grid (stride -1) starts at the top of the layer list
-            name = result_name(truth.name, run.pattern, run.coverage_requested, label)
+        def run_of(pattern: str, method: str) -> CompareRun | None:
+            return next((run for run in runs if run.pattern == pattern and run.method == method), None)
+
+        cells: list[tuple[str, CompareRun]] = [("mask", next(r for r in runs if r.pattern == p)) for p in patterns]
+        for what in ("recon", "error"):
+            cells += [(what, run) for m in methods for p in patterns if (run := run_of(p, m)) is not None]
+        layers = []
+        for what, run in reversed(cells):
+            label = {"mask": "mask", "recon": run.method, "error": f"{run.method} |error|"}[what]
             info = {**common, "what": what, "pattern": run.pattern, "method": run.method, "coverage": run.coverage}
             if what == "mask":
-                layer = self.viewer.add_image(
-                    like_layer(run.mask.astype(np.float32), truth),
-                    name=name,
-                    colormap="gray",
-                    contrast_limits=(0.0, 1.0),
-                    interpolation2d="nearest",
-                    metadata=info,
-                    **where,
-                )
+                data, style = run.mask.astype(np.float32), {"colormap": "gray", "contrast_limits": (0.0, 1.0)}
+                style["interpolation2d"] = "nearest"
             elif what == "recon":
-                rows = [r for r in result.records if r["pattern"] == run.pattern and r["method"] == run.method]
-                info["metrics"] = summary(rows)[0] if rows else {}
-                layer = self.viewer.add_image(
-                    like_layer(run.recon, truth),
-                    name=name,
-                    colormap="gray",
-                    contrast_limits=recon_limits,
-                    metadata=info,
-                    **where,
-                )
+                data, style = run.recon, {"colormap": "gray", "contrast_limits": recon_limits}
+                info["metrics"] = summary(run.records)[0] if run.records else {}
             else:
-                layer = self.viewer.add_image(
-                    like_layer(run.error, truth),
-                    name=name,
-                    colormap="magma",
-                    contrast_limits=error_limits,
-                    metadata=info,
-                    **where,
-                )
-            added.append(layer)
-        self.result_layers = added
+                data, style = run.error, {"colormap": "magma", "contrast_limits": error_limits}
+            name = result_name(truth.name, run.pattern, run.coverage_requested, f"{label} (compare)")
+            layers.append(Image(like_layer(data, truth), name=name, metadata=info, **style, **where))
+        return layers
+
+    def _show_result(self, result: CompareResult) -> None:
+        truth = self._pending["truth"]
+        self.result = result
+        layers = self.result_layers_for(result, truth)
         grid = self.viewer.canvas.grid
+        grid.enabled = False  # re-laying out the grid for every added layer would be slow
+        with self.viewer.layers.batched_update():
+            self._remove_result_layers()
+            for layer in layers:
+                self.viewer.add_layer(layer)
+        self.result_layers = layers
         grid.stride = -1
-        grid.shape = (-1, len(patterns))
+        grid.shape = (-1, len({run.pattern for run in result.runs}))
         grid.enabled = True
 
         rows = summary(result.records)
         self.table.show_rows(rows)
         self.plot.show_rows(rows)
         self.save_button.setEnabled(bool(result.records))
-        self.panel.set_status(
-            f"{len(runs)} runs on slices {result.slices[0]}–{result.slices[1] - 1}; grid view: one column per pattern"
-        )
+        first, last = result.slices[0], result.slices[1] - 1
+        where = f"slice {first}" if first == last else f"slices {first}–{last}"
+        self.panel.set_status(f"{len(result.runs)} runs on {where}; grid view: one column per pattern")
 
     # -- report ----------------------------------------------------------------------------------------------------
     def save_report(self, folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
