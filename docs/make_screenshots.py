@@ -4,7 +4,7 @@ Run under a (virtual) display::
 
     xvfb-run -a .venv/bin/python docs/make_screenshots.py [--out docs/images]
 
-Writes ``acquisition.png``, ``reconstruct.png``, ``compare_grid.png`` and ``overview.png`` (for the README). Every
+Writes ``acquisition.png``, ``reconstruct.png`` and ``compare_grid.png`` (also the README's picture). Every
 picture comes from the widgets doing their real work, the same way a user drives them.
 """
 
@@ -113,18 +113,15 @@ def main(out: Path) -> None:
     reconstruct.run()
     _wait(reconstruct.panel)
     recon_name = reconstruct.layer.name
-    _only_visible(viewer, [recon_name])
     viewer.layers.selection.active = reconstruct.layer
-    _shoot(viewer, out / "reconstruct.png")
-
-    # Overview for the README: sample, sparse scan, reconstruction and its error side by side (grid view).
+    # Sample, sparse scan, reconstruction and its error side by side (grid view).
     error_name = f"{recon_name} · |error|"
     _only_visible(viewer, [sample.name, sparse_name, recon_name, error_name])
     viewer.layers[error_name].blending = "translucent"
     grid = viewer.canvas.grid
     grid.stride, grid.shape, grid.enabled = 1, (2, 2), True
     viewer.reset_view()
-    _shoot(viewer, out / "overview.png")
+    _shoot(viewer, out / "reconstruct.png")
     grid.enabled = False
 
     # 3. Compare four mask patterns with two methods on the current slice: grid view, table and bars.
