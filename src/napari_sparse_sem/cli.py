@@ -627,6 +627,14 @@ def compare(
     seed: Annotated[int | None, typer.Option(help="Seed of masks and noise. [default: 0]")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps. [default: auto]")] = None,
     dose: Annotated[float | None, typer.Option(help="Electrons per scanned pixel (shot noise).")] = None,
+    equal_time: Annotated[
+        bool | None,
+        typer.Option(
+            "--equal-time/--equal-dose",
+            help="Equal total beam time: --dose is the dense scan's; sparse pixels get dose/coverage; "
+            "the noisy dense scan is scored too.",
+        ),
+    ] = None,
     per_slice: Annotated[bool | None, typer.Option("--per-slice/--fixed-mask", help="New mask per slice.")] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Method option METHOD.KEY=VALUE (repeatable).")
@@ -657,6 +665,7 @@ def compare(
         "seed": seed,
         "device": device,
         "dose": dose,
+        "equal_time": equal_time,
         "per_slice": per_slice,
         "method_options": parse_options(option, per_method=True) or None,
     }

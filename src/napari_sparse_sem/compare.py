@@ -115,6 +115,10 @@ class CompareSpec:
     per scanned pixel, ``None`` = noiseless) overrides ``acquisition.dose``. ``per_slice`` draws a new mask for every
     slice. ``method_options`` maps a method name to its options, e.g. ``{"linear3d": {"context": 10}}``. The pattern
     name ``all`` expands to every pattern.
+
+    ``equal_time`` compares at equal total beam time: ``dose`` is then the dense scan's dose per pixel, each sparse scan
+    at coverage c spends the same time on fewer pixels (dose / c per scanned pixel), and the noisy dense scan itself is
+    scored as pattern ``dense`` (method ``none``) so a user sees whether sparse-and-slow beats dense-and-fast.
     """
 
     patterns: list[str] = field(default_factory=lambda: ["random"])
@@ -128,6 +132,7 @@ class CompareSpec:
     dose: float | None = None
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     acquisition: AcquisitionSpec = field(default_factory=AcquisitionSpec)
+    equal_time: bool = False
 
     def __post_init__(self) -> None:
         from napari_sparse_sem.recon.base import available_methods
@@ -179,6 +184,8 @@ class CompareSpec:
         for method, options in self.method_options.items():
             check_method_options(method, options)
         self.acquisition_spec()  # validates the dose
+        if self.equal_time and self.acquisition_spec().dose is None:
+            raise ValueError("equal_time needs a dose: the dense scan's electrons per pixel (e.g. --dose 20)")
 
     def validate_for(self, shape: Iterable[int]) -> None:
         """Check that ``slices`` and ``roi`` fit a volume of ``shape`` ((z, y, x), or (y, x) for one image)."""
@@ -188,6 +195,15 @@ class CompareSpec:
         """The acquisition model actually used: ``acquisition`` with ``dose`` and ``seed`` from this spec."""
         dose = self.dose if self.dose is not None else self.acquisition.dose
         return dataclasses.replace(self.acquisition, dose=dose, seed=self.seed)
+
+    def acquisition_for(self, coverage: float) -> AcquisitionSpec:
+        """The acquisition of a sparse scan at ``coverage`` (with ``equal_time``: the dense dose over fewer pixels)."""
+        from napari_sparse_sem.sampling.acquisition import equal_time_dose
+
+        acq = self.acquisition_spec()
+        if self.equal_time and acq.dose is not None:
+            return dataclasses.replace(acq, dose=equal_time_dose(acq.dose, coverage))
+        return acq
 
     def options_for(self, method: str) -> dict[str, Any]:
         return dict(self.method_options.get(method, {}))
@@ -325,6 +341,35 @@ def _context_masks(n: int, shape2d: tuple[int, int], mask_spec: MaskSpec, first:
     return np.asarray(mask, dtype=bool)
 
 
+def _dense_scan_records(
+    reference: np.ndarray, acq: AcquisitionSpec, first_slice: int, dense_s: float
+) -> list[dict[str, Any]]:
+    """Score the noisy dense scan at ``acq.dose`` (the equal-time baseline): pattern ``dense``, method ``none``."""
+    from napari_sparse_sem.sampling import simulate_acquisition
+
+    noisy = simulate_acquisition(reference, np.ones(reference.shape, dtype=bool), acq)
+    rows = volume_metrics(reference, noisy, np.zeros(reference.shape, dtype=bool), offset=first_slice)
+    return [
+        {
+            "pattern": "dense",
+            "coverage_requested": 1.0,
+            "coverage": 1.0,
+            "method": "none",
+            "slice": row["slice"],
+            "psnr": row["psnr"],
+            "ssim": row["ssim"],
+            "psnr_unscanned": float("nan"),
+            "ssim_unscanned": float("nan"),
+            "mae": row["mae"],
+            "seconds": 0.0,
+            "path_length_px": float("nan"),
+            "acquisition_s": dense_s,
+            "dense_acquisition_s": dense_s,
+        }
+        for row in rows
+    ]
+
+
 def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Progress, None, CompareResult]:
     """Simulate every pattern × coverage, reconstruct with every method, and score the selected slices.
 
@@ -357,6 +402,8 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
     runs_total = len(spec.patterns) * len(spec.coverages) * len(spec.methods)
     total = runs_total * n_sel
     records: list[dict[str, Any]] = []
+    if spec.equal_time:
+        records.extend(_dense_scan_records(reference, acq, a, dense_s))
     runs: list[CompareRun] = []
     run_index = 0
     for pattern in spec.patterns:
@@ -366,7 +413,8 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
             mask_spec = MaskSpec(pattern=pattern, coverage=cov, per_slice=spec.per_slice, seed=spec.seed)
             mask_sel, results = make_masks((n_sel, h, w), mask_spec)
             mask_sel = np.asarray(mask_sel, dtype=bool)
-            sparse_sel = np.asarray(simulate_acquisition(reference, mask_sel, acq), dtype=np.float32)
+            acq_cov = spec.acquisition_for(cov)
+            sparse_sel = np.asarray(simulate_acquisition(reference, mask_sel, acq_cov), dtype=np.float32)
             before = _context_masks(a - lo, (h, w), mask_spec, mask_sel[0], 1)
             after = _context_masks(hi - b, (h, w), mask_spec, mask_sel[-1], 2)
             mask_block = np.concatenate([before, mask_sel, after])
@@ -374,7 +422,7 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
             sparse_block[a - lo : b - lo] = sparse_sel
             for part, z0, salt in ((before, 0, 3), (after, b - lo, 4)):
                 if len(part):
-                    ctx_acq = dataclasses.replace(acq, seed=_derived_seed(spec.seed, salt))
+                    ctx_acq = dataclasses.replace(acq_cov, seed=_derived_seed(spec.seed, salt))
                     sparse_block[z0 : z0 + len(part)] = simulate_acquisition(block[z0 : z0 + len(part)], part, ctx_acq)
             timing = []
             for i in range(n_sel):

@@ -143,7 +143,7 @@ def comparison_figure(result: CompareResult) -> Any:
     from matplotlib.figure import Figure
 
     shown = _shown_runs(result)
-    coverages = list(dict.fromkeys(r["coverage_requested"] for r in result.records))
+    coverages = list(dict.fromkeys(r["coverage_requested"] for r in result.records if r["pattern"] != "dense"))
     n_rows = len(shown)
     fig = Figure(figsize=(11.5, 3.4 * n_rows + 3.6 * len(coverages)), layout="constrained")
     subfigs = fig.subfigures(n_rows + len(coverages), 1, height_ratios=[3.4] * n_rows + [3.6] * len(coverages))
@@ -172,13 +172,18 @@ def comparison_figure(result: CompareResult) -> Any:
             ax.set_xticks([])
             ax.set_yticks([])
     rows = summary(result.records)
+    dense = next((r for r in rows if r["pattern"] == "dense"), None)
     for i, cov in enumerate(coverages):
-        _bar_panel(subfigs[n_rows + i], [r for r in rows if r["coverage_requested"] == cov], cov)
+        panel_rows = [r for r in rows if r["coverage_requested"] == cov and r["pattern"] != "dense"]
+        _bar_panel(subfigs[n_rows + i], panel_rows, cov, dense)
     return fig
 
 
-def _bar_panel(sub: Any, rows: list[dict[str, Any]], coverage: float) -> None:
-    """Grouped bars (patterns on x, one bar per method) of mean PSNR and SSIM at one coverage."""
+def _bar_panel(sub: Any, rows: list[dict[str, Any]], coverage: float, dense: dict[str, Any] | None = None) -> None:
+    """Grouped bars (patterns on x, one bar per method) of mean PSNR and SSIM at one coverage.
+
+    ``dense`` (the equal-time dense-scan summary row) is drawn as a dashed line on both axes.
+    """
     patterns = list(dict.fromkeys(r["pattern"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     n_slices = max((r["n_slices"] for r in rows), default=0)
@@ -209,6 +214,11 @@ def _bar_panel(sub: Any, rows: list[dict[str, Any]], coverage: float) -> None:
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
+    if dense is not None:
+        for key, ax in (("psnr", axes[0]), ("ssim", axes[1])):
+            if math.isfinite(dense[key]):
+                ax.axhline(dense[key], color="black", linestyle="--", linewidth=1.2, label="dense scan, same time")
+        rows = [*rows, dense]
     valid = [r["psnr"] for r in rows if math.isfinite(r["psnr"])]
     if valid:
         axes[0].set_ylim(max(0.0, min(valid) - 5.0), cap)

@@ -152,3 +152,17 @@ def test_cancel_shows_the_finished_runs(viewer, flyem_crop_uint8, wait_done, qtb
     assert widget.table.rowCount() == k
     assert len(widget.result_layers) == 3 * k  # mask, reconstruction and error of every finished run
     assert all(layer.data[0].any() for layer in widget.result_layers if layer.metadata["what"] == "recon")
+
+
+def test_equal_beam_time_adds_the_dense_scan_row(viewer, sample_layer, wait_done):
+    widget = CompareWidget(viewer)
+    _choose(widget, patterns=("hexgrid",), methods=("linear",), coverage=5.0)
+    widget.equal_time.value = True
+    widget.run()  # no dose yet: refused with a message, nothing added
+    assert "needs a dose" in widget.panel.status.text() and len(viewer.layers) == 1
+    widget.dose.value = 10.0
+    widget.run()
+    wait_done(widget.panel)
+    assert widget.table.values("pattern") == ["dense", "hexgrid"]
+    dense_db, sparse_db = widget.table.values("psnr")
+    assert sparse_db > dense_db + 5.0  # 10 e-/px dense is very noisy; 5 % at 200 e-/px is not

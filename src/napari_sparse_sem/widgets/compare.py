@@ -81,6 +81,11 @@ class CompareWidget(QWidget):
         self.last_slice = SpinBox(label="last slice", value=0, min=0, max=100000)
         self.roi = ComboBox(label="ROI", choices=self._roi_choices, tooltip="a Shapes layer: its bounding box is used")
         self.dose = FloatSpinBox(label="dose (e⁻/px)", value=0.0, min=0.0, max=1e6, step=10.0, tooltip="0 = noiseless")
+        self.equal_time = CheckBox(
+            text="equal beam time (dose is the dense scan's)",
+            value=False,
+            tooltip="sparse pixels get dose / coverage; the noisy dense scan is scored too",
+        )
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         self.slice_label = Label(value="")
@@ -96,6 +101,7 @@ class CompareWidget(QWidget):
                 self.slice_label,
                 self.roi,
                 self.dose,
+                self.equal_time,
                 self.seed,
                 self.device,
             ]
@@ -143,7 +149,12 @@ class CompareWidget(QWidget):
     def _parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {f"pattern_{p}": box for p, box in self.pattern_boxes.items()}
         params.update(
-            coverage=self.coverage, methods=self.methods, slice_mode=self.slice_mode, dose=self.dose, seed=self.seed
+            coverage=self.coverage,
+            methods=self.methods,
+            slice_mode=self.slice_mode,
+            dose=self.dose,
+            equal_time=self.equal_time,
+            seed=self.seed,
         )
         params["device"] = self.device
         return params
@@ -210,6 +221,8 @@ class CompareWidget(QWidget):
         else:
             first = last = self.current_slice(truth)
         dose = float(self.dose.value)
+        if self.equal_time.value and dose <= 0:
+            raise ValueError("equal beam time needs a dose > 0: the dense scan's electrons per pixel")
         spec = CompareSpec(
             patterns=patterns,
             coverages=[self.coverage.value / 100.0],
@@ -220,6 +233,7 @@ class CompareWidget(QWidget):
             device=self.device.value,
             per_slice=True,
             dose=dose if dose > 0 else None,
+            equal_time=bool(self.equal_time.value),
         )
         spec.validate_for(data.shape)
         return spec, data
