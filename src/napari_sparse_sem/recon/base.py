@@ -51,6 +51,17 @@ class Reconstructor:
         """Release resources (GPU memory, threads) when a run ends or is cancelled."""
 
 
+def check_slab(sparse: np.ndarray, mask: np.ndarray, center: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a (k, y, x) slab pair and slice index; return them as a float array and a boolean mask."""
+    sparse = np.asarray(sparse)
+    mask = np.asarray(mask, dtype=bool)
+    if sparse.ndim != 3 or sparse.shape != mask.shape:
+        raise ValueError(f"expected (k, y, x) slabs of the same shape, got {sparse.shape} and {mask.shape}")
+    if not 0 <= center < sparse.shape[0]:
+        raise ValueError(f"center {center} is outside the slab of {sparse.shape[0]} slices")
+    return sparse, mask
+
+
 _REGISTRY: dict[str, type[Reconstructor]] = {}
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
-from napari_sparse_sem.recon.base import Reconstructor, register
+from napari_sparse_sem.recon.base import Reconstructor, check_slab, register
 from napari_sparse_sem.recon.solvers import solve_with_known
 
 __all__ = [
@@ -206,12 +206,7 @@ class _Slice2D(Reconstructor):
         raise NotImplementedError
 
     def reconstruct_slice(self, sparse: np.ndarray, mask: np.ndarray, center: int) -> np.ndarray:
-        sparse = np.asarray(sparse)
-        mask = np.asarray(mask, dtype=bool)
-        if sparse.ndim != 3 or sparse.shape != mask.shape:
-            raise ValueError(f"expected (k, y, x) slabs of the same shape, got {sparse.shape} and {mask.shape}")
-        if not 0 <= center < sparse.shape[0]:
-            raise ValueError(f"center {center} is outside the slab of {sparse.shape[0]} slices")
+        sparse, mask = check_slab(sparse, mask, center)
         return self.fill(sparse[center], mask[center])
 
 

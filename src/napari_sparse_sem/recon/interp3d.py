@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import Delaunay, QhullError
 
-from napari_sparse_sem.recon.base import Reconstructor, register
+from napari_sparse_sem.recon.base import Reconstructor, check_slab, register
 from napari_sparse_sem.recon.interp import fill_linear, rasterize_simplices
 
 __all__ = ["Linear3D", "fill_linear3d"]
@@ -41,12 +41,7 @@ def fill_linear3d(sparse: np.ndarray, mask: np.ndarray, center: int, *, z_scale:
     slice unchanged. Falls back to 2D linear outside the 3D hull or when the slab's samples span no volume (one slice,
     or every slice scanned at the same positions only in degenerate cases).
     """
-    sparse = np.asarray(sparse)
-    mask = np.asarray(mask, dtype=bool)
-    if sparse.ndim != 3 or sparse.shape != mask.shape:
-        raise ValueError(f"expected (k, y, x) slabs of the same shape, got {sparse.shape} and {mask.shape}")
-    if not 0 <= center < sparse.shape[0]:
-        raise ValueError(f"center {center} is outside the slab of {sparse.shape[0]} slices")
+    sparse, mask = check_slab(sparse, mask, center)
     values, known = sparse[center], mask[center]
     flat = fill_linear(values, known)  # also checks that the centre slice has samples
     if known.all() or sparse.shape[0] < 2:
