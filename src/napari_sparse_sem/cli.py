@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -318,9 +319,9 @@ def simulate(
         MaskSpec,
         dense_scan_time,
         estimate_time,
-        make_masks,
         path_length,
         simulate_acquisition,
+        slice_mask,
     )
 
     mask_spec = MaskSpec(
@@ -339,40 +340,48 @@ def simulate(
     vol = _read(volume)
     data = as_zyx(vol.data, str(volume))
     a, b, y0, y1, x0, x1 = _region(data.shape, sl, region)
-    raw = np.asarray(data[a:b, y0:y1, x0:x1])
-    vrange = value_range(raw)
-    dense = to_float01(raw, str(volume), vrange)
-    mask, results = make_masks(dense.shape, mask_spec)
-    sparse = simulate_acquisition(dense, mask, acq)
-    out_dtype = raw.dtype if raw.dtype.kind in "iuf" else np.dtype(np.float32)
-    stored = from_float01(sparse, out_dtype, vrange)
-    stored[~mask] = 0  # unscanned pixels stay 0 in the source units too
-    times = [estimate_time(r.path, acq).seconds for r in results]
-    lengths = [path_length(r.path) for r in results]
-    dense_s = dense_scan_time((y1 - y0, x1 - x0), acq).seconds
-    coverage_z = mask.mean(axis=(1, 2))
-    meta = {
-        "kind": "sparse",
-        "source": str(volume),
-        "slices": [a, b],
-        "roi": [y0, y1, x0, x1],
-        "mask_spec": mask_spec.to_dict(),
-        "acquisition": acq.to_dict(),
-        "coverage": float(mask.mean()),
-        "value_range": [float(vrange[0]), float(vrange[1])],
-        "mask_file": mask_out.name,
-        "acquisition_s": float(np.sum(times)),
-        "dense_acquisition_s": float(dense_s * len(times)),
-        "version": __version__,
-    }
-    write_volume(out, stored, voxel_size=vol.voxel_size, metadata=meta, overwrite=overwrite)
-    mask_meta = {**meta, "kind": "mask", "sparse_file": out.name}
-    mask_meta.pop("mask_file")
-    write_volume(mask_out, mask.astype(np.uint8), voxel_size=vol.voxel_size, metadata=mask_meta, overwrite=overwrite)
+    # Slice by slice into disk-backed arrays, then written out slice by slice: memory stays bounded by one slice.
+    region = data[a:b, y0:y1, x0:x1]
+    vrange = value_range(region)
+    out_dtype = region.dtype if region.dtype.kind in "iuf" else np.dtype(np.float32)
+    scratch_dir = out.parent if out.parent.is_dir() else None
+    with tempfile.TemporaryDirectory(prefix=".sparse-sem-", dir=scratch_dir, ignore_cleanup_errors=True) as scratch:
+        shape = (b - a, y1 - y0, x1 - x0)
+        stored = np.lib.format.open_memmap(Path(scratch) / "sparse.npy", mode="w+", dtype=out_dtype, shape=shape)
+        mask = np.lib.format.open_memmap(Path(scratch) / "mask.npy", mode="w+", dtype=bool, shape=shape)
+        coverage_z, times, lengths = np.zeros(shape[0]), np.zeros(shape[0]), np.zeros(shape[0])
+        for i in range(shape[0]):  # keep only per-slice figures: masks and paths of all slices would not fit
+            dense = to_float01(np.asarray(region[i]), str(volume), vrange)
+            result = slice_mask(shape[1:], mask_spec, i)
+            sparse = simulate_acquisition(dense, result.mask, acq, first_slice=i)
+            stored[i] = np.where(result.mask, from_float01(sparse, out_dtype, vrange), 0)  # unscanned stay 0
+            mask[i] = result.mask
+            coverage_z[i] = result.coverage
+            times[i] = estimate_time(result.path, acq).seconds
+            lengths[i] = path_length(result.path)
+        dense_s = dense_scan_time((y1 - y0, x1 - x0), acq).seconds
+        meta = {
+            "kind": "sparse",
+            "source": str(volume),
+            "slices": [a, b],
+            "roi": [y0, y1, x0, x1],
+            "mask_spec": mask_spec.to_dict(),
+            "acquisition": acq.to_dict(),
+            "coverage": float(coverage_z.mean()),
+            "value_range": [float(vrange[0]), float(vrange[1])],
+            "mask_file": mask_out.name,
+            "acquisition_s": float(np.sum(times)),
+            "dense_acquisition_s": float(dense_s * len(times)),
+            "version": __version__,
+        }
+        write_volume(out, stored, voxel_size=vol.voxel_size, metadata=meta, overwrite=overwrite)
+        mask_meta = {**meta, "kind": "mask", "sparse_file": out.name}
+        mask_meta.pop("mask_file")
+        write_volume(mask_out, mask, voxel_size=vol.voxel_size, metadata=mask_meta, overwrite=overwrite)
     con = _stdout()
-    con.print(f"wrote {out} (sparse, {stored.dtype}, shape {stored.shape}) and {mask_out} (mask)", markup=False)
+    con.print(f"wrote {out} (sparse, {out_dtype}, shape {shape}) and {mask_out} (mask)", markup=False)
     con.print(
-        f"coverage: requested {100 * mask_spec.coverage:.2f} %, achieved {100 * mask.mean():.2f} % "
+        f"coverage: requested {100 * mask_spec.coverage:.2f} %, achieved {100 * coverage_z.mean():.2f} % "
         f"(per slice {100 * coverage_z.min():.2f}..{100 * coverage_z.max():.2f} %)",
         markup=False,
     )
@@ -396,6 +405,10 @@ class Interrupted(Exception):
         self.done, self.total, self.path = done, total, path
 
 
+def _nonzero(plane: np.ndarray) -> np.ndarray:
+    return plane != 0
+
+
 def reconstruct_to_file(
     sparse_path: Path,
     mask_path: Path,
@@ -415,13 +428,11 @@ def reconstruct_to_file(
     """
     from napari_sparse_sem.compare import check_method_options
     from napari_sparse_sem.io import write_volume
-    from napari_sparse_sem.io.volume import as_zyx, from_float01, to_float01, value_range
-    from napari_sparse_sem.recon.base import method_class
+    from napari_sparse_sem.io.volume import SliceMap, as_zyx, from_float01, to_float01, value_range
     from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
     from napari_sparse_sem.runtime import pick_device
 
     options = dict(options or {})
-    cls = method_class(method)
     check_method_options(method, options)
     _check_writable([out], overwrite)
     sparse_vol, mask_vol = _read(sparse_path), _read(mask_path)
@@ -433,62 +444,66 @@ def reconstruct_to_file(
         )
     resolved = pick_device(device)
     a, b, *_ = _region(sparse.shape, slices, None)
-    context = int(options.get("context", getattr(cls, "context", 0) or 0))
-    lo, hi = max(0, a - context), min(sparse.shape[0], b + context)
-    raw = np.asarray(sparse[lo:hi])
     meta_in = sparse_vol.metadata if isinstance(sparse_vol.metadata, dict) else {}
-    vrange = tuple(meta_in["value_range"]) if "value_range" in meta_in else value_range(np.asarray(sparse))
-    block = to_float01(raw, str(sparse_path), vrange)
-    mask_block = np.asarray(mask[lo:hi]) > 0
-    block[~mask_block] = 0.0
-    out_block = np.zeros(block.shape, dtype=np.float32)
-    wanted = list(range(a - lo, b - lo))
+    # Everything stays lazy: the driver reads one slab at a time, finished slices go to a disk-backed array and are
+    # written out slice by slice, so memory is bounded by the slab, not the volume.
+    vrange = tuple(meta_in["value_range"]) if "value_range" in meta_in else value_range(sparse)
+    scaled = SliceMap(sparse, functools.partial(to_float01, what=str(sparse_path), value_range_=vrange), np.float32)
+    scanned = SliceMap(mask, _nonzero, bool)
+    stored_dtype = sparse.dtype if sparse.dtype.kind in "iuf" else np.dtype(np.float32)
+    wanted = list(range(a, b))
     finished: set[int] = set()
+    scratch_dir = out.parent if out.parent.is_dir() else None
 
-    def save(n_done: int, complete: bool, seconds: float) -> dict[str, Any]:
-        result = out_block[a - lo : a - lo + n_done]
-        stored = from_float01(result, raw.dtype if raw.dtype.kind in "iuf" else np.float32, vrange)
-        meta = {
-            "kind": "reconstruction",
-            "method": method,
-            "options": options,
-            "device": resolved,
-            "sparse": str(sparse_path),
-            "mask": str(mask_path),
-            "slices": [a, a + n_done],
-            "requested_slices": [a, b],
-            "complete": complete,
-            "seconds": seconds,
-            "value_range": [float(vrange[0]), float(vrange[1])],
-            "version": __version__,
-        }
-        write_volume(out, stored, voxel_size=sparse_vol.voxel_size, metadata=meta, overwrite=True)
-        return meta
+    # ignore_cleanup_errors: on Windows the memory-mapped file may still be open when the folder goes.
+    with tempfile.TemporaryDirectory(prefix=".sparse-sem-", dir=scratch_dir, ignore_cleanup_errors=True) as scratch:
+        out_block = np.lib.format.open_memmap(
+            Path(scratch) / "reconstruction.npy", mode="w+", dtype=np.float32, shape=tuple(sparse.shape)
+        )
 
-    start = time.perf_counter()
-    job = reconstruct_volume(block, mask_block, method, device=resolved, options=options, slices=wanted, out=out_block)
+        def save(n_done: int, complete: bool, seconds: float) -> dict[str, Any]:
+            to_source = functools.partial(from_float01, dtype=stored_dtype, value_range_=vrange)
+            stored = SliceMap(out_block[a : a + n_done], to_source, stored_dtype)
+            meta = {
+                "kind": "reconstruction",
+                "method": method,
+                "options": options,
+                "device": resolved,
+                "sparse": str(sparse_path),
+                "mask": str(mask_path),
+                "slices": [a, a + n_done],
+                "requested_slices": [a, b],
+                "complete": complete,
+                "seconds": seconds,
+                "value_range": [float(vrange[0]), float(vrange[1])],
+                "version": __version__,
+            }
+            write_volume(out, stored, voxel_size=sparse_vol.voxel_size, metadata=meta, overwrite=True)
+            return meta
 
-    def feed(event: Progress) -> None:
-        if isinstance(event.partial, SliceDone):
-            finished.add(int(event.partial.z))
-            out_block[int(event.partial.z)] = event.partial.image
-        if on_progress is not None:
-            on_progress(event)
+        start = time.perf_counter()
+        job = reconstruct_volume(
+            scaled, scanned, method, device=resolved, options=options, slices=wanted, out=out_block
+        )
 
-    try:
-        recon = drive(job, feed)
-    except KeyboardInterrupt:
-        n_done = 0
-        while a - lo + n_done in finished and n_done < len(wanted):
-            n_done += 1
-        written = None
-        if n_done:
-            save(n_done, False, time.perf_counter() - start)
-            written = out
-        raise Interrupted(n_done, len(wanted), written) from None
-    if recon is not None:
-        out_block[...] = np.asarray(recon, dtype=np.float32)
-    return save(len(wanted), True, time.perf_counter() - start)
+        def feed(event: Progress) -> None:
+            if isinstance(event.partial, SliceDone):
+                finished.add(int(event.partial.z))
+            if on_progress is not None:
+                on_progress(event)
+
+        try:
+            drive(job, feed)
+        except KeyboardInterrupt:
+            n_done = 0
+            while a + n_done in finished and n_done < len(wanted):
+                n_done += 1
+            written = None
+            if n_done:
+                save(n_done, False, time.perf_counter() - start)
+                written = out
+            raise Interrupted(n_done, len(wanted), written) from None
+        return save(len(wanted), True, time.perf_counter() - start)
 
 
 @app.command()

@@ -47,18 +47,45 @@ def as_zyx(array: Any, what: str = "image") -> Any:
     )
 
 
-def value_range(array: np.ndarray) -> tuple[float, float]:
+class SliceMap:
+    """A lazy view that applies ``func`` to each slice of ``source`` when it is read (``view[z]``).
+
+    Our writers and the reconstruction driver read volumes one slice at a time, so this keeps a per-slice conversion
+    (scaling to [0, 1], back to the source dtype, mask to bool) from ever materialising the whole volume; unlike
+    ``dask.array.from_array``, it never copies an in-memory or memory-mapped source.
+    """
+
+    def __init__(self, source: Any, func: Any, dtype: Any) -> None:
+        self.source, self.func, self.dtype = source, func, np.dtype(dtype)
+        self.shape = tuple(int(n) for n in source.shape)
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.asarray(self.func(np.asarray(self.source[index])), dtype=self.dtype)
+
+
+def value_range(array: Any) -> tuple[float, float]:
     """The range mapped to [0, 1]: the dtype's range for unsigned integers; for floats (0, 1) when the data already lie
-    in [0, 1] (so scores stay comparable across crops), else the data's min/max (also for signed integers)."""
-    if np.issubdtype(array.dtype, np.integer):
-        info = np.iinfo(array.dtype)
-        if info.min == 0:
-            return 0.0, float(info.max)
-        return float(np.min(array)), float(np.max(array))
-    if np.issubdtype(array.dtype, np.bool_):
+    in [0, 1] (so scores stay comparable across crops), else the data's min/max (also for signed integers).
+
+    Lazy arrays (dask, zarr, h5py, :class:`SliceMap`) are scanned one slice at a time.
+    """
+    dtype = np.dtype(array.dtype)
+    if dtype.kind == "b":
         return 0.0, 1.0
-    lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
-    if lo >= 0.0 and hi <= 1.0:
+    if dtype.kind == "u":
+        return 0.0, float(np.iinfo(dtype).max)
+    if isinstance(array, np.ndarray):
+        lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
+    else:
+        lo, hi = np.inf, -np.inf
+        for z in range(array.shape[0]):
+            plane = np.asarray(array[z])
+            lo, hi = min(lo, float(np.nanmin(plane))), max(hi, float(np.nanmax(plane)))
+    if dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
         return 0.0, 1.0
     return lo, hi
 

@@ -1,8 +1,8 @@
 """Scan masks, beam paths, acquisition-time estimates and simulated (noisy) sparse acquisitions."""
 
-from .acquisition import add_shot_noise, equal_time_dose, simulate_acquisition
+from .acquisition import add_shot_noise, equal_time_dose, simulate_acquisition, slice_noise_rng
 from .path import AcquisitionTime, dense_scan_time, estimate_time, path_length, serpentine_order, spiral_path
-from .patterns import make_mask, make_masks, target_count
+from .patterns import make_mask, make_masks, slice_mask, target_count
 from .spec import PATTERNS, AcquisitionSpec, MaskResult, MaskSpec
 
 __all__ = [
@@ -20,6 +20,8 @@ __all__ = [
     "path_length",
     "serpentine_order",
     "simulate_acquisition",
+    "slice_mask",
+    "slice_noise_rng",
     "spiral_path",
     "target_count",
 ]

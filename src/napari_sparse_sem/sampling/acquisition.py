@@ -70,12 +70,21 @@ def _as_bool_mask(mask: np.ndarray) -> np.ndarray:
     return m.astype(bool)
 
 
-def simulate_acquisition(dense: np.ndarray, mask: np.ndarray, spec: AcquisitionSpec | None = None) -> np.ndarray:
+def slice_noise_rng(seed: int | None, z: int) -> np.random.Generator:
+    """The shot-noise generator of slice ``z``: ``default_rng([seed, z])`` (fresh entropy when ``seed`` is None)."""
+    return np.random.default_rng() if seed is None else np.random.default_rng([seed, z])
+
+
+def simulate_acquisition(
+    dense: np.ndarray, mask: np.ndarray, spec: AcquisitionSpec | None = None, first_slice: int = 0
+) -> np.ndarray:
     """The sparse scan of ``dense``: a float32 copy with unscanned pixels set to 0.
 
     ``dense`` is a ``(z, y, x)`` volume or a ``(y, x)`` image with values in [0, 1]; ``mask`` has the same shape
     (a single ``(y, x)`` mask also serves every slice of a volume). With ``spec.dose`` set, each scanned pixel gets
-    shot noise (:func:`add_shot_noise`) drawn from ``np.random.default_rng(spec.seed)``. Inputs are not modified.
+    shot noise (:func:`add_shot_noise`); slice ``z`` draws it from :func:`slice_noise_rng` with index
+    ``first_slice + z``, so a volume simulated slice by slice (streaming) equals one simulated at once.
+    Inputs are not modified.
     """
     values = np.asarray(dense)
     if values.ndim not in (2, 3):
@@ -96,9 +105,12 @@ def simulate_acquisition(dense: np.ndarray, mask: np.ndarray, spec: AcquisitionS
         where = f"slice {int(empty[0])}" if values.ndim == 3 else "the image"
         raise ValueError(f"{where} has no scanned pixel; every slice of the mask needs at least one True pixel")
     out = np.zeros(values.shape, dtype=np.float32)
-    scanned = values[m]
-    if spec is not None and spec.dose is not None:
-        out[m] = add_shot_noise(scanned, spec.dose, np.random.default_rng(spec.seed))
-    else:
-        out[m] = scanned
+    if spec is None or spec.dose is None:
+        out[m] = values[m]
+        return out
+    for z, (plane, plane_mask, plane_out) in enumerate(
+        zip(values.reshape(slices_m.shape), slices_m, out.reshape(slices_m.shape), strict=True)
+    ):
+        noise_rng = slice_noise_rng(spec.seed, first_slice + z)
+        plane_out[plane_mask] = add_shot_noise(plane[plane_mask], spec.dose, noise_rng)
     return out

@@ -328,8 +328,15 @@ def make_masks(shape: tuple[int, int, int], spec: MaskSpec) -> tuple[np.ndarray,
         return volume, [result] * depth
     results = []
     for z in range(depth):
-        rng = np.random.default_rng() if spec.seed is None else np.random.default_rng([spec.seed, z])
-        result = make_mask((height, width), spec, rng)
+        result = slice_mask((height, width), spec, z)
         volume[z] = result.mask
         results.append(result)
     return volume, results
+
+
+def slice_mask(shape: tuple[int, int], spec: MaskSpec, z: int) -> MaskResult:
+    """The mask of slice ``z`` of a volume, exactly as :func:`make_masks` draws it (for slice-by-slice streaming)."""
+    if not spec.per_slice:
+        return make_mask(shape, spec)
+    rng = np.random.default_rng() if spec.seed is None else np.random.default_rng([spec.seed, z])
+    return make_mask(shape, spec, rng)
