@@ -1,0 +1,98 @@
+"""Deep image prior: masked loss, stopping rule, warm start, progress and cancel — tiny nets, real FlyEM, CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sparse_sem.metrics import psnr
+from napari_sparse_sem.recon import create
+from napari_sparse_sem.recon.dip import PRESETS, DeepImagePrior, dip_config
+from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
+from napari_sparse_sem.runtime import Progress
+
+TINY = {"levels": 3, "channels": 16, "input_channels": 8}
+
+
+@pytest.fixture(scope="module")
+def crop(flyem_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slices 125-127, 64 x 64, a 20 % random mask per slice: (dense, sparse, mask)."""
+    dense = np.ascontiguousarray(flyem_crop[5:8, 60:124, 60:124])
+    mask = np.random.default_rng(0).random(dense.shape) < 0.2
+    return dense, np.where(mask, dense, 0).astype(np.float32), mask
+
+
+def test_unscanned_pixels_never_enter_the_fit(crop) -> None:
+    _, sparse, mask = crop
+    garbage = sparse.copy()
+    garbage[~mask] = np.random.default_rng(1).random(int((~mask).sum()))
+    options = {**TINY, "stopping": "fixed", "iterations_first": 15, "preview_every": 0}
+    clean = create("dip", **options).reconstruct_slice(sparse[:1], mask[:1], 0)
+    noisy = create("dip", **options).reconstruct_slice(garbage[:1], mask[:1], 0)
+    np.testing.assert_array_equal(clean, noisy)
+    np.testing.assert_array_equal(clean[mask[0]], sparse[0][mask[0]])  # scanned pixels keep their measured values
+    assert clean.dtype == np.float32 and 0.0 <= clean.min() and clean.max() <= 1.0
+
+
+def test_holdout_rule_stops_early_and_beats_nearest(crop) -> None:
+    dense, sparse, mask = crop
+    dip = create("dip", **TINY, iterations_first=600, patience=40, check_every=10, preview_every=0)
+    image = dip.reconstruct_slice(sparse[:1], mask[:1], 0)
+    info = dip.history[-1]
+    assert info["iterations"] < 600  # stopped by the rule, not the cap
+    assert info["iterations"] - info["best_iteration"] >= 40
+    assert len(info["loss_curve"]) == info["iterations"]
+    nearest = create("nearest").reconstruct_slice(sparse[:1], mask[:1], 0)
+    # Measured: DIP ~29 dB, nearest ~26.6 dB on this 64² crop at 20 % (biharmonic 30.6: plain DIP still loses to it).
+    assert psnr(dense[0], image) > psnr(dense[0], nearest) + 1.0
+
+
+def test_fixed_rule_runs_the_exact_count(crop) -> None:
+    _, sparse, mask = crop
+    dip = create("dip", **TINY, stopping="fixed", iterations_first=12, preview_every=0)
+    dip.reconstruct_slice(sparse[:1], mask[:1], 0)
+    assert dip.history[-1]["iterations"] == 12 and dip.history[-1]["holdout_curve"] == []
+
+
+def test_warm_start_carries_the_weights_to_the_next_slice(crop) -> None:
+    _, sparse, mask = crop
+    options = {**TINY, "iterations_first": 120, "iterations_warm": 20, "patience": 1000, "preview_every": 0}
+    warm = create("dip", **options)
+    cold = create("dip", **options, warm_start=False)
+    for dip in (warm, cold):
+        dip.reconstruct_slice(sparse[:1], mask[:1], 0)
+        dip.reconstruct_slice(sparse[1:2], mask[1:2], 0)
+    assert [h["warm"] for h in warm.history] == [False, True]
+    assert warm.history[1]["iterations"] <= 20  # the warm budget
+    assert [h["warm"] for h in cold.history] == [False, False]
+    # The fitted neighbour is already close: the first held-out error of a warm slice is far below a cold start's.
+    assert warm.history[1]["holdout_curve"][0][1] < 0.5 * cold.history[1]["holdout_curve"][0][1]
+
+
+def test_previews_and_cancel_through_the_driver(crop) -> None:
+    _, sparse, mask = crop
+    dip = DeepImagePrior(**TINY, stopping="fixed", iterations_first=40, iterations_warm=40, preview_every=10)
+    out = np.zeros(sparse.shape, dtype=np.float32)
+    job = reconstruct_volume(sparse, mask, dip, out=out)
+    events: list[Progress] = []
+    for event in job:
+        events.append(event)
+        if isinstance(event.partial, SliceDone) and event.partial.z == 0:
+            break
+    previews = [e for e in events if isinstance(e.partial, np.ndarray)]
+    assert len(previews) == 4 and previews[0].partial.shape == (64, 64)
+    next(job)  # one preview into slice 1, then stop
+    job.close()
+    assert out[0].any() and not out[1].any() and not out[2].any()  # finished slice kept, the rest untouched
+    assert dip.net is None  # resources released on cancel
+
+
+def test_presets_and_bad_options() -> None:
+    assert PRESETS["paper"].levels == 5 and PRESETS["paper"].channels == 128 and PRESETS["paper"].stopping == "fixed"
+    assert dip_config("default", lr=0.005).lr == 0.005
+    with pytest.raises(ValueError, match="unknown DIP preset"):
+        dip_config("fast")
+    with pytest.raises(ValueError, match="no option"):
+        create("dip", layers=3)
+    with pytest.raises(ValueError, match="stopping must be"):
+        create("dip", stopping="never")
