@@ -36,6 +36,7 @@ RECORD_KEYS: tuple[str, ...] = (
     "path_length_px",
     "acquisition_s",
     "dense_acquisition_s",
+    "iterations",
 )
 """Columns of every comparison record (one record per pattern × coverage × method × slice)."""
 
@@ -365,6 +366,7 @@ def _dense_scan_records(
             "path_length_px": float("nan"),
             "acquisition_s": dense_s,
             "dense_acquisition_s": dense_s,
+            "iterations": None,
         }
         for row in rows
     ]
@@ -432,6 +434,7 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
             for method in spec.methods:
                 out = np.zeros(block.shape, dtype=np.float32)
                 seconds: dict[int, float] = {}
+                iterations: dict[int, int | None] = {}
                 job = reconstruct_volume(
                     sparse_block,
                     mask_block,
@@ -452,6 +455,7 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                         message = event.message
                         if isinstance(event.partial, SliceDone):
                             seconds[int(event.partial.z)] = float(event.partial.seconds)
+                            iterations[int(event.partial.z)] = event.partial.info.get("iterations")
                             # Name the slice by its index in the input volume, not in the working block.
                             message = f"{label} · {method}: slice {lo + event.partial.z}: {event.partial.seconds:.2f} s"
                         yield Progress(event.step, total, message)
@@ -477,6 +481,7 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                         "path_length_px": timing[i][0],
                         "acquisition_s": timing[i][1],
                         "dense_acquisition_s": dense_s,
+                        "iterations": iterations.get(sel[i]),
                     }
                     run_records.append(record)
                 records.extend(run_records)

@@ -96,3 +96,32 @@ def test_presets_and_bad_options() -> None:
         create("dip", layers=3)
     with pytest.raises(ValueError, match="stopping must be"):
         create("dip", stopping="never")
+
+
+def test_guide_residual_and_ema_options(crop) -> None:
+    dense, sparse, mask = crop
+    with pytest.raises(ValueError, match="residual needs a guide"):
+        create("dip", residual=True)
+    with pytest.raises(ValueError, match="ema must be"):
+        create("dip", ema=1.0)
+    # A residual net on the biharmonic guide starts from the guide, so a few iterations already match it closely.
+    dip = create("dip", **TINY, guide="biharmonic", residual=True, ema=0.9, stopping="fixed", iterations_first=5)
+    image = dip.reconstruct_slice(sparse[:1], mask[:1], 0)
+    guide = create("biharmonic").reconstruct_slice(sparse[:1], mask[:1], 0)
+    assert psnr(dense[0], image) > psnr(dense[0], guide) - 3.0
+
+
+def test_comparison_records_carry_iterations(crop) -> None:
+    from napari_sparse_sem.compare import CompareSpec, compare_job
+    from napari_sparse_sem.runtime import run_job
+
+    dense, _, _ = crop
+    spec = CompareSpec(
+        patterns=["random"],
+        coverages=[0.2],
+        methods=["linear", "dip"],
+        slices=(0, 1),
+        method_options={"dip": {**TINY, "stopping": "fixed", "iterations_first": 7, "preview_every": 0}},
+    )
+    records = run_job(compare_job(dense, spec)).records
+    assert {r["method"]: r["iterations"] for r in records} == {"linear": None, "dip": 7}

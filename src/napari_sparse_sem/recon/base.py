@@ -47,6 +47,10 @@ class Reconstructor:
         return self.reconstruct_slice(sparse, mask, center)
         yield  # pragma: no cover - makes this a generator
 
+    def slice_info(self) -> dict[str, Any]:
+        """Facts about the slice just finished that belong in the results (e.g. ``iterations``); none by default."""
+        return {}
+
     def close(self) -> None:
         """Release resources (GPU memory, threads) when a run ends or is cancelled."""
 

@@ -25,12 +25,15 @@ from napari_sparse_sem.recon.base import Reconstructor, check_slab, register
 from napari_sparse_sem.runtime import Progress, pick_device
 
 STOPPING_RULES = ("holdout", "fixed")
+GUIDES = ("none", "linear", "biharmonic")
 
 
 @dataclass
 class DIPConfig:
     """Parameters of a DIP fit. ``iterations_first``/``iterations_warm`` are upper bounds under the ``holdout`` rule
-    and exact counts under ``fixed``."""
+    and exact counts under ``fixed``. ``guide`` feeds a classical interpolant of the fitted pixels as an extra input
+    channel; with ``residual`` the network's output is a correction added to that guide. ``ema`` > 0 returns (and
+    judges) an exponential moving average of the outputs instead of the last one."""
 
     levels: int = 4
     channels: int = 48
@@ -39,14 +42,17 @@ class DIPConfig:
     input_scale: float = 0.1
     noise_reg: float = 0.03
     lr: float = 0.01
-    iterations_first: int = 1500
+    iterations_first: int = 2000
     iterations_warm: int = 400
     stopping: str = "holdout"
     holdout_fraction: float = 0.05
-    patience: int = 200
+    patience: int = 300
     check_every: int = 10
     preview_every: int = 50
     warm_start: bool = True
+    guide: str = "none"
+    residual: bool = False
+    ema: float = 0.99
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +65,12 @@ class DIPConfig:
             raise ValueError(f"holdout_fraction must be in (0, 0.5), got {self.holdout_fraction}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.guide not in GUIDES:
+            raise ValueError(f"guide must be one of {GUIDES}, got {self.guide!r}")
+        if self.residual and self.guide == "none":
+            raise ValueError("residual needs a guide (e.g. guide='biharmonic'): the network corrects the guide")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,8 +79,9 @@ class DIPConfig:
 PRESETS: dict[str, DIPConfig] = {
     # The public DIP inpainting settings: skip net 5 × 128 channels, 32-channel noise input × 0.1, σ = 0.03,
     # Adam lr 0.01, a fixed count of iterations.
-    "paper": DIPConfig(levels=5, channels=128, iterations_first=3000, iterations_warm=1000, stopping="fixed"),
-    # A smaller net with the held-out stopping rule (to be tuned by benchmark, issue #3).
+    "paper": DIPConfig(levels=5, channels=128, iterations_first=3000, iterations_warm=1000, stopping="fixed", ema=0.0),
+    # Our default so far (benchmarks/dip_variants.py, 128² FlyEM ROI at 5 %): a 4 × 48 net, held-out stopping and an
+    # output EMA — 25.42 dB vs biharmonic 25.07 in 80 s on 2 CPU cores. Guided and residual variants lost.
     "default": DIPConfig(),
 }
 
@@ -113,7 +126,11 @@ class DeepImagePrior(Reconstructor):
         cfg = self.config
         generator = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.net = SkipNet(cfg.input_channels, 1, cfg.levels, cfg.channels, cfg.skip_channels).to(self.device)
+        in_channels = cfg.input_channels + (cfg.guide != "none")
+        self.net = SkipNet(in_channels, 1, cfg.levels, cfg.channels, cfg.skip_channels).to(self.device)
+        if cfg.residual:  # zero head: sigmoid(0) = 0.5, so the fit starts exactly at the guide
+            torch.nn.init.zeros_(self.net.head.weight)
+            torch.nn.init.zeros_(self.net.head.bias)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         noise = torch.rand((1, cfg.input_channels, *shape), generator=generator) * cfg.input_scale
         self.net_input = noise.to(self.device)
@@ -154,22 +171,39 @@ class DeepImagePrior(Reconstructor):
 
         target, fit_w, hold_w = tensor(values), tensor(fit), tensor(holdout)
         net, optimizer, base_input = self.net, self.optimizer, self.net_input
+        guide = None
+        if cfg.guide != "none":
+            from napari_sparse_sem.recon.interp import fill_biharmonic, fill_linear
+
+            fill = fill_biharmonic if cfg.guide == "biharmonic" else fill_linear
+            guide = tensor(fill(np.where(fit, values, 0).astype(np.float32), fit))  # held-out pixels stay unseen
+
+        def forward(noise: Any) -> Any:
+            if guide is None:
+                return net(noise)
+            raw = net(torch.cat([noise, guide], dim=1))
+            return (guide + (raw - 0.5)).clamp(0.0, 1.0) if cfg.residual else raw
+
         net.train()
         best_error, best_output, best_iteration = np.inf, None, 0
         losses: list[float] = []
         held_out: list[tuple[int, float]] = []
         started = time.perf_counter()
         iteration = 0
+        smooth = None
         for iteration in range(1, max_iterations + 1):
             optimizer.zero_grad(set_to_none=True)
             net_input = base_input
             if cfg.noise_reg > 0:
                 net_input = base_input + cfg.noise_reg * torch.randn_like(base_input)
-            output = net(net_input)
+            output = forward(net_input)
             loss = masked_mse(output, target, fit_w)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
+            if cfg.ema > 0:
+                smooth = output.detach() if smooth is None else cfg.ema * smooth + (1 - cfg.ema) * output.detach()
+                output = smooth
             last = iteration == max_iterations
             if cfg.stopping == "holdout" and (iteration % cfg.check_every == 0 or last):
                 error = float(masked_mse(output.detach(), target, hold_w))
@@ -197,6 +231,13 @@ class DeepImagePrior(Reconstructor):
         )
         self.slices_done += 1
         return image.astype(np.float32)
+
+    def slice_info(self) -> dict[str, Any]:
+        """Iterations run, the best iteration (by held-out error) and whether the slice was warm-started."""
+        if not self.history:
+            return {}
+        last = self.history[-1]
+        return {"iterations": last["iterations"], "best_iteration": last["best_iteration"], "warm": last["warm"]}
 
     def close(self) -> None:
         """Drop the network and free GPU memory."""

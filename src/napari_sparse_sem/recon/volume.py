@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,15 @@ __all__ = ["SliceDone", "reconstruct_volume"]
 
 @dataclass
 class SliceDone:
-    """Partial result of a volume run: slice ``z`` is finished (``image``, (y, x) float32) after ``seconds``."""
+    """Partial result of a volume run: slice ``z`` is finished (``image``, (y, x) float32) after ``seconds``.
+
+    ``info`` is the method's :meth:`~napari_sparse_sem.recon.base.Reconstructor.slice_info` (e.g. DIP iterations).
+    """
 
     z: int
     image: np.ndarray
     seconds: float
+    info: dict = field(default_factory=dict)
 
 
 class _SlabReader:
@@ -182,7 +186,8 @@ def reconstruct_volume(
                 out[...] = image
             else:
                 out[z] = image
-            yield Progress(i + 1, total, f"slice {z}: {seconds:.2f} s", SliceDone(z, image, seconds))
+            done = SliceDone(z, image, seconds, reconstructor.slice_info())
+            yield Progress(i + 1, total, f"slice {z}: {seconds:.2f} s", done)
     finally:
         reconstructor.close()
     return out
