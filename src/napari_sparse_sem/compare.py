@@ -210,11 +210,11 @@ class CompareSpec:
         return dict(self.method_options.get(method, {}))
 
     def context_for(self, method: str) -> int:
-        """Neighbour slices on each side that ``method`` reads (its ``context`` option or class default)."""
-        from napari_sparse_sem.recon.base import method_class
+        """Neighbour slices on each side that ``method`` reads, as configured by its options (an instance's
+        ``context``; building one is cheap: methods load nothing heavy before their first slice)."""
+        from napari_sparse_sem.recon.base import create
 
-        options = self.options_for(method)
-        return max(0, int(options.get("context", getattr(method_class(method), "context", 0) or 0)))
+        return max(0, int(create(method, device="cpu", **self.options_for(method)).context))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (lists, not tuples); :meth:`from_dict` reads it back."""

@@ -125,3 +125,17 @@ def test_comparison_records_carry_iterations(crop) -> None:
     )
     records = run_job(compare_job(dense, spec)).records
     assert {r["method"]: r["iterations"] for r in records} == {"linear": None, "dip": 7}
+
+
+def test_warmup_fits_preceding_slices_first_on_a_cold_start(crop) -> None:
+    _, sparse, mask = crop
+    options = {**TINY, "stopping": "fixed", "iterations_first": 9, "iterations_warm": 4, "preview_every": 0}
+    dip = create("dip", **options, warmup_slices=2)
+    assert dip.context == 2  # the driver hands over the two preceding slices
+    out = np.zeros(sparse.shape, dtype=np.float32)
+    events = list(reconstruct_volume(sparse, mask, dip, slices=[2], out=out))
+    done = [e.partial for e in events if isinstance(e.partial, SliceDone)]
+    assert [h["warmup"] for h in dip.history] == [True, True, False]
+    assert [h["iterations"] for h in dip.history] == [9, 4, 4]  # cold neighbour, warm neighbour, warm target
+    assert done[0].info == {"iterations": 4, "best_iteration": 4, "warm": True, "warmup_iterations": 13}
+    assert out[2].any() and not out[:2].any()  # only the requested slice is written

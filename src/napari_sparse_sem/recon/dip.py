@@ -33,7 +33,8 @@ class DIPConfig:
     """Parameters of a DIP fit. ``iterations_first``/``iterations_warm`` are upper bounds under the ``holdout`` rule
     and exact counts under ``fixed``. ``guide`` feeds a classical interpolant of the fitted pixels as an extra input
     channel; with ``residual`` the network's output is a correction added to that guide. ``ema`` > 0 returns (and
-    judges) an exponential moving average of the outputs instead of the last one."""
+    judges) an exponential moving average of the outputs instead of the last one. ``warmup_slices`` > 0: on a cold
+    start, first fit that many preceding slices (their own sparse samples), so even the first slice is warm."""
 
     levels: int = 4
     channels: int = 48
@@ -50,6 +51,7 @@ class DIPConfig:
     check_every: int = 10
     preview_every: int = 50
     warm_start: bool = True
+    warmup_slices: int = 2
     guide: str = "none"
     residual: bool = False
     ema: float = 0.99
@@ -69,6 +71,8 @@ class DIPConfig:
             raise ValueError(f"guide must be one of {GUIDES}, got {self.guide!r}")
         if self.residual and self.guide == "none":
             raise ValueError("residual needs a guide (e.g. guide='biharmonic'): the network corrects the guide")
+        if self.warmup_slices < 0:
+            raise ValueError(f"warmup_slices must be >= 0, got {self.warmup_slices}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
@@ -79,9 +83,11 @@ class DIPConfig:
 PRESETS: dict[str, DIPConfig] = {
     # The public DIP inpainting settings: skip net 5 × 128 channels, 32-channel noise input × 0.1, σ = 0.03,
     # Adam lr 0.01, a fixed count of iterations.
-    "paper": DIPConfig(levels=5, channels=128, iterations_first=3000, iterations_warm=1000, stopping="fixed", ema=0.0),
-    # Our default so far (benchmarks/dip_variants.py, 128² FlyEM ROI at 5 %): a 4 × 48 net, held-out stopping and an
-    # output EMA — 25.42 dB vs biharmonic 25.07 in 80 s on 2 CPU cores. Guided and residual variants lost.
+    "paper": DIPConfig(
+        levels=5, channels=128, iterations_first=3000, iterations_warm=1000, stopping="fixed", ema=0.0, warmup_slices=0
+    ),
+    # Our default so far (docs/methods/dip.md; 128² FlyEM ROI, slice 125, 5 %): a 4 × 48 net, held-out stopping, an
+    # output EMA and a warm-up on the 2 preceding slices — 27.69 dB vs biharmonic 25.82 in 101 s on 2 CPU cores.
     "default": DIPConfig(),
 }
 
@@ -111,6 +117,7 @@ class DeepImagePrior(Reconstructor):
         if unknown:
             raise ValueError(f"dip has no option(s) {unknown}; its options are preset and the DIPConfig fields")
         self.config = dip_config(preset, **fields)
+        self.context = self.config.warmup_slices  # the driver then hands us the preceding slices too
         self.device = pick_device(device)
         self.net = None
         self.optimizer = None
@@ -143,17 +150,32 @@ class DeepImagePrior(Reconstructor):
             except StopIteration as stop:
                 return stop.value
 
+    def _cold(self, shape: tuple[int, int]) -> bool:
+        """Whether the next fit starts from scratch (no network yet, warm start off, or another slice size)."""
+        return self.net is None or not self.config.warm_start or tuple(self.net_input.shape[-2:]) != shape
+
     def reconstruct_slice_job(
         self, sparse: np.ndarray, mask: np.ndarray, center: int
     ) -> Generator[Progress, None, np.ndarray]:
+        """Fit slice ``center`` of the slab; on a cold start first fit up to ``warmup_slices`` preceding slices."""
+        sparse, mask = check_slab(sparse, mask, center)
+        if not mask[center].any():
+            raise ValueError("the slice has no scanned pixels; check the mask")
+        if self.config.warmup_slices and self._cold(sparse.shape[1:]):
+            for k in range(max(0, center - self.config.warmup_slices), center):
+                if mask[k].any():
+                    yield from self._fit_job(sparse[k], mask[k], warmup=True)
+        return (yield from self._fit_job(sparse[center], mask[center]))
+
+    def _fit_job(
+        self, values: np.ndarray, known: np.ndarray, warmup: bool = False
+    ) -> Generator[Progress, None, np.ndarray]:
+        """Fit the network to one slice's scanned pixels (warm-started when possible) and return the image."""
         import torch
 
-        sparse, mask = check_slab(sparse, mask, center)
-        values, known = sparse[center].astype(np.float32), mask[center]
-        if not known.any():
-            raise ValueError("the slice has no scanned pixels; check the mask")
+        values = values.astype(np.float32)
         cfg = self.config
-        first = self.net is None or not cfg.warm_start or tuple(self.net_input.shape[-2:]) != values.shape
+        first = self._cold(values.shape)
         if first:
             self._setup(values.shape)
         max_iterations = cfg.iterations_first if first else cfg.iterations_warm
@@ -215,7 +237,9 @@ class DeepImagePrior(Reconstructor):
                     break
             if cfg.preview_every and (iteration % cfg.preview_every == 0 or last):
                 preview = output.detach()[0, 0].float().cpu().numpy()
-                yield Progress(iteration, max_iterations, f"DIP iteration {iteration}, loss {losses[-1]:.2e}", preview)
+                what = "DIP warm-up on a neighbour" if warmup else "DIP"
+                message = f"{what}: iteration {iteration}, loss {losses[-1]:.2e}"
+                yield Progress(iteration, max_iterations, message, preview)
         final = best_output if (cfg.stopping == "holdout" and best_output is not None) else output.detach()
         image = np.clip(final[0, 0].float().cpu().numpy(), 0.0, 1.0)
         image[known] = values[known]  # data consistency: scanned pixels keep their measured values
@@ -225,6 +249,7 @@ class DeepImagePrior(Reconstructor):
                 "best_iteration": best_iteration if cfg.stopping == "holdout" else iteration,
                 "seconds": time.perf_counter() - started,
                 "warm": not first,
+                "warmup": warmup,
                 "loss_curve": losses,
                 "holdout_curve": held_out,
             }
@@ -237,7 +262,17 @@ class DeepImagePrior(Reconstructor):
         if not self.history:
             return {}
         last = self.history[-1]
-        return {"iterations": last["iterations"], "best_iteration": last["best_iteration"], "warm": last["warm"]}
+        warmup = 0
+        for entry in reversed(self.history[:-1]):
+            if not entry["warmup"]:
+                break
+            warmup += entry["iterations"]
+        return {
+            "iterations": last["iterations"],
+            "best_iteration": last["best_iteration"],
+            "warm": last["warm"],
+            "warmup_iterations": warmup,
+        }
 
     def close(self) -> None:
         """Drop the network and free GPU memory."""
