@@ -24,7 +24,7 @@ import numpy as np
 import typer
 
 from napari_sparse_sem import __version__
-from napari_sparse_sem.runtime import Job, Progress
+from napari_sparse_sem.runtime import Progress, run_job
 
 app = typer.Typer(
     name="sparse-sem",
@@ -205,18 +205,6 @@ def progress_bar(label: str) -> Iterator[Callable[[Progress], None]]:
     finally:
         if task:
             bar.stop()
-
-
-def drive(job: Job[Any], on_progress: Callable[[Progress], None]) -> Any:
-    """Run ``job`` to the end, feeding ``on_progress``; on Ctrl-C the job is closed (its cleanup runs) and re-raised."""
-    try:
-        while True:
-            on_progress(next(job))
-    except StopIteration as stop:
-        return stop.value
-    except BaseException:
-        job.close()
-        raise
 
 
 def _fmt_s(seconds: float) -> str:
@@ -493,7 +481,7 @@ def reconstruct_to_file(
                 on_progress(event)
 
         try:
-            drive(job, feed)
+            run_job(job, feed)
         except KeyboardInterrupt:
             n_done = 0
             while a + n_done in finished and n_done < len(wanted):
@@ -611,7 +599,7 @@ def run_comparison(
                     runs.append(event.partial)
                 update(event)
 
-            result = drive(compare_job(volume, spec), feed)
+            result = run_job(compare_job(volume, spec), feed)
     except KeyboardInterrupt:
         if not runs:
             _stderr().print("Interrupted before the first run finished; nothing written.", markup=False)

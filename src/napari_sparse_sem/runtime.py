@@ -48,7 +48,8 @@ def run_job(
     """Drive ``job`` to completion and return its result.
 
     ``on_progress`` sees every event; when ``should_stop()`` turns true the generator is closed (its ``finally``
-    blocks run) and :class:`Cancelled` is raised.
+    blocks run) and :class:`Cancelled` is raised. Anything raised on the consumer's side (an error in
+    ``on_progress``, Ctrl-C) also closes the job before it propagates, so the job's cleanup always runs.
     """
     try:
         while True:
@@ -56,10 +57,12 @@ def run_job(
             if on_progress is not None:
                 on_progress(event)
             if should_stop is not None and should_stop():
-                job.close()
                 raise Cancelled("stopped on request; finished work was kept")
     except StopIteration as stop:
         return stop.value
+    except BaseException:
+        job.close()
+        raise
 
 
 def sub_job(job: Job[T], offset: int, total: int, prefix: str = "") -> Generator[Progress, None, T]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from napari_sparse_sem.recon.base import Reconstructor, check_slab, register
-from napari_sparse_sem.runtime import Progress, pick_device
+from napari_sparse_sem.runtime import Progress, pick_device, run_job
 
 STOPPING_RULES = ("holdout", "fixed")
 GUIDES = ("none", "linear", "biharmonic")
@@ -143,12 +143,7 @@ class DeepImagePrior(Reconstructor):
         self.net_input = noise.to(self.device)
 
     def reconstruct_slice(self, sparse: np.ndarray, mask: np.ndarray, center: int) -> np.ndarray:
-        job = self.reconstruct_slice_job(sparse, mask, center)
-        while True:
-            try:
-                next(job)
-            except StopIteration as stop:
-                return stop.value
+        return run_job(self.reconstruct_slice_job(sparse, mask, center))
 
     def _cold(self, shape: tuple[int, int]) -> bool:
         """Whether the next fit starts from scratch (no network yet, warm start off, or another slice size)."""
