@@ -160,6 +160,25 @@ def parse_options(items: list[str] | None, per_method: bool = False) -> dict[str
     return out
 
 
+DIP_METHODS = ("dip", "dip3d")
+
+
+def dip_options(preset: str | None, config_file: Path | None) -> dict[str, Any]:
+    """Options for the DIP methods from ``--dip-config FILE.json`` (read first) and ``--dip-preset`` (wins)."""
+    options: dict[str, Any] = {}
+    if config_file is not None:
+        from napari_sparse_sem.recon.dip import load_dip_options
+
+        options.update(load_dip_options(config_file))
+    if preset is not None:
+        from napari_sparse_sem.recon.dip import PRESETS
+
+        if preset not in PRESETS:
+            raise ValueError(f"--dip-preset must be one of {list(PRESETS)}, got {preset!r}")
+        options["preset"] = preset
+    return options
+
+
 def sibling_path(path: Path, tag: str) -> Path:
     """``out.tif`` → ``out_mask.tif`` (``tag="_mask"``); compound suffixes such as ``.ome.zarr`` are kept whole."""
     name = path.name
@@ -504,6 +523,10 @@ def reconstruct(
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) to reconstruct.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     option: Annotated[list[str] | None, typer.Option("--option", help="Method option KEY=VALUE (repeatable).")] = None,
+    dip_preset: Annotated[str | None, typer.Option(help="dip/dip3d preset: paper or default.")] = None,
+    dip_config: Annotated[
+        Path | None, typer.Option(help="dip/dip3d options: JSON object of DIPConfig fields (and 'preset').")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Fill the unscanned pixels of SPARSE with METHOD and write the reconstruction to OUT."""
@@ -511,7 +534,10 @@ def reconstruct(
 
     if method not in available_methods():
         raise ValueError(f"unknown reconstruction method {method!r}; choose one of {available_methods()}")
-    options = parse_options(option)
+    from_dip = dip_options(dip_preset, dip_config)
+    if from_dip and method not in DIP_METHODS:
+        raise ValueError(f"--dip-preset/--dip-config apply to {' and '.join(DIP_METHODS)}, not to {method!r}")
+    options = {**from_dip, **parse_options(option)}
     try:
         with progress_bar(f"{method}") as update:
             meta = reconstruct_to_file(
@@ -643,10 +669,14 @@ def compare(
         list[str] | None, typer.Option("--option", help="Method option METHOD.KEY=VALUE (repeatable).")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="JSON file with CompareSpec fields (flags override it).")] = None,
+    dip_preset: Annotated[str | None, typer.Option(help="dip/dip3d preset: paper or default.")] = None,
+    dip_config: Annotated[
+        Path | None, typer.Option(help="dip/dip3d options: JSON object of DIPConfig fields (and 'preset').")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
 ) -> None:
     """Compare mask patterns × coverages × methods on VOLUME; write metrics.json/csv, params.json, comparison.png."""
-    from napari_sparse_sem.compare import CompareSpec
+    from napari_sparse_sem.compare import CompareSpec, name_list
 
     settings: dict[str, Any] = {}
     if config is not None:
@@ -674,6 +704,15 @@ def compare(
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings.setdefault("device", "auto")
+    from_dip = dip_options(dip_preset, dip_config)
+    if from_dip:
+        targets = [m for m in name_list(settings.get("methods", [])) if m in DIP_METHODS]
+        if not targets:
+            raise ValueError(f"--dip-preset/--dip-config apply to {' and '.join(DIP_METHODS)}; add one to --method")
+        per_method = dict(settings.get("method_options") or {})
+        for name in targets:  # --option METHOD.KEY=VALUE still wins over the DIP file and preset
+            per_method[name] = {**from_dip, **per_method.get(name, {})}
+        settings["method_options"] = per_method
     spec = CompareSpec.from_dict(settings)
     vol = _read(volume)
     spec.validate_for(vol.shape)

@@ -52,7 +52,7 @@ def _int_pair(value: Any, what: str) -> tuple[int, int] | None:
     return int(items[0]), int(items[1])
 
 
-def _names(value: Any) -> list[str]:
+def name_list(value: Any) -> list[str]:
     """A list of names from a list or a comma-separated string (config files may use either)."""
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
@@ -138,11 +138,11 @@ class CompareSpec:
     def __post_init__(self) -> None:
         from napari_sparse_sem.recon.base import available_methods
 
-        patterns = _names(self.patterns)
+        patterns = name_list(self.patterns)
         if "all" in patterns:
             patterns = list(PATTERNS)
         self.patterns = list(dict.fromkeys(patterns))
-        methods = _names(self.methods)
+        methods = name_list(self.methods)
         self.methods = list(dict.fromkeys(methods))
         coverages = [self.coverages] if isinstance(self.coverages, (int, float)) else list(self.coverages)
         self.coverages = list(dict.fromkeys(float(c) for c in coverages))

@@ -243,6 +243,16 @@ def test_interrupt_keeps_finished_slices(crop_tif: Path, tmp_path: Path) -> None
             ["compare", "{crop}", "--method", "linear3d", "--option", "linear3d.zscale=2", "--out", "{tmp}/r"],
             "its options are ['context', 'z_scale']",
         ),
+        (
+            ["compare", "{crop}", "--method", "linear", "--dip-preset", "paper", "--out", "{tmp}/r"],
+            "add one to --method",
+        ),
+        (["compare", "{crop}", "--method", "dip", "--dip-preset", "fast", "--out", "{tmp}/r"], "paper"),
+        (["compare", "{crop}", "--method", "dip", "--dip-config", "{tmp}/none.json", "--out", "{tmp}/r"], "not found"),
+        (
+            ["reconstruct", "{crop}", "--mask", "{crop}", "--dip-preset", "paper", "--out", "{tmp}/b.tif"],
+            "not to 'linear'",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(args: list[str], message: str, crop_tif: Path, tmp_path: Path) -> None:
@@ -251,6 +261,24 @@ def test_bad_input_is_one_clear_line(args: list[str], message: str, crop_tif: Pa
     assert "Error: " in result.stderr and message in result.stderr, result.stderr
     assert "Traceback" not in result.output
     assert not any((tmp_path / name).exists() for name in ("r", "a.tif", "b.tif"))
+
+
+def test_dip_config_file_and_preset_reach_the_method(crop_tif: Path, tmp_path: Path) -> None:
+    config = tmp_path / "dip.json"
+    tiny = {"levels": 2, "channels": 8, "input_channels": 4, "stopping": "fixed", "preview_every": 0}
+    config.write_text(json.dumps({"preset": "paper", **tiny, "iterations_first": 6, "iterations_warm": 3}))
+    out = tmp_path / "r"
+    args = ["compare", crop_tif, "--method", "dip", "--slices", "0:2", "--roi", "0:32,0:32", "--out", out]
+    result = invoke(*args, "--dip-config", config, "--option", "dip.iterations_warm=2")
+    assert result.exit_code == 0, result.output
+    records = json.loads((out / "metrics.json").read_text())
+    assert [r["iterations"] for r in records] == [6, 2]  # the file's first-slice count; --option wins for warm slices
+    options = json.loads((out / "params.json").read_text())["spec"]["method_options"]["dip"]
+    assert options["preset"] == "paper" and options["iterations_first"] == 6
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"levles": 3}))
+    result = invoke(*args, "--dip-config", bad, "--overwrite")
+    assert result.exit_code == 2 and "unknown field(s) ['levles']" in result.stderr
 
 
 def test_simulate_refuses_existing_outputs(crop_tif: Path, tmp_path: Path) -> None:

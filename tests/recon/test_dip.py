@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from napari_sparse_sem.metrics import psnr
-from napari_sparse_sem.recon import create
+from napari_sparse_sem.recon import FitPreview, create
 from napari_sparse_sem.recon.dip import PRESETS, DeepImagePrior, dip_config
 from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
-from napari_sparse_sem.runtime import Progress
+from napari_sparse_sem.runtime import Progress, run_job
 
 TINY = {"levels": 3, "channels": 16, "input_channels": 8}
 
@@ -79,8 +79,10 @@ def test_previews_and_cancel_through_the_driver(crop) -> None:
         events.append(event)
         if isinstance(event.partial, SliceDone) and event.partial.z == 0:
             break
-    previews = [e for e in events if isinstance(e.partial, np.ndarray)]
-    assert len(previews) == 4 and previews[0].partial.shape == (64, 64)
+    previews = [e.partial for e in events if isinstance(e.partial, FitPreview)]
+    assert [p.iteration for p in previews] == [10, 20, 30, 40] and previews[0].image.shape == (64, 64)
+    assert all(p.z == 0 for p in previews)  # the driver says which slice is being fitted
+    assert len(previews[-1].loss) == 40 and previews[-1].max_iterations == 40
     next(job)  # one preview into slice 1, then stop
     job.close()
     assert out[0].any() and not out[1].any() and not out[2].any()  # finished slice kept, the rest untouched
@@ -139,3 +141,38 @@ def test_warmup_fits_preceding_slices_first_on_a_cold_start(crop) -> None:
     assert [h["iterations"] for h in dip.history] == [9, 4, 4]  # cold neighbour, warm neighbour, warm target
     assert done[0].info == {"iterations": 4, "best_iteration": 4, "warm": True, "warmup_iterations": 13}
     assert out[2].any() and not out[:2].any()  # only the requested slice is written
+
+
+def test_dip3d_fits_neighbours_on_their_own_scanned_pixels_only(crop) -> None:
+    _, sparse, mask = crop
+    options = {**TINY, "stopping": "fixed", "iterations_first": 10, "preview_every": 0, "warmup_slices": 0}
+    dip3d = create("dip3d", **options, neighbours=1)
+    assert dip3d.context == 1 and dip3d.radius == 1
+    garbage = sparse.copy()
+    garbage[~mask] = np.random.default_rng(1).random(int((~mask).sum()))
+    clean = dip3d.reconstruct_slice(sparse, mask, 1)
+    noisy = create("dip3d", **options, neighbours=1).reconstruct_slice(garbage, mask, 1)
+    np.testing.assert_array_equal(clean, noisy)  # no unscanned pixel of any slice enters the loss
+    np.testing.assert_array_equal(clean[mask[1]], sparse[1][mask[1]])
+    # The neighbours matter: changing a neighbour's *scanned* values changes the centre's reconstruction.
+    other = sparse.copy()
+    other[0][mask[0]] = 1.0 - other[0][mask[0]]
+    moved = create("dip3d", **options, neighbours=1).reconstruct_slice(other, mask, 1)
+    assert np.abs(moved - clean)[~mask[1]].mean() > 1e-3
+    with pytest.raises(ValueError, match="neighbours >= 1"):
+        create("dip3d", neighbours=0)
+
+
+def test_dip3d_at_the_volume_ends_and_head_shift_on_warm_start(crop) -> None:
+    _, sparse, mask = crop
+    options = {**TINY, "stopping": "fixed", "iterations_first": 6, "iterations_warm": 3, "preview_every": 0}
+    dip3d = create("dip3d", **options, neighbours=2, warmup_slices=0)
+    out = run_job(reconstruct_volume(sparse, mask, dip3d))  # slab clipped at both ends of the 3-slice volume
+    assert out.shape == sparse.shape and all(out[z].any() for z in range(3))
+    assert [h["warm"] for h in dip3d.history] == [False, True, True]
+    # The head's output rows move down by one slice per warm start (channel j now means old channel j + 1).
+    net = create("dip3d", **options, neighbours=1, warmup_slices=0)
+    net.reconstruct_slice(sparse, mask, 1)
+    before = net.net.head.weight.detach().clone()
+    net._shift_head()
+    np.testing.assert_array_equal(net.net.head.weight.detach()[:-1].numpy(), before[1:].numpy())

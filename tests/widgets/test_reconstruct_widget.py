@@ -151,3 +151,64 @@ def test_no_truth_means_no_error_layer(viewer, acquired, wait_done):
     assert widget.layer.data.any(axis=(1, 2)).all()
     assert widget.metrics is None
     assert not any("|error|" in layer.name for layer in viewer.layers)
+
+
+def test_dip_parameters_live_preview_and_loss_plot(viewer, acquired, wait_done, qtbot):
+    widget = ReconstructWidget(viewer)
+    def shown(w) -> bool:  # the dock is not on screen in tests: ask whether the widget itself is hidden
+        return not getattr(w, "native", w).isHidden()
+
+    widget.method.value = "linear"
+    assert not shown(widget.dip)
+    widget.method.value = "dip3d"
+    assert shown(widget.dip) and shown(widget.dip.fields["neighbours"])
+    widget.method.value = "dip"
+    assert not shown(widget.dip.fields["neighbours"])
+    # A tiny fixed-count fit so the test stays fast; the preset fills the fields, our changes override them.
+    widget.dip.preset.value = "paper"
+    assert widget.dip.fields["iterations_first"].value == 3000 and widget.dip.fields["stopping"].value == "fixed"
+    for name, value in {"levels": 2, "channels": 8, "iterations_first": 30, "iterations_warm": 10}.items():
+        widget.dip.fields[name].value = value
+    widget.dip.fields["preview_every"].value = 10
+    previews = []
+    widget.run()
+    widget.panel.worker.yielded.connect(
+        lambda event: previews.append((event.partial.z, widget.layer.data[0].copy()))
+        if type(event.partial).__name__ == "FitPreview"
+        else None
+    )
+    wait_done(widget.panel)
+
+    layer = widget.layer
+    assert layer.metadata["options"] == {
+        "preset": "paper",
+        "levels": 2,
+        "channels": 8,
+        "iterations_first": 30,
+        "iterations_warm": 10,
+        "preview_every": 10,
+    }
+    assert widget.done_slices == [0, 1, 2, 3]
+    # Slice 0 showed the network's estimate while it was fitted (3 previews of the cold slice, before it finished).
+    first = [image for z, image in previews if z == 0]
+    assert len(first) == 3 and first[0].any()
+    assert shown(widget.loss_plot) and widget.loss_plot.axes.lines  # loss curve drawn
+    assert "PSNR" in widget.result_label.text()
+
+
+def test_cancel_during_a_dip_fit_keeps_only_finished_slices(viewer, acquired, wait_done, qtbot):
+    widget = ReconstructWidget(viewer)
+    widget.method.value = "dip"
+    widget.dip.preset.value = "default"
+    for name, value in {"levels": 2, "channels": 8, "iterations_first": 20, "iterations_warm": 100_000}.items():
+        widget.dip.fields[name].value = value
+    widget.dip.fields["stopping"].value = "fixed"
+    widget.dip.fields["warmup_slices"].value = 0
+    widget.dip.fields["preview_every"].value = 5
+    widget.run()
+    qtbot.waitUntil(lambda: widget.done_slices == [0] and widget._preview_z == 1, timeout=30_000)
+    assert widget.layer.data[1].any()  # slice 1 shows its live preview
+    widget.panel.cancel_button.click()
+    wait_done(widget.panel)
+    assert widget.done_slices == [0]
+    assert widget.layer.data[0].any() and not widget.layer.data[1:].any()  # the preview-only slice is cleared

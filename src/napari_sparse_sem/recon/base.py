@@ -9,11 +9,31 @@ networks share one driver (:mod:`napari_sparse_sem.recon.volume`). Methods regis
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from napari_sparse_sem.runtime import Progress
+
+
+@dataclass
+class FitPreview:
+    """A look inside an iterative fit (``Progress.partial`` of a network method): the current estimate of the slice
+    and the curves so far. The volume driver fills in ``z``; widgets draw ``image`` and plot the curves.
+
+    ``loss`` holds the training loss per iteration; ``holdout`` (iteration, error) pairs of the stopping rule's
+    held-out pixels (empty under a fixed iteration count); ``warmup`` marks a fit of a neighbouring slice made only to
+    warm the network up.
+    """
+
+    image: np.ndarray
+    iteration: int
+    max_iterations: int
+    loss: list[float] = field(default_factory=list)
+    holdout: list[tuple[int, float]] = field(default_factory=list)
+    warmup: bool = False
+    z: int | None = None
 
 
 class Reconstructor:

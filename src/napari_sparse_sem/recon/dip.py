@@ -14,14 +14,16 @@ measured value.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_sparse_sem.recon.base import Reconstructor, check_slab, register
+from napari_sparse_sem.recon.base import FitPreview, Reconstructor, check_slab, register
 from napari_sparse_sem.runtime import Progress, pick_device, run_job
 
 STOPPING_RULES = ("holdout", "fixed")
@@ -34,7 +36,8 @@ class DIPConfig:
     and exact counts under ``fixed``. ``guide`` feeds a classical interpolant of the fitted pixels as an extra input
     channel; with ``residual`` the network's output is a correction added to that guide. ``ema`` > 0 returns (and
     judges) an exponential moving average of the outputs instead of the last one. ``warmup_slices`` > 0: on a cold
-    start, first fit that many preceding slices (their own sparse samples), so even the first slice is warm."""
+    start, first fit that many preceding slices (their own sparse samples), so even the first slice is warm.
+    ``neighbours`` is read by ``dip3d`` only: the slices on each side fitted jointly with the centre slice."""
 
     levels: int = 4
     channels: int = 48
@@ -52,6 +55,7 @@ class DIPConfig:
     preview_every: int = 50
     warm_start: bool = True
     warmup_slices: int = 2
+    neighbours: int = 2
     guide: str = "none"
     residual: bool = False
     ema: float = 0.99
@@ -71,6 +75,8 @@ class DIPConfig:
             raise ValueError(f"guide must be one of {GUIDES}, got {self.guide!r}")
         if self.residual and self.guide == "none":
             raise ValueError("residual needs a guide (e.g. guide='biharmonic'): the network corrects the guide")
+        if self.neighbours < 0:
+            raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
         if self.warmup_slices < 0:
             raise ValueError(f"warmup_slices must be >= 0, got {self.warmup_slices}")
         if not 0 <= self.ema < 1:
@@ -99,6 +105,28 @@ def dip_config(preset: str = "default", **overrides: Any) -> DIPConfig:
     return dataclasses.replace(PRESETS[preset], **overrides)
 
 
+def load_dip_options(path: str | Path) -> dict[str, Any]:
+    """Read a DIP configuration file: a JSON object with an optional ``preset`` and any :class:`DIPConfig` fields.
+
+    The options are checked (unknown fields, bad values) before they are returned, so a typo fails before any work.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"DIP config file not found: {path}")
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"DIP config {path} is not valid JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"DIP config {path} must hold a JSON object of DIPConfig fields (and optionally 'preset')")
+    fields = {f.name for f in dataclasses.fields(DIPConfig)}
+    unknown = sorted(set(options) - fields - {"preset"})
+    if unknown:
+        raise ValueError(f"DIP config {path} has unknown field(s) {unknown}; known: preset, {sorted(fields)}")
+    dip_config(**options)  # raises on bad values
+    return options
+
+
 def masked_mse(output: Any, target: Any, weight: Any) -> Any:
     """Mean squared error over the pixels where ``weight`` is 1: unscanned pixels never enter the loss."""
     return ((output - target) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
@@ -111,19 +139,25 @@ class DeepImagePrior(Reconstructor):
     name = "dip"
     context = 0
     description = "Deep image prior (Trampert et al.): a network fitted to the scanned pixels, warm-started per slice."
+    radius = 0  # slices on each side fitted jointly with the centre (dip3d)
 
     def __init__(self, device: str = "cpu", preset: str = "default", **fields: Any) -> None:
         unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(DIPConfig)})
         if unknown:
-            raise ValueError(f"dip has no option(s) {unknown}; its options are preset and the DIPConfig fields")
+            raise ValueError(f"{self.name} has no option(s) {unknown}; its options are preset and the DIPConfig fields")
         self.config = dip_config(preset, **fields)
-        self.context = self.config.warmup_slices  # the driver then hands us the preceding slices too
+        self._configure()
+        # The driver hands over the slices needed for the warm-up fits and, in 3D, their neighbours.
+        self.context = self.config.warmup_slices + self.radius
         self.device = pick_device(device)
         self.net = None
         self.optimizer = None
         self.net_input = None
         self.slices_done = 0
         self.history: list[dict[str, Any]] = []  # per slice: iterations, seconds, loss and held-out curves
+
+    def _configure(self) -> None:
+        """Hook for subclasses to derive their settings from ``self.config``."""
 
     def _setup(self, shape: tuple[int, int]) -> None:
         import torch
@@ -134,7 +168,8 @@ class DeepImagePrior(Reconstructor):
         generator = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         in_channels = cfg.input_channels + (cfg.guide != "none")
-        self.net = SkipNet(in_channels, 1, cfg.levels, cfg.channels, cfg.skip_channels).to(self.device)
+        out_channels = 2 * self.radius + 1
+        self.net = SkipNet(in_channels, out_channels, cfg.levels, cfg.channels, cfg.skip_channels).to(self.device)
         if cfg.residual:  # zero head: sigmoid(0) = 0.5, so the fit starts exactly at the guide
             torch.nn.init.zeros_(self.net.head.weight)
             torch.nn.init.zeros_(self.net.head.bias)
@@ -159,41 +194,73 @@ class DeepImagePrior(Reconstructor):
         if self.config.warmup_slices and self._cold(sparse.shape[1:]):
             for k in range(max(0, center - self.config.warmup_slices), center):
                 if mask[k].any():
-                    yield from self._fit_job(sparse[k], mask[k], warmup=True)
-        return (yield from self._fit_job(sparse[center], mask[center]))
+                    yield from self._fit_job(sparse, mask, k, warmup=True)
+        return (yield from self._fit_job(sparse, mask, center))
 
-    def _fit_job(
-        self, values: np.ndarray, known: np.ndarray, warmup: bool = False
-    ) -> Generator[Progress, None, np.ndarray]:
-        """Fit the network to one slice's scanned pixels (warm-started when possible) and return the image."""
+    def _slab_targets(self, sparse: np.ndarray, mask: np.ndarray, center: int) -> tuple[np.ndarray, np.ndarray]:
+        """Targets and scanned-pixel masks of the ``2 * radius + 1`` output channels (slices missing at the volume's
+        ends get an empty mask, so they never enter the loss)."""
+        width = 2 * self.radius + 1
+        values = np.zeros((width, *sparse.shape[1:]), dtype=np.float32)
+        known = np.zeros(values.shape, dtype=bool)
+        for channel in range(width):
+            z = center - self.radius + channel
+            if 0 <= z < sparse.shape[0]:
+                values[channel], known[channel] = sparse[z], mask[z]
+        return values, known
+
+    def _shift_head(self) -> None:
+        """dip3d, next slice: output channel j now means the slice channel j + 1 meant, so move the head's rows (and
+        their Adam moments) down by one; the features already describe the shared slices."""
         import torch
 
-        values = values.astype(np.float32)
+        head = self.net.head
+        with torch.no_grad():
+            for param in (head.weight, head.bias):
+                moved = [param]
+                state = self.optimizer.state.get(param, {})
+                moved += [state[key] for key in ("exp_avg", "exp_avg_sq") if key in state]
+                for tensor in moved:
+                    tensor[:-1] = tensor[1:].clone()
+
+    def _fit_job(
+        self, sparse: np.ndarray, mask: np.ndarray, center: int, warmup: bool = False
+    ) -> Generator[Progress, None, np.ndarray]:
+        """Fit the network to the scanned pixels of slab slice ``center`` (and, in 3D, of its ``radius`` neighbours
+        on each side), warm-started when possible; return the centre image."""
+        import torch
+
+        values, known = self._slab_targets(sparse, mask, center)
         cfg = self.config
-        first = self._cold(values.shape)
+        mid = self.radius
+        first = self._cold(values.shape[1:])
         if first:
-            self._setup(values.shape)
+            self._setup(values.shape[1:])
+        elif self.radius:
+            self._shift_head()
         max_iterations = cfg.iterations_first if first else cfg.iterations_warm
 
         rng = np.random.default_rng([cfg.seed, self.slices_done])
         holdout = np.zeros_like(known)
-        if cfg.stopping == "holdout":
-            scanned = np.flatnonzero(known)
+        if cfg.stopping == "holdout":  # held out from the centre slice, the one we return
+            scanned = np.flatnonzero(known[mid])
             n_hold = max(1, round(cfg.holdout_fraction * scanned.size))
-            holdout.flat[rng.choice(scanned, n_hold, replace=False)] = True
+            holdout[mid].flat[rng.choice(scanned, n_hold, replace=False)] = True
         fit = known & ~holdout
 
         def tensor(array: np.ndarray) -> Any:
-            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None].to(self.device)
+            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None].to(self.device)
 
-        target, fit_w, hold_w = tensor(values), tensor(fit), tensor(holdout)
+        target, fit_w, hold_w = tensor(values), tensor(fit), tensor(holdout[mid : mid + 1])
+        centre_target = target[:, mid : mid + 1]
         net, optimizer, base_input = self.net, self.optimizer, self.net_input
         guide = None
         if cfg.guide != "none":
             from napari_sparse_sem.recon.interp import fill_biharmonic, fill_linear
 
             fill = fill_biharmonic if cfg.guide == "biharmonic" else fill_linear
-            guide = tensor(fill(np.where(fit, values, 0).astype(np.float32), fit))  # held-out pixels stay unseen
+            centre_values = np.where(fit[mid], values[mid], 0).astype(np.float32)
+            guide = tensor(fill(centre_values, fit[mid])[None])  # held-out pixels stay unseen
 
         def forward(noise: Any) -> Any:
             if guide is None:
@@ -218,26 +285,28 @@ class DeepImagePrior(Reconstructor):
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
+            output = output.detach()[:, mid : mid + 1]
             if cfg.ema > 0:
-                smooth = output.detach() if smooth is None else cfg.ema * smooth + (1 - cfg.ema) * output.detach()
+                smooth = output if smooth is None else cfg.ema * smooth + (1 - cfg.ema) * output
                 output = smooth
             last = iteration == max_iterations
             if cfg.stopping == "holdout" and (iteration % cfg.check_every == 0 or last):
-                error = float(masked_mse(output.detach(), target, hold_w))
+                error = float(masked_mse(output, centre_target, hold_w))
                 held_out.append((iteration, error))
                 if error < best_error:
                     best_error, best_iteration = error, iteration
-                    best_output = output.detach()
+                    best_output = output
                 elif iteration - best_iteration >= cfg.patience:
                     break
             if cfg.preview_every and (iteration % cfg.preview_every == 0 or last):
-                preview = output.detach()[0, 0].float().cpu().numpy()
-                what = "DIP warm-up on a neighbour" if warmup else "DIP"
+                image = output[0, 0].float().cpu().numpy()
+                what = f"{self.name} warm-up on a neighbour" if warmup else self.name
                 message = f"{what}: iteration {iteration}, loss {losses[-1]:.2e}"
+                preview = FitPreview(image, iteration, max_iterations, list(losses), list(held_out), warmup)
                 yield Progress(iteration, max_iterations, message, preview)
-        final = best_output if (cfg.stopping == "holdout" and best_output is not None) else output.detach()
+        final = best_output if (cfg.stopping == "holdout" and best_output is not None) else output
         image = np.clip(final[0, 0].float().cpu().numpy(), 0.0, 1.0)
-        image[known] = values[known]  # data consistency: scanned pixels keep their measured values
+        image[known[mid]] = values[mid][known[mid]]  # data consistency: scanned pixels keep their measured values
         self.history.append(
             {
                 "iterations": iteration,
@@ -276,3 +345,17 @@ class DeepImagePrior(Reconstructor):
             import torch
 
             torch.cuda.empty_cache()
+
+
+@register
+class DeepImagePrior3D(DeepImagePrior):
+    """DIP with 3D context: one network fits the centre slice and ``neighbours`` slices on each side at once (one
+    output channel per slice, loss on every slice's own scanned pixels), so per-slice masks fill each other's gaps."""
+
+    name = "dip3d"
+    description = "3D-context DIP: the slice and its neighbours fitted jointly, one output channel per slice."
+
+    def _configure(self) -> None:
+        self.radius = self.config.neighbours
+        if self.radius < 1:
+            raise ValueError(f"dip3d needs neighbours >= 1 (slices on each side), got {self.radius}; or use dip")

@@ -10,6 +10,7 @@ so memory stays bounded by the slab, and ``out`` may be a zarr array. Stopping t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_sparse_sem.recon.base import Reconstructor, method_class
+from napari_sparse_sem.recon.base import FitPreview, Reconstructor, method_class
 from napari_sparse_sem.runtime import Job, Progress
 
 __all__ = ["SliceDone", "reconstruct_volume"]
@@ -111,7 +112,8 @@ def reconstruct_volume(
     and ``options``) or a ready :class:`Reconstructor`. ``out``: where results go (default a new float32 zeros array;
     pass e.g. a zarr array for big volumes). Yields one :class:`Progress` per finished slice with a
     :class:`SliceDone` as ``partial``; methods with inner iterations also yield their own events in between
-    (``step`` = slices finished so far, their ``partial`` passed through unchanged). The reconstructor is closed at
+    (``step`` = slices finished so far; their ``partial`` passed through, a :class:`FitPreview` of the slice itself
+    with ``z`` filled in). The reconstructor is closed at
     the end, also when the run fails or is stopped. Inputs are never modified.
     """
     # --- validation, before any work -------------------------------------------------------------------------
@@ -178,7 +180,10 @@ def reconstruct_volume(
                         image = stop.value
                         break
                     seconds += time.perf_counter() - started
-                    yield Progress(i, total, f"slice {z}: {event.message}", event.partial)
+                    partial = event.partial
+                    if isinstance(partial, FitPreview) and not partial.warmup:
+                        partial = dataclasses.replace(partial, z=z)
+                    yield Progress(i, total, f"slice {z}: {event.message}", partial)
             finally:
                 inner.close()
             image = np.asarray(image, dtype=np.float32)

@@ -110,3 +110,39 @@ class MetricsPlot(FigureCanvasQTAgg):
         handles, labels = self.axes[0].get_legend_handles_labels()
         self.figure.legend(handles, labels, loc="lower center", ncol=len(methods), fontsize=7, frameon=False)
         self.draw_idle()
+
+
+class LossPlot(FigureCanvasQTAgg):
+    """The training loss and the held-out error of an iterative fit (log scale), redrawn at each preview."""
+
+    def __init__(self) -> None:
+        self.figure = Figure(figsize=(4.0, 1.8))
+        self.figure.set_layout_engine("tight")
+        super().__init__(self.figure)
+        self.setMinimumHeight(140)
+        self.axes = self.figure.subplots()
+        self.clear()
+
+    def clear(self, title: str = "fit") -> None:
+        self.axes.clear()
+        self.axes.set_title(title, fontsize=9)
+        self.axes.set_xlabel("iteration", fontsize=8)
+        self.axes.set_ylabel("MSE", fontsize=8)
+        self.axes.tick_params(labelsize=7)
+        self.draw_idle()
+
+    def show_curves(self, loss: list[float], holdout: list[tuple[int, float]], title: str) -> None:
+        """Draw ``loss`` (one value per iteration) and ``holdout`` ((iteration, error) pairs) with the best point."""
+        self.clear(title)
+        if loss:
+            self.axes.semilogy(
+                np.arange(1, len(loss) + 1), np.maximum(loss, 1e-12), lw=0.8, label="loss (fitted pixels)"
+            )
+        if holdout:
+            steps, errors = zip(*holdout, strict=True)
+            self.axes.semilogy(steps, np.maximum(errors, 1e-12), lw=1.2, label="held-out pixels")
+            best = int(np.argmin(errors))
+            self.axes.plot(steps[best], errors[best], "o", ms=4, color="C3", label=f"best: iteration {steps[best]}")
+        if loss or holdout:
+            self.axes.legend(fontsize=7, frameon=False)
+        self.draw_idle()

@@ -23,6 +23,7 @@ from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, co
 from napari_sparse_sem.io.volume import Volume, as_zyx
 from napari_sparse_sem.runtime import Progress, available_devices
 from napari_sparse_sem.sampling.spec import PATTERNS
+from napari_sparse_sem.widgets._dip_options import DIP_METHODS, DIPOptions
 from napari_sparse_sem.widgets._layers import (
     LayerChoices,
     image_layers,
@@ -106,6 +107,9 @@ class CompareWidget(QWidget):
                 self.device,
             ]
         )
+        self.dip = DIPOptions()
+        self.methods.changed.connect(self._on_methods)
+        self._on_methods()
         self.panel = JobPanel("Compare")
         self.table = MetricsTable()
         self.plot = MetricsPlot()
@@ -115,6 +119,7 @@ class CompareWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
+        layout.addWidget(self.dip.native)
         layout.addWidget(self.panel)
         results = QSplitter(Qt.Vertical)
         results.addWidget(self.table)
@@ -134,6 +139,7 @@ class CompareWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._show_current_slice)
         self.truth.changed.connect(self._show_current_slice)
         restore_values(self.SETTINGS_GROUP, self._parameters())
+        self._on_methods()
         self._on_slice_mode()
         self.panel.run_button.clicked.connect(self.run)
         self.save_button.clicked.connect(self._ask_save_report)
@@ -157,7 +163,11 @@ class CompareWidget(QWidget):
             seed=self.seed,
         )
         params["device"] = self.device
+        params.update(self.dip.settings_widgets())
         return params
+
+    def _on_methods(self, *_: Any) -> None:
+        self.dip.show_for(list(self.methods.value))
 
     def _on_slice_mode(self, *_: Any) -> None:
         ranged = self.slice_mode.value == RANGE
@@ -234,6 +244,7 @@ class CompareWidget(QWidget):
             per_slice=True,
             dose=dose if dose > 0 else None,
             equal_time=bool(self.equal_time.value),
+            method_options={m: self.dip.options(m) for m in methods if m in DIP_METHODS},
         )
         spec.validate_for(data.shape)
         return spec, data

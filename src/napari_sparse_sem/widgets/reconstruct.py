@@ -2,7 +2,9 @@
 
 The reconstruction layer ``<source> · <pattern> <cov>% · <method>`` is added at the start (zeros) and updated as every
 slice finishes, so one watches it grow; Cancel stops after the current slice and keeps the finished ones. With a ground
-truth chosen, an ``… · |error|`` layer and PSNR/SSIM (all pixels and unscanned pixels) follow.
+truth chosen, an ``… · |error|`` layer and PSNR/SSIM (all pixels and unscanned pixels) follow. For the DIP methods the
+form shows their parameters, the slice being fitted shows the network's current estimate every few iterations (a live
+preview), and a plot shows its loss and held-out error curves.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from magicgui.widgets import ComboBox, Container
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from napari_sparse_sem.metrics import abs_error, slice_metrics
+from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.runtime import Job, Progress, available_devices, pick_device
+from napari_sparse_sem.widgets._dip_options import DIP_METHODS, DIPOptions
 from napari_sparse_sem.widgets._layers import (
     SEP,
     LayerChoices,
@@ -31,6 +35,7 @@ from napari_sparse_sem.widgets._layers import (
     placement,
     result_name,
 )
+from napari_sparse_sem.widgets._plots import LossPlot
 from napari_sparse_sem.widgets._settings import restore_values, save_values
 from napari_sparse_sem.widgets._worker import JobPanel, error_text
 
@@ -87,18 +92,24 @@ class ReconstructWidget(QWidget):
         self.method = ComboBox(label="method", choices=methods, value="linear" if "linear" in methods else methods[0])
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         self.form = Container(widgets=[self.sparse, self.mask, self.truth, self.method, self.device])
+        self.dip = DIPOptions()
         self.panel = JobPanel("Reconstruct")
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
+        self.loss_plot = LossPlot()
+        self.loss_plot.setVisible(False)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
+        layout.addWidget(self.dip.native)
         layout.addWidget(self.panel)
         layout.addWidget(self.result_label)
+        layout.addWidget(self.loss_plot)
         layout.addStretch(1)
 
         self.layer: napari.layers.Image | None = None  # the reconstruction being filled
         self.done_slices: list[int] = []
+        self._preview_z: int | None = None  # the slice that shows a live DIP preview
         self.metrics: dict[str, float] | None = None
         self._run: dict[str, Any] = {}
         self._choices = LayerChoices(self.viewer)
@@ -107,8 +118,16 @@ class ReconstructWidget(QWidget):
         self.sparse.changed.connect(self._match_partners)
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._match_partners()
-        restore_values(self.SETTINGS_GROUP, {"method": self.method, "device": self.device})
+        restore_values(self.SETTINGS_GROUP, self._remembered())
+        self.method.changed.connect(self._on_method)
+        self._on_method()
         self.panel.run_button.clicked.connect(self.run)
+
+    def _remembered(self) -> dict[str, Any]:
+        return {"method": self.method, "device": self.device, **self.dip.settings_widgets()}
+
+    def _on_method(self, *_: Any) -> None:
+        self.dip.show_for([self.method.value])
 
     # -- choices ---------------------------------------------------------------------------------------------------
     def _sparse_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -198,11 +217,13 @@ class ReconstructWidget(QWidget):
             sparse, mask, truth = self._inputs()
             device = pick_device(self.device.value)
             method = self.method.value
-            job = reconstruct_volume(sparse, mask, method, device=device, out=(out := np.zeros_like(sparse)))
+            options = self.dip.options(method) if method in DIP_METHODS else {}
+            out = np.zeros_like(sparse)
+            job = reconstruct_volume(sparse, mask, method, device=device, options=options, out=out)
         except ValueError as exc:
             self.panel.show_error(str(exc))
             return
-        save_values(self.SETTINGS_GROUP, {"method": self.method, "device": self.device})
+        save_values(self.SETTINGS_GROUP, self._remembered())
         sparse_layer = self.sparse.value
         truth_layer = self.truth.value
         metadata = {
@@ -211,6 +232,11 @@ class ReconstructWidget(QWidget):
             if key in ("source_layer", "acquisition_id", "mask_spec", "acquisition_spec", "coverage", "value_range")
         }
         metadata.update(kind="reconstruction", method=method, device=device, sparse_layer=sparse_layer.name)
+        if options:
+            metadata["options"] = options
+        self.loss_plot.setVisible(method in DIP_METHODS)
+        self.loss_plot.clear(method)
+        self._preview_z: int | None = None
         self.layer = self.viewer.add_image(
             like_layer(np.zeros_like(sparse), sparse_layer),
             name=self._name(sparse_layer, method),
@@ -230,27 +256,51 @@ class ReconstructWidget(QWidget):
             on_errored=self._on_failed,
         )
 
+    def _write_slice(self, z: int, image: np.ndarray) -> None:
+        if self.layer.ndim == 2:
+            self.layer.data[...] = image
+        else:
+            self.layer.data[z] = image
+        self.layer.refresh()
+
+    def _on_preview(self, preview: FitPreview) -> None:
+        """Show the fit's current estimate in its slice of the result layer, and its curves in the plot."""
+        if preview.z is None:  # a warm-up fit of a neighbour: curves only
+            title = f"warm-up fit, iteration {preview.iteration}"
+        else:
+            self._write_slice(int(preview.z), preview.image)
+            self._preview_z = int(preview.z)
+            title = f"slice {preview.z}: iteration {preview.iteration} of at most {preview.max_iterations}"
+        self.loss_plot.show_curves(preview.loss, preview.holdout, title)
+
+    def _drop_unfinished_preview(self) -> None:
+        """A slice that only holds a preview when the run stops goes back to zeros: only finished slices are kept."""
+        z = self._preview_z
+        if self.layer is not None and z is not None and z not in self.done_slices:
+            self._write_slice(z, np.zeros(self.layer.data.shape[-2:], dtype=self.layer.data.dtype))
+
     def _on_progress(self, event: Progress) -> None:
         done = event.partial
+        if isinstance(done, FitPreview) and self.layer is not None:
+            self._on_preview(done)
+            return
         if done is None or not hasattr(done, "z") or self.layer is None:
             return
         z = int(done.z)
-        if self.layer.ndim == 2:
-            self.layer.data[...] = done.image
-        else:
-            self.layer.data[z] = done.image
-        self.layer.refresh()
+        self._write_slice(z, done.image)
         self.done_slices.append(z)
         self._run["seconds"] += float(getattr(done, "seconds", 0.0))
 
     def _on_failed(self, exc: BaseException) -> None:
         """Show the error; a reconstruction layer with no finished slice is removed again."""
+        self._drop_unfinished_preview()
         if self.layer is not None and not self.done_slices and self.layer in self.viewer.layers:
             self.viewer.layers.remove(self.layer)
             self.layer = None
         self.panel.show_error(error_text(exc))
 
     def _on_cancelled(self) -> None:
+        self._drop_unfinished_preview()
         k, n = len(set(self.done_slices)), self._run.get("n", 0)
         if self.layer is not None:
             self.layer.metadata["slices_done"] = sorted(set(self.done_slices))
