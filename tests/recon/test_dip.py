@@ -176,3 +176,19 @@ def test_dip3d_at_the_volume_ends_and_head_shift_on_warm_start(crop) -> None:
     before = net.net.head.weight.detach().clone()
     net._shift_head()
     np.testing.assert_array_equal(net.net.head.weight.detach()[:-1].numpy(), before[1:].numpy())
+
+
+def test_bfloat16_autocast_runs_on_the_cpu_and_float16_asks_for_cuda(crop) -> None:
+    dense, sparse, mask = crop
+    options = {**TINY, "stopping": "fixed", "iterations_first": 40, "preview_every": 0}
+    full = create("dip", **options).reconstruct_slice(sparse[:1], mask[:1], 0)
+    half = create("dip", **options, precision="bfloat16")
+    assert half.autocast_dtype() is not None
+    image = half.reconstruct_slice(sparse[:1], mask[:1], 0)
+    assert image.dtype == np.float32 and np.isfinite(image).all()
+    assert abs(psnr(dense[0], image) - psnr(dense[0], full)) < 1.5  # the same fit, within bfloat16 rounding
+    assert create("dip").autocast_dtype() is None  # auto on the CPU is plain float32
+    with pytest.raises(ValueError, match="float16 needs a CUDA device"):
+        create("dip", precision="float16", device="cpu")
+    with pytest.raises(ValueError, match="precision must be"):
+        create("dip", precision="fp8")

@@ -155,6 +155,7 @@ def test_no_truth_means_no_error_layer(viewer, acquired, wait_done):
 
 def test_dip_parameters_live_preview_and_loss_plot(viewer, acquired, wait_done, qtbot):
     widget = ReconstructWidget(viewer)
+
     def shown(w) -> bool:  # the dock is not on screen in tests: ask whether the widget itself is hidden
         return not getattr(w, "native", w).isHidden()
 
@@ -173,9 +174,11 @@ def test_dip_parameters_live_preview_and_loss_plot(viewer, acquired, wait_done, 
     previews = []
     widget.run()
     widget.panel.worker.yielded.connect(
-        lambda event: previews.append((event.partial.z, widget.layer.data[0].copy()))
-        if type(event.partial).__name__ == "FitPreview"
-        else None
+        lambda event: (
+            previews.append((event.partial.z, widget.layer.data[0].copy()))
+            if type(event.partial).__name__ == "FitPreview"
+            else None
+        )
     )
     wait_done(widget.panel)
 

@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from napari_sparse_sem.recon.base import FitPreview, Reconstructor, check_slab, register
+from napari_sparse_sem.recon.tiles import Tiling
 from napari_sparse_sem.runtime import Progress, pick_device, run_job
 
 STOPPING_RULES = ("holdout", "fixed")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 GUIDES = ("none", "linear", "biharmonic")
 
 
@@ -37,7 +39,11 @@ class DIPConfig:
     channel; with ``residual`` the network's output is a correction added to that guide. ``ema`` > 0 returns (and
     judges) an exponential moving average of the outputs instead of the last one. ``warmup_slices`` > 0: on a cold
     start, first fit that many preceding slices (their own sparse samples), so even the first slice is warm.
-    ``neighbours`` is read by ``dip3d`` only: the slices on each side fitted jointly with the centre slice."""
+    ``neighbours`` is read by ``dip3d`` only: the slices on each side fitted jointly with the centre slice.
+    ``precision``: ``auto`` = float16 autocast with loss scaling and channels-last tensors on CUDA, float32 elsewhere;
+    ``bfloat16`` autocasts on any device; ``float16`` needs CUDA. ``tile`` > 0: slices larger than that are fitted
+    in overlapping square tiles (``tile_overlap`` px), ``tile_batch`` tiles per forward pass with their gradients
+    accumulated, so memory is bounded by the tile batch; 0 fits the whole slice at once."""
 
     levels: int = 4
     channels: int = 48
@@ -55,7 +61,11 @@ class DIPConfig:
     preview_every: int = 50
     warm_start: bool = True
     warmup_slices: int = 2
-    neighbours: int = 2
+    neighbours: int = 5
+    precision: str = "auto"
+    tile: int = 0
+    tile_overlap: int = 32
+    tile_batch: int = 4
     guide: str = "none"
     residual: bool = False
     ema: float = 0.99
@@ -75,6 +85,15 @@ class DIPConfig:
             raise ValueError(f"guide must be one of {GUIDES}, got {self.guide!r}")
         if self.residual and self.guide == "none":
             raise ValueError("residual needs a guide (e.g. guide='biharmonic'): the network corrects the guide")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.tile and (self.tile < 2**self.levels or self.tile <= 2 * self.tile_overlap):
+            raise ValueError(
+                f"tile must be 0 (whole slice) or at least 2**levels = {2**self.levels} and more than twice "
+                f"tile_overlap ({self.tile_overlap}), got {self.tile}"
+            )
+        if self.tile < 0 or self.tile_overlap < 0 or self.tile_batch < 1:
+            raise ValueError("tile and tile_overlap must be >= 0 and tile_batch >= 1")
         if self.neighbours < 0:
             raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
         if self.warmup_slices < 0:
@@ -150,7 +169,10 @@ class DeepImagePrior(Reconstructor):
         # The driver hands over the slices needed for the warm-up fits and, in 3D, their neighbours.
         self.context = self.config.warmup_slices + self.radius
         self.device = pick_device(device)
+        if self.config.precision == "float16" and not self.device.startswith("cuda"):
+            raise ValueError(f"precision float16 needs a CUDA device (got {self.device}); use bfloat16 or float32")
         self.net = None
+        self.scaler = None
         self.optimizer = None
         self.net_input = None
         self.slices_done = 0
@@ -176,6 +198,26 @@ class DeepImagePrior(Reconstructor):
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         noise = torch.rand((1, cfg.input_channels, *shape), generator=generator) * cfg.input_scale
         self.net_input = noise.to(self.device)
+        if self.autocast_dtype() is not None and self.device.startswith("cuda"):
+            self.net = self.net.to(memory_format=torch.channels_last)  # faster convolutions under mixed precision
+            self.net_input = self.net_input.contiguous(memory_format=torch.channels_last)
+        self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype() == torch.float16 else None
+
+    def _tiling(self, shape: tuple[int, int]) -> Tiling:
+        """Tiles for slices larger than ``tile`` (memory bounded by ``tile_batch`` tiles); else the whole slice."""
+        cfg = self.config
+        if cfg.tile and max(shape) > cfg.tile:
+            return Tiling(shape, cfg.tile, cfg.tile_overlap)
+        return Tiling.whole(shape)
+
+    def autocast_dtype(self) -> Any:
+        """The torch dtype the forward pass is autocast to, or None for plain float32."""
+        import torch
+
+        precision = self.config.precision
+        if precision == "auto":
+            precision = "float16" if self.device.startswith("cuda") else "float32"
+        return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
 
     def reconstruct_slice(self, sparse: np.ndarray, mask: np.ndarray, center: int) -> np.ndarray:
         return run_job(self.reconstruct_slice_job(sparse, mask, center))
@@ -262,11 +304,50 @@ class DeepImagePrior(Reconstructor):
             centre_values = np.where(fit[mid], values[mid], 0).astype(np.float32)
             guide = tensor(fill(centre_values, fit[mid])[None])  # held-out pixels stay unseen
 
-        def forward(noise: Any) -> Any:
-            if guide is None:
-                return net(noise)
-            raw = net(torch.cat([noise, guide], dim=1))
+        amp_dtype = self.autocast_dtype()
+        device_type = self.device.split(":")[0]
+
+        def forward(noise: Any, guide: Any) -> Any:
+            with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                raw = net(noise if guide is None else torch.cat([noise, guide], dim=1))
+            raw = raw.float()
             return (guide + (raw - 0.5)).clamp(0.0, 1.0) if cfg.residual else raw
+
+        def backward(loss: Any) -> None:
+            if self.scaler is not None:  # float16: scale the loss so small gradients do not underflow
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+
+        tiling = self._tiling(values.shape[1:])
+        n_fit = fit_w.sum().clamp_min(1.0)
+        if len(tiling.boxes) > 1:
+            window = torch.from_numpy(tiling.window).to(self.device)
+            norm = torch.from_numpy(tiling.norm).to(self.device)
+
+        def fit_step(noise: Any) -> tuple[Any, float]:
+            """One optimiser step on the whole slice (tile chunks accumulate their gradients); returns the centre
+            output (1, 1, y, x) and the loss."""
+            if len(tiling.boxes) == 1:
+                output = forward(noise, guide)
+                loss = ((output - target) ** 2 * fit_w).sum() / n_fit
+                backward(loss)
+                return output.detach()[:, mid : mid + 1], float(loss.detach())
+            canvas = torch.zeros_like(centre_target)
+            total = 0.0
+            for chunk in tiling.chunks(cfg.tile_batch):
+
+                def cut(full: Any, chunk: list = chunk) -> Any:
+                    return torch.cat([full[..., ys, xs] for ys, xs in chunk], dim=0)
+
+                output = forward(cut(noise), None if guide is None else cut(guide))
+                loss = ((output - cut(target)) ** 2 * cut(fit_w)).sum() / n_fit
+                backward(loss)
+                total += float(loss.detach())
+                pieces = output.detach()[:, mid]
+                for k, (ys, xs) in enumerate(chunk):
+                    canvas[0, 0, ys, xs] += pieces[k] * window
+            return canvas * norm, total
 
         net.train()
         best_error, best_output, best_iteration = np.inf, None, 0
@@ -280,12 +361,13 @@ class DeepImagePrior(Reconstructor):
             net_input = base_input
             if cfg.noise_reg > 0:
                 net_input = base_input + cfg.noise_reg * torch.randn_like(base_input)
-            output = forward(net_input)
-            loss = masked_mse(output, target, fit_w)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            output = output.detach()[:, mid : mid + 1]
+            output, loss = fit_step(net_input)
+            if self.scaler is not None:
+                self.scaler.step(optimizer)
+                self.scaler.update()
+            else:
+                optimizer.step()
+            losses.append(loss)
             if cfg.ema > 0:
                 smooth = output if smooth is None else cfg.ema * smooth + (1 - cfg.ema) * output
                 output = smooth
@@ -340,7 +422,7 @@ class DeepImagePrior(Reconstructor):
 
     def close(self) -> None:
         """Drop the network and free GPU memory."""
-        self.net = self.optimizer = self.net_input = None
+        self.net = self.optimizer = self.net_input = self.scaler = None
         if self.device.startswith("cuda"):
             import torch
 
