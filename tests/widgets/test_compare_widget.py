@@ -166,3 +166,24 @@ def test_equal_beam_time_adds_the_dense_scan_row(viewer, sample_layer, wait_done
     assert widget.table.values("pattern") == ["dense", "hexgrid"]
     dense_db, sparse_db = widget.table.values("psnr")
     assert sparse_db > dense_db + 5.0  # 10 e-/px dense is very noisy; 5 % at 200 e-/px is not
+
+
+def test_dip_methods_show_their_options_and_pass_them_on(viewer, sample_layer, wait_done):
+    widget = CompareWidget(viewer)
+    _choose(widget, patterns=("random",), methods=("linear",), coverage=20.0)
+    assert widget.dip.native.isHidden()
+    widget.methods.value = ["linear", "dip", "dip3d"]
+    assert not widget.dip.native.isHidden() and not widget.dip.fields["neighbours"].native.isHidden()
+    tiny = {"levels": 2, "channels": 8, "iterations_first": 12, "stopping": "fixed", "warmup_slices": 0}
+    for name, value in {**tiny, "neighbours": 1}.items():
+        widget.dip.fields[name].value = value
+    spec, _ = widget.spec()
+    tiny = {"preset": "default", **tiny}
+    assert spec.method_options == {"dip": tiny, "dip3d": {**tiny, "neighbours": 1}}
+    widget.run()
+    wait_done(widget.panel)
+    iterations = {r["method"]: r["iterations"] for r in widget.result.records}
+    assert iterations == {"linear": None, "dip": 12, "dip3d": 12}
+    # The choices are remembered: a new widget comes up with the same DIP fields.
+    again = CompareWidget(viewer)
+    assert again.dip.fields["iterations_first"].value == 12 and again.dip.fields["neighbours"].value == 1
