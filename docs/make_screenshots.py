@@ -4,7 +4,8 @@ Run under a (virtual) display::
 
     xvfb-run -a .venv/bin/python docs/make_screenshots.py [--out docs/images]
 
-Writes ``acquisition.png``, ``reconstruct.png`` and ``compare_grid.png`` (also the README's picture). Every
+Writes ``acquisition.png``, ``reconstruct.png``, ``compare_grid.png`` (also the README's picture) and ``dip_live.png``
+(a DIP run mid-fit: its live preview and loss curves). Every
 picture comes from the widgets doing their real work, the same way a user drives them.
 """
 
@@ -137,6 +138,35 @@ def main(out: Path) -> None:
     _wait(compare.panel)
     viewer.reset_view()
     _shoot(viewer, out / "compare_grid.png")
+    compare.clear_results()
+
+    # 4. Deep image prior on a 128² crop, mid-run: the DIP form, the live preview of the slice being fitted, the curves.
+    crop = viewer.add_image(sample.data[SLICE - 2 : SLICE + 2, 60:188, 60:188].copy(), name="crop", colormap="gray")
+    _show_dock(acquisition)
+    acquisition.source.value = crop
+    acquisition.run()
+    _wait(acquisition.panel)
+    crop_sparse = viewer.layers["crop · random 10% · sparse"]
+    _show_dock(reconstruct)
+    reconstruct.sparse.value = crop_sparse
+    reconstruct.method.value = "dip"
+    reconstruct.dip.fields["preview_every"].value = 25
+    reconstruct.run()
+    layer = reconstruct.layer
+    _only_visible(viewer, [crop.name, layer.name])
+    grid.stride, grid.shape, grid.enabled = 1, (1, 2), True
+    viewer.dims.set_current_step(0, 1)
+    end = time.perf_counter() + 900
+    while not (reconstruct.done_slices and reconstruct._preview_z == 1 and len(reconstruct.loss_plot.axes.lines) > 1):
+        if time.perf_counter() > end:
+            raise TimeoutError("the DIP run did not reach slice 1")
+        QApplication.instance().processEvents()
+        time.sleep(0.05)
+    _settle(8.0)  # a few more previews of slice 1
+    viewer.reset_view()
+    _shoot(viewer, out / "dip_live.png")
+    reconstruct.panel.cancel()
+    _wait(reconstruct.panel)
     viewer.close()
 
 
