@@ -680,14 +680,9 @@ def compare(
 
     settings: dict[str, Any] = {}
     if config is not None:
-        if not config.exists():
-            raise FileNotFoundError(f"config file not found: {config}")
-        try:
-            settings = json.loads(config.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config {config} is not valid JSON: {exc}") from None
-        if not isinstance(settings, dict):
-            raise ValueError(f"config {config} must hold a JSON object with CompareSpec fields")
+        from napari_sparse_sem.jsonfile import read_json_object
+
+        settings = read_json_object(config, "config", "CompareSpec fields")
         settings = settings.get("spec", settings)  # a params.json from an earlier report works too
     flags = {
         "patterns": parse_list(patterns, "--patterns"),

@@ -14,7 +14,6 @@ measured value.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_sparse_sem.jsonfile import read_json_object
 from napari_sparse_sem.recon.base import FitPreview, Reconstructor, check_slab, register
 from napari_sparse_sem.recon.tiles import Tiling
 from napari_sparse_sem.runtime import Progress, pick_device, run_job
@@ -129,15 +129,7 @@ def load_dip_options(path: str | Path) -> dict[str, Any]:
 
     The options are checked (unknown fields, bad values) before they are returned, so a typo fails before any work.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"DIP config file not found: {path}")
-    try:
-        options = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"DIP config {path} is not valid JSON: {exc}") from None
-    if not isinstance(options, dict):
-        raise ValueError(f"DIP config {path} must hold a JSON object of DIPConfig fields (and optionally 'preset')")
+    options = read_json_object(path, "DIP config", "DIPConfig fields (and optionally 'preset')")
     fields = {f.name for f in dataclasses.fields(DIPConfig)}
     unknown = sorted(set(options) - fields - {"preset"})
     if unknown:
