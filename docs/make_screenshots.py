@@ -141,7 +141,10 @@ def main(out: Path) -> None:
     compare.clear_results()
 
     # 4. Deep image prior on a 128² crop, mid-run: the DIP form, the live preview of the slice being fitted, the curves.
-    crop = viewer.add_image(sample.data[SLICE - 2 : SLICE + 2, 60:188, 60:188].copy(), name="crop", colormap="gray")
+    grid.enabled = False
+    crop_data, scale = sample.data[SLICE - 2 : SLICE + 2, 60:188, 60:188].copy(), tuple(sample.scale)
+    viewer.layers.clear()  # only the crop and its results, so the view frames them
+    crop = viewer.add_image(crop_data, name="crop", colormap="gray", scale=scale)
     _show_dock(acquisition)
     acquisition.source.value = crop
     acquisition.run()

@@ -144,5 +144,5 @@ class LossPlot(FigureCanvasQTAgg):
             best = int(np.argmin(errors))
             self.axes.plot(steps[best], errors[best], "o", ms=4, color="C3", label=f"best: iteration {steps[best]}")
         if loss or holdout:
-            self.axes.legend(fontsize=7, frameon=False)
+            self.axes.legend(fontsize=6, frameon=False, loc="upper right")
         self.draw_idle()
