@@ -612,7 +612,7 @@ def run_comparison(
     source: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Path]]:
     """Run :func:`compare_job` with a progress bar and write the report; Ctrl-C writes the finished runs (exit 130)."""
-    from napari_sparse_sem.compare import compare_job, result_from_runs
+    from napari_sparse_sem.compare import CompareRun, compare_job, result_from_runs
     from napari_sparse_sem.report import check_report_dir, write_report
 
     check_report_dir(out_dir, overwrite)
@@ -621,7 +621,7 @@ def run_comparison(
         with progress_bar("compare") as update:
 
             def feed(event: Progress) -> None:
-                if event.partial is not None:
+                if isinstance(event.partial, CompareRun):
                     runs.append(event.partial)
                 update(event)
 

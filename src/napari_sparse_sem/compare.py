@@ -377,8 +377,10 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
 
     Methods with 3D context (``linear3d``) get the neighbouring slices (with their own masks) when the input has them,
     but only the selected slices are reconstructed and scored. Progress counts every slice of every run; after each
-    run a ``Progress`` with ``partial=CompareRun`` is yielded (inner per-slice events carry no partial).
+    run a ``Progress`` with ``partial=CompareRun`` is yielded (inner per-slice events carry no partial, except a
+    network fit's :class:`~napari_sparse_sem.recon.base.FitPreview`, with ``z`` indexing the input volume).
     """
+    from napari_sparse_sem.recon.base import FitPreview
     from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
     from napari_sparse_sem.sampling import make_masks, simulate_acquisition
     from napari_sparse_sem.sampling.path import dense_scan_time, estimate_time, path_length
@@ -458,7 +460,11 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                             iterations[int(event.partial.z)] = event.partial.info.get("iterations")
                             # Name the slice by its index in the input volume, not in the working block.
                             message = f"{label} · {method}: slice {lo + event.partial.z}: {event.partial.seconds:.2f} s"
-                        yield Progress(event.step, total, message)
+                        preview = None
+                        if isinstance(event.partial, FitPreview):  # a network's fit: pass it on, volume-indexed
+                            z = None if event.partial.z is None else lo + event.partial.z
+                            preview = dataclasses.replace(event.partial, z=z)
+                        yield Progress(event.step, total, message, preview)
                 finally:
                     inner.close()
                     job.close()

@@ -184,6 +184,8 @@ def test_dip_methods_show_their_options_and_pass_them_on(viewer, sample_layer, w
     wait_done(widget.panel)
     iterations = {r["method"]: r["iterations"] for r in widget.result.records}
     assert iterations == {"linear": None, "dip": 12, "dip3d": 12}
+    # The fits' curves and their last estimate were shown while they ran.
+    assert not widget.fit_plot.isHidden() and widget.fit_plot.axes.lines and widget.fit_plot.image_axes.images
     # The choices are remembered: a new widget comes up with the same DIP fields.
     again = CompareWidget(viewer)
     assert again.dip.fields["iterations_first"].value == 12 and again.dip.fields["neighbours"].value == 1

@@ -113,14 +113,18 @@ class MetricsPlot(FigureCanvasQTAgg):
 
 
 class LossPlot(FigureCanvasQTAgg):
-    """The training loss and the held-out error of an iterative fit (log scale), redrawn at each preview."""
+    """The training loss and the held-out error of an iterative fit (log scale), redrawn at each preview; with
+    ``with_image`` also the fit's current estimate beside the curves (for widgets that show no layer meanwhile)."""
 
-    def __init__(self) -> None:
+    def __init__(self, with_image: bool = False) -> None:
         self.figure = Figure(figsize=(4.0, 1.8))
         self.figure.set_layout_engine("tight")
         super().__init__(self.figure)
         self.setMinimumHeight(140)
-        self.axes = self.figure.subplots()
+        if with_image:
+            self.image_axes, self.axes = self.figure.subplots(1, 2, width_ratios=(1, 2))
+        else:
+            self.image_axes, self.axes = None, self.figure.subplots()
         self.clear()
 
     def clear(self, title: str = "fit") -> None:
@@ -129,15 +133,19 @@ class LossPlot(FigureCanvasQTAgg):
         self.axes.set_xlabel("iteration", fontsize=8)
         self.axes.set_ylabel("MSE", fontsize=8)
         self.axes.tick_params(labelsize=7)
+        if self.image_axes is not None:
+            self.image_axes.clear()
+            self.image_axes.set_axis_off()
         self.draw_idle()
 
-    def show_curves(self, loss: list[float], holdout: list[tuple[int, float]], title: str) -> None:
+    def show_curves(
+        self, loss: list[float], holdout: list[tuple[int, float]], title: str, image: np.ndarray | None = None
+    ) -> None:
         """Draw ``loss`` (one value per iteration) and ``holdout`` ((iteration, error) pairs) with the best point."""
         self.clear(title)
         if loss:
-            self.axes.semilogy(
-                np.arange(1, len(loss) + 1), np.maximum(loss, 1e-12), lw=0.8, label="loss (fitted pixels)"
-            )
+            steps = np.arange(1, len(loss) + 1)
+            self.axes.semilogy(steps, np.maximum(loss, 1e-12), lw=0.8, label="loss (fitted pixels)")
         if holdout:
             steps, errors = zip(*holdout, strict=True)
             self.axes.semilogy(steps, np.maximum(errors, 1e-12), lw=1.2, label="held-out pixels")
@@ -145,4 +153,6 @@ class LossPlot(FigureCanvasQTAgg):
             self.axes.plot(steps[best], errors[best], "o", ms=4, color="C3", label=f"best: iteration {steps[best]}")
         if loss or holdout:
             self.axes.legend(fontsize=6, frameon=False, loc="upper right")
+        if image is not None and self.image_axes is not None:
+            self.image_axes.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         self.draw_idle()

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import QFileDialog, QPushButton, QSplitter, QVBoxLayout, QWi
 
 from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, compare_job, result_from_runs, summary
 from napari_sparse_sem.io.volume import Volume, as_zyx
+from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.runtime import Progress, available_devices
 from napari_sparse_sem.sampling.spec import PATTERNS
 from napari_sparse_sem.widgets._dip_options import DIP_METHODS, DIPOptions
@@ -33,7 +34,7 @@ from napari_sparse_sem.widgets._layers import (
     offset_placement,
     result_name,
 )
-from napari_sparse_sem.widgets._plots import MetricsPlot, MetricsTable
+from napari_sparse_sem.widgets._plots import LossPlot, MetricsPlot, MetricsTable
 from napari_sparse_sem.widgets._settings import restore_values, save_values
 from napari_sparse_sem.widgets._worker import JobPanel
 
@@ -108,6 +109,7 @@ class CompareWidget(QWidget):
             ]
         )
         self.dip = DIPOptions()
+        self.fit_plot = LossPlot(with_image=True)  # a DIP run's current estimate and curves
         self.methods.changed.connect(self._on_methods)
         self._on_methods()
         self.panel = JobPanel("Compare")
@@ -121,6 +123,7 @@ class CompareWidget(QWidget):
         layout.addWidget(self.form.native)
         layout.addWidget(self.dip.native)
         layout.addWidget(self.panel)
+        layout.addWidget(self.fit_plot)
         results = QSplitter(Qt.Vertical)
         results.addWidget(self.table)
         results.addWidget(self.plot)
@@ -168,6 +171,7 @@ class CompareWidget(QWidget):
 
     def _on_methods(self, *_: Any) -> None:
         self.dip.show_for(list(self.methods.value))
+        self.fit_plot.setVisible(any(m in DIP_METHODS for m in self.methods.value))
 
     def _on_slice_mode(self, *_: Any) -> None:
         ranged = self.slice_mode.value == RANGE
@@ -276,6 +280,11 @@ class CompareWidget(QWidget):
     def _on_progress(self, event: Progress) -> None:
         if isinstance(event.partial, CompareRun):
             self.partial_runs.append(event.partial)
+        elif isinstance(event.partial, FitPreview):
+            preview = event.partial
+            where = "warm-up fit" if preview.z is None else f"slice {preview.z}"
+            title = f"{where}: iteration {preview.iteration} of at most {preview.max_iterations}"
+            self.fit_plot.show_curves(preview.loss, preview.holdout, title, preview.image)
 
     def _on_cancelled(self) -> None:
         spec = self._pending["spec"]
