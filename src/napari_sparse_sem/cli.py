@@ -160,9 +160,6 @@ def parse_options(items: list[str] | None, per_method: bool = False) -> dict[str
     return out
 
 
-DIP_METHODS = ("dip", "dip3d")
-
-
 def dip_options(preset: str | None, config_file: Path | None) -> dict[str, Any]:
     """Options for the DIP methods from ``--dip-config FILE.json`` (read first) and ``--dip-preset`` (wins)."""
     options: dict[str, Any] = {}
@@ -534,6 +531,8 @@ def reconstruct(
 
     if method not in available_methods():
         raise ValueError(f"unknown reconstruction method {method!r}; choose one of {available_methods()}")
+    from napari_sparse_sem.recon.dip import DIP_METHODS
+
     from_dip = dip_options(dip_preset, dip_config)
     if from_dip and method not in DIP_METHODS:
         raise ValueError(f"--dip-preset/--dip-config apply to {' and '.join(DIP_METHODS)}, not to {method!r}")
@@ -701,6 +700,8 @@ def compare(
     settings.setdefault("device", "auto")
     from_dip = dip_options(dip_preset, dip_config)
     if from_dip:
+        from napari_sparse_sem.recon.dip import DIP_METHODS
+
         targets = [m for m in name_list(settings.get("methods", [])) if m in DIP_METHODS]
         if not targets:
             raise ValueError(f"--dip-preset/--dip-config apply to {' and '.join(DIP_METHODS)}; add one to --method")

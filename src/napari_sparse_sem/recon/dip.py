@@ -27,6 +27,7 @@ from napari_sparse_sem.recon.base import FitPreview, Reconstructor, check_slab, 
 from napari_sparse_sem.recon.tiles import Tiling
 from napari_sparse_sem.runtime import Progress, pick_device, run_job
 
+DIP_METHODS = ("dip", "dip3d")  # the methods configured by DIPConfig
 STOPPING_RULES = ("holdout", "fixed")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 GUIDES = ("none", "linear", "biharmonic")
@@ -117,6 +118,11 @@ PRESETS: dict[str, DIPConfig] = {
 }
 
 
+def unknown_fields(names: Any) -> list[str]:
+    """The names among ``names`` that are not :class:`DIPConfig` fields, sorted."""
+    return sorted(set(names) - {f.name for f in dataclasses.fields(DIPConfig)})
+
+
 def dip_config(preset: str = "default", **overrides: Any) -> DIPConfig:
     """A preset (``paper`` or ``default``) with some fields replaced."""
     if preset not in PRESETS:
@@ -130,10 +136,10 @@ def load_dip_options(path: str | Path) -> dict[str, Any]:
     The options are checked (unknown fields, bad values) before they are returned, so a typo fails before any work.
     """
     options = read_json_object(path, "DIP config", "DIPConfig fields (and optionally 'preset')")
-    fields = {f.name for f in dataclasses.fields(DIPConfig)}
-    unknown = sorted(set(options) - fields - {"preset"})
+    unknown = unknown_fields(set(options) - {"preset"})
     if unknown:
-        raise ValueError(f"DIP config {path} has unknown field(s) {unknown}; known: preset, {sorted(fields)}")
+        known = sorted(f.name for f in dataclasses.fields(DIPConfig))
+        raise ValueError(f"DIP config {path} has unknown field(s) {unknown}; known: preset, {known}")
     dip_config(**options)  # raises on bad values
     return options
 
@@ -153,7 +159,7 @@ class DeepImagePrior(Reconstructor):
     radius = 0  # slices on each side fitted jointly with the centre (dip3d)
 
     def __init__(self, device: str = "cpu", preset: str = "default", **fields: Any) -> None:
-        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(DIPConfig)})
+        unknown = unknown_fields(fields)
         if unknown:
             raise ValueError(f"{self.name} has no option(s) {unknown}; its options are preset and the DIPConfig fields")
         self.config = dip_config(preset, **fields)
@@ -322,7 +328,7 @@ class DeepImagePrior(Reconstructor):
             output (1, 1, y, x) and the loss."""
             if len(tiling.boxes) == 1:
                 output = forward(noise, guide)
-                loss = ((output - target) ** 2 * fit_w).sum() / n_fit
+                loss = masked_mse(output, target, fit_w)
                 backward(loss)
                 return output.detach()[:, mid : mid + 1], float(loss.detach())
             canvas = torch.zeros_like(centre_target)

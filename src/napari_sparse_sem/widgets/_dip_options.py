@@ -10,7 +10,7 @@ from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 
-DIP_METHODS = ("dip", "dip3d")
+from napari_sparse_sem.recon.dip import DIP_METHODS
 
 _TIPS = {
     "iterations_first": "at most this many iterations for a cold start (held-out rule) or exactly this many (fixed)",
@@ -70,8 +70,7 @@ class DIPOptions(Container):
 
         config = PRESETS[self.preset.value]
         for name, widget in self.fields.items():
-            value = getattr(config, name)
-            widget.value = max(value, 1) if name == "neighbours" else value
+            widget.value = getattr(config, name)
 
     def show_for(self, methods: list[str]) -> None:
         """Visible only when a DIP method is chosen; the 3D field only with dip3d."""

@@ -22,9 +22,10 @@ from qtpy.QtWidgets import QFileDialog, QPushButton, QSplitter, QVBoxLayout, QWi
 from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, compare_job, result_from_runs, summary
 from napari_sparse_sem.io.volume import Volume, as_zyx
 from napari_sparse_sem.recon.base import FitPreview
+from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.runtime import Progress, available_devices
 from napari_sparse_sem.sampling.spec import PATTERNS
-from napari_sparse_sem.widgets._dip_options import DIP_METHODS, DIPOptions
+from napari_sparse_sem.widgets._dip_options import DIPOptions
 from napari_sparse_sem.widgets._layers import (
     LayerChoices,
     image_layers,

@@ -20,8 +20,9 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from napari_sparse_sem.metrics import abs_error, slice_metrics
 from napari_sparse_sem.recon.base import FitPreview
+from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.runtime import Job, Progress, available_devices, pick_device
-from napari_sparse_sem.widgets._dip_options import DIP_METHODS, DIPOptions
+from napari_sparse_sem.widgets._dip_options import DIPOptions
 from napari_sparse_sem.widgets._layers import (
     SEP,
     LayerChoices,
