@@ -51,7 +51,8 @@ class WDPPConfig:
     ``initial`` is the first scan (``lowres:4``, ``random:0.05`` ...); ``budget`` the *total* fraction of pixels
     scanned (initial + rescans), so its speed-up is 1/budget; ``rounds`` splits the rescan into that many
     estimate-and-select rounds. The WDPP kernel uses ``gamma`` (saliency vs spread) and ``sigma`` in pixels (``auto``:
-    0.8 × the rescan points' mean spacing); ``mode`` is ``greedy`` (MAP, deterministic) or ``sample`` (a DPP draw);
+    1.2 × the mean spacing of all scanned pixels after the rescan, or 0.8 × the rescan points' without
+    ``condition``); ``mode`` is ``greedy`` (MAP, deterministic) or ``sample`` (a DPP draw);
     ``condition`` conditions the WDPP on the pixels already scanned, so rescans keep away from them too.
     ``baselines`` are static mask patterns scored at the same total coverage for comparison (e.g. ``random``,
     ``hexgrid``, ``lowres``).
