@@ -21,6 +21,36 @@ def _block_argmax(values: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> tup
 
 
 @njit(cache=True)
+def _refresh_block(d2: np.ndarray, bmax: np.ndarray, bidx: np.ndarray, by: int, bx: int, block: int) -> None:
+    height, width = d2.shape
+    v, i = _block_argmax(d2, by * block, min(height, by * block + block), bx * block, min(width, bx * block + block))
+    bmax[by, bx] = v
+    bidx[by, bx] = i
+
+
+@njit(cache=True)
+def _refresh_row(bmax: np.ndarray, row_max: np.ndarray, row_col: np.ndarray, by: int) -> None:
+    best = -np.inf
+    col = 0
+    for bx in range(bmax.shape[1]):
+        if bmax[by, bx] > best:
+            best = bmax[by, bx]
+            col = bx
+    row_max[by] = best
+    row_col[by] = col
+
+
+@njit(cache=True)
+def _refresh_all(
+    d2: np.ndarray, bmax: np.ndarray, bidx: np.ndarray, row_max: np.ndarray, row_col: np.ndarray, block: int
+) -> None:
+    for by in range(bmax.shape[0]):
+        for bx in range(bmax.shape[1]):
+            _refresh_block(d2, bmax, bidx, by, bx, block)
+        _refresh_row(bmax, row_max, row_col, by)
+
+
+@njit(cache=True)
 def greedy_map_local(
     q: np.ndarray,
     k: int,
@@ -64,18 +94,14 @@ def greedy_map_local(
     n_cx = (width + cell - 1) // cell
     head = -np.ones((n_cy, n_cx), dtype=np.int64)
     nxt = -np.ones(total, dtype=np.int64)
-    # block maxima
+    # block maxima, and the maximum of every row of blocks, so the argmax costs O(rows + columns of blocks)
     n_by = (height + block - 1) // block
     n_bx = (width + block - 1) // block
     bmax = np.empty((n_by, n_bx))
     bidx = np.empty((n_by, n_bx), dtype=np.int64)
-    for by in range(n_by):
-        for bx in range(n_bx):
-            v, i = _block_argmax(
-                d2, by * block, min(height, by * block + block), bx * block, min(width, bx * block + block)
-            )
-            bmax[by, bx] = v
-            bidx[by, bx] = i
+    row_max = np.empty(n_by)
+    row_col = np.empty(n_by, dtype=np.int64)
+    _refresh_all(d2, bmax, bidx, row_max, row_col, block)
     near = np.empty(total, dtype=np.int64)
     count = 0
     step = 0
@@ -89,20 +115,13 @@ def greedy_map_local(
                 continue
         else:
             if it == n_forced and n_forced > 0:
-                for by in range(n_by):
-                    for bx in range(n_bx):
-                        v, i = _block_argmax(
-                            d2, by * block, min(height, by * block + block), bx * block, min(width, bx * block + block)
-                        )
-                        bmax[by, bx] = v
-                        bidx[by, bx] = i
-            best = -1.0
-            best_i = -1
+                _refresh_all(d2, bmax, bidx, row_max, row_col, block)
+            best_row = 0
             for by in range(n_by):
-                for bx in range(n_bx):
-                    if bmax[by, bx] > best:
-                        best = bmax[by, bx]
-                        best_i = bidx[by, bx]
+                if row_max[by] > row_max[best_row]:
+                    best_row = by
+            best = row_max[best_row]
+            best_i = bidx[best_row, row_col[best_row]]
             if best <= tolerance:
                 break
             jy = best_i // width
@@ -150,11 +169,8 @@ def greedy_map_local(
         count += 1
         for by in range(y0 // block, (y1 - 1) // block + 1):
             for bx in range(x0 // block, (x1 - 1) // block + 1):
-                v, i = _block_argmax(
-                    d2, by * block, min(height, by * block + block), bx * block, min(width, bx * block + block)
-                )
-                bmax[by, bx] = v
-                bidx[by, bx] = i
+                _refresh_block(d2, bmax, bidx, by, bx, block)
+            _refresh_row(bmax, row_max, row_col, by)
     first = step - count
     return sel_y[first:step], sel_x[first:step], count
 
