@@ -4,9 +4,12 @@ Run under a (virtual) display::
 
     xvfb-run -a .venv/bin/python docs/make_screenshots.py [--out docs/images]
 
-Writes ``acquisition.png``, ``reconstruct.png``, ``compare_grid.png`` (also the README's picture) and ``dip_live.png``
-(a DIP run mid-fit: its live preview and loss curves). Every
-picture comes from the widgets doing their real work, the same way a user drives them.
+    xvfb-run -a .venv/bin/python docs/make_screenshots.py --only active   # just some of them
+
+Writes ``acquisition.png``, ``reconstruct.png``, ``compare_grid.png`` (also the README's picture), ``active.png`` (an
+active acquisition of one slice: initial reconstruction, error maps, rescan points, final reconstruction) and
+``dip_live.png`` (a DIP run mid-fit: its live preview and loss curves). Every picture comes from the widgets doing their
+real work, the same way a user drives them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from napari_sparse_sem.widgets.demo import PLUGIN, WIDGETS
 
 WINDOW_SIZE = (1600, 1000)
 SLICE = 16  # the slice shown (of the 32 in the sample)
+SHOTS = ("acquisition", "reconstruct", "compare_grid", "active", "dip_live")
 
 
 def _settle(seconds: float = 0.5) -> None:
@@ -79,7 +83,7 @@ def _no_backend_toast() -> None:
         pass
 
 
-def main(out: Path) -> None:
+def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
     out.mkdir(parents=True, exist_ok=True)
     _no_backend_toast()
     # Start from the widgets' defaults, not from what a user's own sessions remembered (and leave those alone).
@@ -88,12 +92,24 @@ def main(out: Path) -> None:
     viewer.window._qt_window.resize(*WINDOW_SIZE)
     for data, kwargs, layer_type in flyem_sample():
         sample = viewer.add_layer(Layer.create(data, kwargs, layer_type))
-    widgets = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[1] for i, name in enumerate(WIDGETS)]
-    acquisition, reconstruct, compare = widgets
+    names = (*WIDGETS, "Active acquisition")
+    widgets = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[1] for i, name in enumerate(names)]
+    acquisition, reconstruct, compare, active = widgets
     viewer.dims.set_current_step(0, SLICE)
     _settle(1.0)
     viewer.screenshot(canvas_only=False, flash=False)  # first full-window grab: the canvas is drawn from then on
+    if "acquisition" in only or "reconstruct" in only:
+        _acquire_and_reconstruct(viewer, sample, acquisition, reconstruct, out, only)
+    if "compare_grid" in only:
+        _compare(viewer, sample, compare, out)
+    if "active" in only:
+        _active(viewer, sample, active, out)
+    if "dip_live" in only:
+        _dip_live(viewer, sample, acquisition, reconstruct, out)
+    viewer.close()
 
+
+def _acquire_and_reconstruct(viewer, sample, acquisition, reconstruct, out: Path, only: tuple[str, ...]) -> None:
     # 1. Sparse acquisition: a 10 % random scan; the sparse layer over the sample.
     _show_dock(acquisition)
     acquisition.source.value = sample
@@ -104,8 +120,11 @@ def main(out: Path) -> None:
     sparse_name = f"{sample.name} · random 10% · sparse"
     _only_visible(viewer, [sparse_name])
     viewer.camera.zoom *= 2.0  # closer, so single scanned pixels are visible
-    _shoot(viewer, out / "acquisition.png")
+    if "acquisition" in only:
+        _shoot(viewer, out / "acquisition.png")
     viewer.reset_view()
+    if "reconstruct" not in only:
+        return
 
     # 2. Reconstruct with the biharmonic method, against the sample as ground truth.
     _show_dock(reconstruct)
@@ -125,6 +144,8 @@ def main(out: Path) -> None:
     _shoot(viewer, out / "reconstruct.png")
     grid.enabled = False
 
+
+def _compare(viewer, sample, compare, out: Path) -> None:
     # 3. Compare four mask patterns with two methods on the current slice: grid view, table and bars.
     _show_dock(compare)
     for layer in viewer.layers:
@@ -139,8 +160,46 @@ def main(out: Path) -> None:
     viewer.reset_view()
     _shoot(viewer, out / "compare_grid.png")
     compare.clear_results()
+    viewer.canvas.grid.enabled = False
 
-    # 4. Deep image prior on a 128² crop, mid-run: the DIP form, the live preview of the slice being fitted, the curves.
+
+def _active(viewer, sample, active, out: Path) -> None:
+    # 4. Active acquisition of the current slice: lowres:4 (6.25 %) plus WDPP rescans up to 10 %, gradient estimate,
+    #    with static random/hexgrid baselines at the same total. Grid view: the initial reconstruction and its
+    #    estimated and true error (top), the rescan points, the final reconstruction and its error (bottom).
+    _show_dock(active)
+    for layer in viewer.layers:
+        layer.visible = False
+    active.source.value = sample
+    active.slice_mode.value = "current slice"
+    active.initial_text.value = "lowres:4"
+    active.budget.value = 10.0
+    active.estimator.value = "gradient"
+    active.sampler.value = "wdpp"
+    active.recon.value = "linear"
+    for box in active.baseline_boxes.values():
+        box.value = True
+    active.run()
+    _wait(active.panel)
+    order = ["initial recon", "estimated error", "true error", "rescan points", "final recon", "|error|"]
+    layers = [active.result_layers[what] for what in order]
+    for layer in layers:
+        layer.visible = True
+    # Grid cells follow the layer list from the top (stride -1): put ours on top, in reading order.
+    for i, layer in enumerate(layers):
+        viewer.layers.move(viewer.layers.index(layer), len(viewer.layers) - 1 - i)
+    grid = viewer.canvas.grid
+    grid.stride, grid.shape, grid.enabled = -1, (2, 3), True
+    viewer.layers.selection.active = active.result_layers["rescan points"]
+    viewer.reset_view()
+    _shoot(viewer, out / "active.png")
+    grid.enabled = False
+    active.clear_results()
+
+
+def _dip_live(viewer, sample, acquisition, reconstruct, out: Path) -> None:
+    # 5. Deep image prior on a 128² crop, mid-run: the DIP form, the live preview of the slice being fitted, the curves.
+    grid = viewer.canvas.grid
     grid.enabled = False
     crop_data, scale = sample.data[SLICE - 2 : SLICE + 2, 60:188, 60:188].copy(), tuple(sample.scale)
     viewer.layers.clear()  # only the crop and its results, so the view frames them
@@ -170,10 +229,11 @@ def main(out: Path) -> None:
     _shoot(viewer, out / "dip_live.png")
     reconstruct.panel.cancel()
     _wait(reconstruct.panel)
-    viewer.close()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "images")
-    main(parser.parse_args().out)
+    parser.add_argument("--only", nargs="+", choices=SHOTS, default=list(SHOTS), help="make only these pictures")
+    args = parser.parse_args()
+    main(args.out, tuple(args.only))

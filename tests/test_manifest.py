@@ -14,6 +14,7 @@ def test_manifest_validates_and_commands_import() -> None:
         "Sparse acquisition",
         "Reconstruct",
         "Compare masks",
+        "Active acquisition",
     }
     for command in manifest.contributions.commands:
         module_name, attribute = command.python_name.split(":")

@@ -19,7 +19,7 @@ import numpy as np
 from napari_sparse_sem.sampling.path import estimate_time, path_length
 from napari_sparse_sem.sampling.spec import AcquisitionSpec
 
-__all__ = ["short_path_order", "write_rescan"]
+__all__ = ["rescan_paths", "short_path_order", "write_rescan"]
 
 
 def _strip_order(points: np.ndarray, height: float) -> np.ndarray:
@@ -46,6 +46,16 @@ def short_path_order(points: np.ndarray) -> np.ndarray:
     return pts[best[1]]
 
 
+def rescan_paths(out_prefix: str | Path) -> dict[str, Path]:
+    """The files :func:`write_rescan` makes from a prefix: ``bitmap``, ``points`` and ``plan``."""
+    prefix = Path(out_prefix)
+    return {
+        "bitmap": prefix.with_name(prefix.name + "_bitmap.tif"),
+        "points": prefix.with_name(prefix.name + "_points.csv"),
+        "plan": prefix.with_name(prefix.name + "_plan.json"),
+    }
+
+
 def write_rescan(
     points: np.ndarray,
     shape: tuple[int, int],
@@ -60,12 +70,7 @@ def write_rescan(
     ``overwrite``. Returns the plan dictionary."""
     import tifffile
 
-    prefix = Path(out_prefix)
-    paths = {
-        "bitmap": prefix.with_name(prefix.name + "_bitmap.tif"),
-        "points": prefix.with_name(prefix.name + "_points.csv"),
-        "plan": prefix.with_name(prefix.name + "_plan.json"),
-    }
+    paths = rescan_paths(out_prefix)
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing} already exist; choose another output name or allow overwriting")
@@ -78,7 +83,7 @@ def write_rescan(
     timing = estimate_time(ordered, acq)
     bitmap = np.zeros((height, width), dtype=np.uint8)
     bitmap[pts[:, 0], pts[:, 1]] = 255
-    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths["plan"].parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(paths["bitmap"], bitmap, compression="zlib")
     with open(paths["points"], "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -104,6 +104,18 @@ def offset_placement(layer: Layer, offset_zyx: Iterable[int]) -> dict[str, Any]:
     return {"scale": tuple(scale), "translate": tuple(translate + offset * scale)}
 
 
+def current_slice(viewer: napari.Viewer, layer: Layer | None) -> int:
+    """The data index of ``layer``'s slice that the viewer shows now (0 for a 2D layer)."""
+    if layer is None or layer.ndim < 3:
+        return 0
+    try:
+        position = layer.world_to_data(viewer.dims.point)
+    except (ValueError, IndexError):
+        return 0
+    z_axis = layer.ndim - 3
+    return int(np.clip(round(float(position[z_axis])), 0, layer.data.shape[z_axis] - 1))
+
+
 def meta(layer: Layer | None, key: str, default: Any = None) -> Any:
     """``layer.metadata[key]`` or ``default``."""
     if layer is None:

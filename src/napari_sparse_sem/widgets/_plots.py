@@ -1,4 +1,5 @@
-"""Result views for the comparison widget: a metrics table and grouped PSNR/SSIM bars (matplotlib in Qt)."""
+"""Result views of the dock widgets (matplotlib in Qt): a metrics table, grouped PSNR/SSIM bars, fit curves and
+sparsification curves."""
 
 from __future__ import annotations
 
@@ -30,37 +31,47 @@ def _cell(key: str, value: Any) -> str:
         return f"{value * 100:.2f}"
     if key == "psnr":
         return "∞" if math.isinf(value) else f"{value:.2f}"
-    if key == "ssim":
+    if key in ("ssim", "error_correlation"):
         return f"{value:.3f}"
+    if key == "l1":
+        return f"{value:.4f}"
     return f"{value:.3g}"
 
 
 class MetricsTable(QTableWidget):
-    """One row per pattern × coverage × method: pattern, achieved coverage, method, PSNR, SSIM, seconds per slice."""
+    """One row per pattern × coverage × method: pattern, achieved coverage, method, PSNR, SSIM, seconds per slice.
 
-    def __init__(self) -> None:
-        super().__init__(0, len(TABLE_COLUMNS))
-        self.setHorizontalHeaderLabels([title for _, title in TABLE_COLUMNS])
+    Other widgets pass their own ``columns`` ((key, title) pairs) and ``tooltip``.
+    """
+
+    def __init__(
+        self,
+        columns: tuple[tuple[str, str], ...] = TABLE_COLUMNS,
+        tooltip: str = "means over the compared slices; PSNR in dB; s/slice: reconstruction seconds per slice",
+    ) -> None:
+        super().__init__(0, len(columns))
+        self.columns = columns
+        self.setHorizontalHeaderLabels([title for _, title in columns])
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.setSortingEnabled(False)
         self.verticalHeader().setVisible(False)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.horizontalHeader().setStretchLastSection(True)
-        self.setToolTip("means over the compared slices; PSNR in dB; s/slice: reconstruction seconds per slice")
+        self.setToolTip(tooltip)
         self.setMinimumHeight(150)
 
     def show_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Replace the table's contents with ``rows`` (dicts with the keys of :data:`TABLE_COLUMNS`)."""
+        """Replace the table's contents with ``rows`` (dicts with the keys of the columns)."""
         self.setRowCount(len(rows))
         for i, row in enumerate(rows):
-            for j, (key, _) in enumerate(TABLE_COLUMNS):
+            for j, (key, _) in enumerate(self.columns):
                 item = QTableWidgetItem(_cell(key, row.get(key)))
                 item.setData(Qt.UserRole, row.get(key))  # the raw number, for tests and tools
                 self.setItem(i, j, item)
 
     def values(self, column: str) -> list[Any]:
-        """The raw values of ``column`` (a key of :data:`TABLE_COLUMNS`), top to bottom."""
-        j = [key for key, _ in TABLE_COLUMNS].index(column)
+        """The raw values of ``column`` (a key of the columns), top to bottom."""
+        j = [key for key, _ in self.columns].index(column)
         return [self.item(i, j).data(Qt.UserRole) for i in range(self.rowCount())]
 
 
@@ -155,4 +166,36 @@ class LossPlot(FigureCanvasQTAgg):
             self.axes.legend(fontsize=6, frameon=False, loc="upper right")
         if image is not None and self.image_axes is not None:
             self.image_axes.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        self.draw_idle()
+
+
+class SparsificationPlot(FigureCanvasQTAgg):
+    """Sparsification curves of an error estimate: the mean remaining true error after removing the pixels with the
+    highest estimated error first, against the oracle that removes the truly worst pixels first."""
+
+    def __init__(self) -> None:
+        self.figure = Figure(figsize=(4.0, 2.0))
+        self.figure.set_layout_engine("tight")
+        super().__init__(self.figure)
+        self.setMinimumHeight(150)
+        self.axes = self.figure.subplots()
+        self.clear()
+
+    def clear(self, title: str = "sparsification curve") -> None:
+        self.axes.clear()
+        self.axes.set_title(title, fontsize=9)
+        self.axes.set_xlabel("pixels removed, highest error first (%)", fontsize=8)
+        self.axes.set_ylabel("mean remaining error", fontsize=8)
+        self.axes.tick_params(labelsize=7)
+        self.draw_idle()
+
+    def show_curves(
+        self, fractions: np.ndarray, estimate: np.ndarray, oracle: np.ndarray, title: str, label: str = "estimate"
+    ) -> None:
+        """Draw ``estimate`` and ``oracle`` (mean remaining error at each of ``fractions``)."""
+        self.clear(title)
+        percent = 100.0 * np.asarray(fractions, dtype=float)
+        self.axes.plot(percent, oracle, "k--", lw=1.0, label="oracle (true error)")
+        self.axes.plot(percent, estimate, lw=1.4, color="C1", label=label)
+        self.axes.legend(fontsize=6, frameon=False, loc="best")
         self.draw_idle()

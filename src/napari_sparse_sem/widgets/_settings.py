@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,8 @@ def save_values(group: str, widgets: Mapping[str, Any]) -> None:
         value = widget.value
         if isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
         values[name] = value
     settings = _settings()
     settings.setValue(f"{group}/values", json.dumps(values))

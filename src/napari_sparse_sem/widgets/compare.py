@@ -28,6 +28,7 @@ from napari_sparse_sem.sampling.spec import PATTERNS
 from napari_sparse_sem.widgets._dip_options import DIPOptions
 from napari_sparse_sem.widgets._layers import (
     LayerChoices,
+    current_slice,
     image_layers,
     layer_array,
     like_layer,
@@ -187,14 +188,7 @@ class CompareWidget(QWidget):
 
     def current_slice(self, layer: Any) -> int:
         """The data index of ``layer``'s slice that the viewer shows now (0 for a 2D layer)."""
-        if layer is None or layer.ndim < 3:
-            return 0
-        try:
-            position = layer.world_to_data(self.viewer.dims.point)
-        except (ValueError, IndexError):
-            return 0
-        z_axis = layer.ndim - 3
-        return int(np.clip(round(float(position[z_axis])), 0, layer.data.shape[z_axis] - 1))
+        return current_slice(self.viewer, layer)
 
     def _roi_box(self, truth: Any, shape_yx: tuple[int, int]) -> tuple[int, int, int, int] | None:
         shapes = self.roi.value

@@ -1,0 +1,730 @@
+"""*Active acquisition* dock widget: the loop of Mi et al. (MICCAI 2020) simulated on a dense image layer.
+
+An initial cheap scan is reconstructed, an error estimator predicts where that reconstruction is wrong, a sampler (the
+weighted DPP by default) picks rescan pixels up to the total budget, and the final reconstruction uses both scans. The
+form builds one :class:`~napari_sparse_sem.active.pipeline.WDPPConfig`; :func:`~napari_sparse_sem.active.pipeline.
+active_job` runs in a worker thread on the chosen slices. As each slice finishes, the result layers
+``<source> · active <initial>→<budget>% · <what>`` (initial recon, true error, estimated error, final recon, |error|
+and the rescan points) get its plane, the metrics table its numbers and the plot its sparsification curve, so Cancel
+keeps every finished slice. *Export rescan…* writes the bitmap, beam-order CSV and plan of the rescan for the
+microscope. The source layer is only read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, SpinBox
+from matplotlib.colors import to_rgba_array
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QMessageBox, QPushButton, QSplitter, QVBoxLayout, QWidget
+
+from napari_sparse_sem.active.pipeline import ActiveResult, ActiveSlice, WDPPConfig, active_job, round_counts
+from napari_sparse_sem.active.report import slice_curves
+from napari_sparse_sem.io.volume import as_zyx, to_float01, value_range
+from napari_sparse_sem.metrics import DEFAULT_FRACTIONS
+from napari_sparse_sem.recon.dip import DIP_METHODS
+from napari_sparse_sem.runtime import Job, Progress, available_devices
+from napari_sparse_sem.widgets._dip_options import DIPOptions
+from napari_sparse_sem.widgets._layers import (
+    SEP,
+    LayerChoices,
+    contrast_01,
+    current_slice,
+    image_layers,
+    layer_array,
+    like_layer,
+    meta,
+    offset_placement,
+    percent,
+)
+from napari_sparse_sem.widgets._plots import MetricsTable, SparsificationPlot
+from napari_sparse_sem.widgets._settings import restore_values, save_values
+from napari_sparse_sem.widgets._worker import JobPanel, error_text
+
+CURRENT = "current slice"
+ALL = "all slices"
+RANGE = "range"
+EXPORT_CURRENT = "current slice"
+EXPORT_ALL = "all processed slices"
+INITIAL_CHOICES = ("lowres:4", "lowres:8", "lowres:16", "random:0.05", "hexgrid:0.05")
+BASELINE_PATTERNS = ("random", "hexgrid")
+ROUND_COLOURS = ("#00e5ff", "#ffd400", "#ff4fd8", "#7cfc00", "#ff8c00")  # rescan points, one colour per round
+IMAGE_LAYERS = ("initial recon", "true error", "estimated error", "final recon", "|error|")  # bottom to top
+POINTS_LAYER = "rescan points"
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("scan", "scan"),
+    ("coverage", "cov. %"),
+    ("psnr", "PSNR"),
+    ("ssim", "SSIM"),
+    ("l1", "L1"),
+    ("error_correlation", "err. corr."),
+    ("sampler_seconds", "sampler s"),
+)
+TABLE_TIP = (
+    "means over the finished slices; PSNR in dB; L1: mean absolute error (image in [0, 1]); err. corr.: correlation "
+    "of the estimated with the true error of the initial reconstruction (unscanned pixels); sampler s: seconds to "
+    "choose one slice's rescan points; static rows: a fixed pattern at the same total coverage"
+)
+
+
+@dataclass
+class FinishedSlice:
+    """A finished slice and its sparsification curves (computed in the worker thread, not the GUI's)."""
+
+    item: ActiveSlice
+    curves: dict[str, Any]
+
+
+def active_view_job(volume: np.ndarray, config: WDPPConfig, z_offset: int) -> Job[ActiveResult]:
+    """:func:`active_job` on every slice of ``volume``, each finished slice's partial wrapped as a
+    :class:`FinishedSlice`."""
+    job = active_job(volume, config, None, z_offset)
+    try:
+        while True:
+            try:
+                event = next(job)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(event.partial, ActiveSlice):
+                done = FinishedSlice(event.partial, slice_curves(event.partial))
+                event = Progress(event.step, event.total, event.message, done)
+            yield event
+    finally:
+        job.close()  # Cancel closes this generator: let active_job's own clean-up run too
+
+
+def active_name(source: str, config: WDPPConfig, what: str) -> str:
+    """``<source> · active <initial>→<budget>% · <what>`` (layer naming rule 5)."""
+    return f"{source}{SEP}active {config.initial}→{percent(config.budget)}%{SEP}{what}"
+
+
+def _mean(values: list[Any]) -> float | None:
+    numbers = np.array([v for v in values if v is not None], dtype=np.float64)
+    numbers = numbers[np.isfinite(numbers)] if numbers.size else numbers
+    return float(numbers.mean()) if numbers.size else None
+
+
+def summary_rows(items: list[ActiveSlice], config: WDPPConfig) -> list[dict[str, Any]]:
+    """Table rows, means over ``items``: the initial scan, the active acquisition, then each static baseline."""
+    records = [item.record for item in items]
+
+    def mean(key: str, rows: list[dict[str, Any]] = records) -> float | None:
+        return _mean([r.get(key) for r in rows])
+
+    sampler = records[0]["sampler"] if records else config.sampler
+    rows = [
+        {"scan": f"initial {config.initial}", "coverage": mean("initial_coverage"), "psnr": mean("initial_psnr")},
+        {
+            "scan": sampler,
+            **{key: mean(key) for key in ("coverage", "psnr", "ssim", "l1", "error_correlation", "sampler_seconds")},
+        },
+    ]
+    for pattern in config.baselines:
+        base = [item.baselines[pattern][2] for item in items if pattern in item.baselines]
+        if base:
+            rows.append({"scan": f"static {pattern}", **{k: mean(k, base) for k in ("coverage", "psnr", "ssim", "l1")}})
+    return rows
+
+
+class _EditableText:
+    """``.value`` of an editable combo box's text (for :mod:`._settings`, which stores ``.value``)."""
+
+    def __init__(self, combo: ComboBox) -> None:
+        self.combo = combo
+
+    @property
+    def value(self) -> str:
+        return self.combo.native.currentText().strip()
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.combo.native.setEditText(str(text))
+
+
+@dataclass
+class _Run:
+    """What the running (or last) acquisition needs on the GUI thread."""
+
+    source: Any
+    config: WDPPConfig
+    first: int  # data index of the first processed slice in the source
+    n: int
+    shape: tuple[int, int]
+    vrange: tuple[float, float]
+    block: np.ndarray  # the processed slices, float32 in [0, 1] (the ground truth of the |error| layers)
+    done: list[FinishedSlice] = field(default_factory=list)
+    complete: bool = False
+
+
+class ActiveWidget(QWidget):
+    """Simulate an active acquisition (initial scan, error estimate, WDPP rescan, final reconstruction)."""
+
+    SETTINGS_GROUP = "active"
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        from napari_sparse_sem.active.error_estimation import ESTIMATORS
+        from napari_sparse_sem.active.scan import INITIAL_HELP
+        from napari_sparse_sem.active.wdpp import DPP_MODES, SAMPLERS
+        from napari_sparse_sem.recon import available_methods, method_class
+
+        self.viewer = napari_viewer
+        methods = [m for m in available_methods() if method_class(m).context == 0]
+        self.source = ComboBox(label="image", choices=self._source_choices, tooltip="the dense image: the microscope")
+        self.slice_mode = ComboBox(label="slices", choices=[CURRENT, ALL, RANGE], value=CURRENT)
+        self.first_slice = SpinBox(label="first slice", value=0, min=0, max=100_000)
+        self.last_slice = SpinBox(label="last slice", value=0, min=0, max=100_000)
+        self.slice_label = Label(value="")
+        self.initial = ComboBox(label="initial scan", choices=list(INITIAL_CHOICES), value=INITIAL_CHOICES[0])
+        self.initial.native.setEditable(True)
+        self.initial.native.setInsertPolicy(self.initial.native.InsertPolicy.NoInsert)
+        self.initial.tooltip = f"the first, cheap scan: {INITIAL_HELP}; type your own"
+        self.initial_text = _EditableText(self.initial)
+        self.budget = FloatSpinBox(
+            label="total budget (%)",
+            value=10.0,
+            min=0.0,
+            max=99.0,
+            step=0.5,
+            tooltip="share of pixels scanned in all (initial scan + rescans); the speed-up is 100 / budget",
+        )
+        self.rounds = SpinBox(label="rounds", value=1, min=1, max=20, tooltip="estimate-and-rescan rounds")
+        self.estimator = ComboBox(label="error estimator", choices=list(ESTIMATORS), value="gradient")
+        self.weights = FileEdit(
+            label="estimator weights",
+            mode="r",
+            filter="*.safetensors",
+            nullable=True,
+            tooltip="unet weights (.safetensors); empty: the weights shipped with the plugin",
+        )
+        self.sampler = ComboBox(label="sampler", choices=list(SAMPLERS), value="wdpp")
+        self.mode = ComboBox(
+            label="WDPP mode", choices=list(DPP_MODES), value="greedy", tooltip="greedy: MAP; sample: a DPP draw"
+        )
+        self.condition = CheckBox(text="condition on scanned pixels", value=True, tooltip="rescans keep away from them")
+        self.gamma = FloatSpinBox(
+            label="γ", value=1.0, min=0.0, max=20.0, step=0.1, tooltip="weight exponent: saliency (high) vs spread"
+        )
+        self.sigma_auto = CheckBox(text="auto", value=True, tooltip="kernel width from the mean point spacing")
+        self.sigma = FloatSpinBox(value=2.0, min=0.1, max=1000.0, step=0.5, tooltip="WDPP kernel width in pixels")
+        sigma_row = Container(label="σ (px)", layout="horizontal", widgets=[self.sigma, self.sigma_auto], labels=False)
+        sigma_row.margins = (0, 0, 0, 0)
+        self.recon = ComboBox(
+            label="reconstruction",
+            choices=methods,
+            value="linear" if "linear" in methods else methods[0],
+            tooltip="2D methods only (one slice at a time)",
+        )
+        self.baseline_boxes = {p: CheckBox(text=p, value=False) for p in BASELINE_PATTERNS}
+        self.baselines = Container(
+            label="static baselines",
+            layout="horizontal",
+            widgets=list(self.baseline_boxes.values()),
+            labels=False,
+            tooltip="fixed patterns scored at the same total coverage",
+        )
+        self.baselines.margins = (0, 0, 0, 0)
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.form = Container(
+            widgets=[
+                self.source,
+                self.slice_mode,
+                self.first_slice,
+                self.last_slice,
+                self.slice_label,
+                self.initial,
+                self.budget,
+                self.rounds,
+                self.estimator,
+                self.weights,
+                self.sampler,
+                self.mode,
+                self.condition,
+                self.gamma,
+                sigma_row,
+                self.recon,
+                self.baselines,
+                self.seed,
+                self.device,
+            ]
+        )
+        self.dip = DIPOptions()
+        self.panel = JobPanel("Run active acquisition")
+        self.table = MetricsTable(TABLE_COLUMNS, TABLE_TIP)
+        self.table.setMinimumHeight(120)
+        self.plot = SparsificationPlot()
+        self.export_which = ComboBox(choices=[EXPORT_ALL, EXPORT_CURRENT], value=EXPORT_ALL)
+        self.export_button = QPushButton("Export rescan…")
+        self.export_button.setToolTip("the rescan bitmap (TIFF), the points in beam order (CSV) and the plan (JSON)")
+        self.export_button.setEnabled(False)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.dip.native)
+        layout.addWidget(self.panel)
+        results = QSplitter(Qt.Vertical)
+        results.addWidget(self.table)
+        results.addWidget(self.plot)
+        results.setChildrenCollapsible(False)
+        layout.addWidget(results, 1)
+        export = QHBoxLayout()
+        export.addWidget(self.export_button, 1)
+        export.addWidget(self.export_which.native, 1)
+        layout.addLayout(export)
+
+        self.run_state: _Run | None = None
+        self.result_layers: dict[str, napari.layers.Layer] = {}
+        self._high: dict[str, float] = {}  # contrast tops of the error layers
+        self.rows: list[dict[str, Any]] = []
+        self._choices = LayerChoices(self.viewer)
+        self._choices.add(self.source)
+        restore_values(self.SETTINGS_GROUP, self._parameters())
+        for widget, slot in (
+            (self.slice_mode, self._on_slice_mode),
+            (self.estimator, self._on_estimator),
+            (self.sampler, self._on_sampler),
+            (self.sigma_auto, self._on_sampler),
+            (self.recon, self._on_recon),
+            (self.source, self._show_current_slice),
+        ):
+            widget.changed.connect(slot)
+        self.viewer.dims.events.current_step.connect(self._show_current_slice)
+        self._on_slice_mode()
+        self._on_estimator()
+        self._on_sampler()
+        self._on_recon()
+        self.panel.run_button.clicked.connect(self.run)
+        self.export_button.clicked.connect(self._ask_export)
+
+    # -- parameters ------------------------------------------------------------------------------------------------
+    def _source_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") is None)
+
+    def _parameters(self) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "slice_mode": self.slice_mode,
+            "initial": self.initial_text,
+            "budget": self.budget,
+            "rounds": self.rounds,
+            "estimator": self.estimator,
+            "weights": self.weights,
+            "sampler": self.sampler,
+            "mode": self.mode,
+            "condition": self.condition,
+            "gamma": self.gamma,
+            "sigma_auto": self.sigma_auto,
+            "sigma": self.sigma,
+            "recon": self.recon,
+            "seed": self.seed,
+            "device": self.device,
+            "export_which": self.export_which,
+        }
+        params.update({f"baseline_{p}": box for p, box in self.baseline_boxes.items()})
+        params.update(self.dip.settings_widgets())
+        return params
+
+    def _on_slice_mode(self, *_: Any) -> None:
+        ranged = self.slice_mode.value == RANGE
+        self.first_slice.visible = ranged
+        self.last_slice.visible = ranged
+        self.slice_label.visible = self.slice_mode.value == CURRENT
+        self._show_current_slice()
+
+    def _show_current_slice(self, *_: Any) -> None:
+        layer = self.source.value
+        self.slice_label.value = f"slice {current_slice(self.viewer, layer)}" if layer is not None else ""
+
+    def _on_estimator(self, *_: Any) -> None:
+        self.weights.enabled = self.estimator.value == "unet"
+
+    def _on_sampler(self, *_: Any) -> None:
+        wdpp = self.sampler.value == "wdpp"
+        self.mode.enabled = wdpp
+        self.condition.enabled = wdpp
+        self.gamma.enabled = self.sampler.value != "random"
+        self.sigma_auto.enabled = self.sampler.value != "random"
+        self.sigma.enabled = self.sampler.value != "random" and not self.sigma_auto.value
+
+    def _on_recon(self, *_: Any) -> None:
+        self.dip.show_for([self.recon.value])
+
+    def config(self) -> WDPPConfig:
+        """The :class:`WDPPConfig` of the form (ValueError with a readable message when a field is wrong)."""
+        if self.budget.value <= 0:
+            raise ValueError("the total budget must be more than 0 % (initial scan + rescans), e.g. 10 %")
+        weights = None
+        if self.estimator.value == "unet" and self.weights.value is not None:
+            weights = str(self.weights.value)
+            if not Path(weights).is_file():
+                raise ValueError(
+                    f"estimator weights {weights!r} is not a file; choose a .safetensors file or clear the field "
+                    "to use the shipped weights"
+                )
+        method = self.recon.value
+        return WDPPConfig(
+            initial=self.initial_text.value,
+            budget=float(self.budget.value) / 100.0,
+            rounds=int(self.rounds.value),
+            estimator=self.estimator.value,
+            estimator_weights=weights,
+            sampler=self.sampler.value,
+            mode=self.mode.value,
+            condition=bool(self.condition.value),
+            gamma=float(self.gamma.value),
+            sigma="auto" if self.sigma_auto.value else float(self.sigma.value),
+            recon=method,
+            recon_options=self.dip.options(method) if method in DIP_METHODS else {},
+            baselines=tuple(p for p, box in self.baseline_boxes.items() if box.value),
+            seed=int(self.seed.value),
+            device=self.device.value,
+        )
+
+    def plan(self) -> tuple[WDPPConfig, Any, int, int]:
+        """The config, the source's (z, y, x) data and the half-open slice range [a, b) to process."""
+        from napari_sparse_sem.sampling.patterns import slice_mask
+
+        source = self.source.value
+        if source is None:
+            raise ValueError("no image layer; open an image (or File > Open Sample) first")
+        data = as_zyx(layer_array(source, "image"), what=f"image layer {source.name!r}")
+        nz = int(data.shape[0])
+        if self.slice_mode.value == ALL:
+            a, b = 0, nz
+        elif self.slice_mode.value == RANGE:
+            first, last = int(self.first_slice.value), int(self.last_slice.value)
+            if last < first:
+                raise ValueError(f"last slice {last} is before first slice {first}; swap them")
+            if last >= nz:
+                raise ValueError(f"last slice {last} is outside the stack of {nz} slices (0 to {nz - 1})")
+            a, b = first, last + 1
+        else:
+            a = current_slice(self.viewer, source)
+            b = a + 1
+        config = self.config()
+        shape = tuple(int(s) for s in data.shape[1:])
+        initial = slice_mask(shape, config.initial_spec(), a).mask
+        round_counts(shape[0] * shape[1], int(initial.sum()), config.budget, config.rounds)  # budget check
+        return config, data, a, b
+
+    # -- running ---------------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Start the active acquisition (bad input: message in the widget, nothing starts)."""
+        if self.panel.busy:
+            return
+        try:
+            config, data, a, b = self.plan()
+            source = self.source.value
+            raw = np.asarray(data[a:b])
+            vrange = value_range(raw)
+            block = to_float01(raw, f"image layer {source.name!r}", vrange)
+        except ValueError as exc:
+            self.panel.show_error(str(exc))
+            return
+        save_values(self.SETTINGS_GROUP, self._parameters())
+        self.clear_results()
+        self.run_state = _Run(
+            source=source,
+            config=config,
+            first=a,
+            n=b - a,
+            shape=tuple(block.shape[1:]),
+            vrange=(float(vrange[0]), float(vrange[1])),
+            block=block,
+        )
+        where = f"slice {a}" if b - a == 1 else f"slices {a}–{b - 1}"
+        self.panel.start(
+            active_view_job(block, config, a),
+            desc=f"active acquisition of {source.name} ({where})",
+            on_progress=self._on_progress,
+            on_returned=self._on_done,
+            on_aborted=self._on_cancelled,
+            on_errored=self._on_failed,
+        )
+
+    def _on_progress(self, event: Progress) -> None:
+        if isinstance(event.partial, FinishedSlice) and self.run_state is not None:
+            self._add_slice(event.partial)
+
+    def _on_done(self, _result: ActiveResult) -> None:
+        run = self.run_state
+        run.complete = True
+        self._update_metadata()
+        self.panel.set_status(self._summary_text())
+
+    def _on_cancelled(self) -> None:
+        run = self.run_state
+        self._trim_to_done()
+        self.panel.set_status(
+            f"cancelled after {len(run.done)} of {run.n} slices; finished slices are kept"
+            + (f"\n{self._summary_text()}" if run.done else "")
+        )
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self._trim_to_done()
+        self.panel.show_error(error_text(exc))
+
+    # -- results ---------------------------------------------------------------------------------------------------
+    def clear_results(self) -> None:
+        """Remove the previous run's layers (only ours; user layers stay) and empty the table and plot."""
+        with self.viewer.layers.batched_update():
+            for layer in self.result_layers.values():
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+        self.result_layers = {}
+        self._high: dict[str, float] = {}
+        self.rows = []
+        self.table.show_rows([])
+        self.plot.clear()
+        self.export_button.setEnabled(False)
+
+    @property
+    def finished(self) -> list[ActiveSlice]:
+        """The finished slices of the current (or last) run."""
+        return [done.item for done in self.run_state.done] if self.run_state is not None else []
+
+    def _make_layers(self) -> None:
+        from napari.layers import Image, Points
+
+        run = self.run_state
+        source, config = run.source, run.config
+        zeros = np.zeros((run.n, *run.shape), dtype=np.float32)
+        where = offset_placement(source, (run.first, 0, 0))
+        recon_limits = contrast_01(source, run.vrange)
+        styles = {
+            "initial recon": {"colormap": "gray", "contrast_limits": recon_limits, "visible": False},
+            "true error": {"colormap": "magma", "visible": False},
+            "estimated error": {"colormap": "magma", "visible": False},
+            "final recon": {"colormap": "gray", "contrast_limits": recon_limits},
+            "|error|": {"colormap": "magma", "visible": False},
+        }
+        layers: dict[str, Any] = {}
+        for what in IMAGE_LAYERS:
+            info = {"kind": "active", "what": what}
+            layers[what] = Image(
+                like_layer(zeros.copy(), source),
+                name=active_name(source.name, config, what),
+                metadata=info,
+                **styles[what],
+                **where,
+            )
+        ndim = 2 if source.ndim == 2 else 3
+        layers[POINTS_LAYER] = Points(
+            np.zeros((0, ndim)),
+            ndim=ndim,
+            name=active_name(source.name, config, POINTS_LAYER),
+            metadata={"kind": "active", "what": POINTS_LAYER},
+            size=2.0,
+            border_width=0.0,
+            face_color=ROUND_COLOURS[0],
+            **where,
+        )
+        with self.viewer.layers.batched_update():
+            for layer in layers.values():
+                self.viewer.add_layer(layer)
+        self.result_layers = layers
+
+    def _write_plane(self, what: str, index: int, image: np.ndarray) -> None:
+        layer = self.result_layers[what]
+        if layer.data.ndim == 2:
+            layer.data[...] = image
+        else:
+            layer.data[index] = image
+
+    def _grow_limits(self, what: str, image: np.ndarray) -> None:
+        """Error maps: contrast from 0 to the highest 99.5th percentile of the planes so far."""
+        high = float(np.percentile(image, 99.5)) if image.size else 0.0
+        high = max(high, self._high.get(what, 0.0), 1e-6)
+        self._high[what] = high
+        self.result_layers[what].contrast_limits = (0.0, high)
+
+    def _add_slice(self, done: FinishedSlice) -> None:
+        """Put a finished slice into the layers, the table and the plot."""
+        run = self.run_state
+        item = done.item
+        if not self.result_layers:
+            self._make_layers()
+        index = item.z - run.first
+        final_error = np.abs(item.final_recon - run.block[index]).astype(np.float32)
+        planes = {
+            "initial recon": item.initial_recon,
+            "true error": item.true_error,
+            "estimated error": item.rounds[0].estimate,
+            "final recon": item.final_recon,
+            "|error|": final_error,
+        }
+        for what, image in planes.items():
+            self._write_plane(what, index, image)
+        run.done.append(done)
+        for what in ("true error", "|error|"):  # one contrast for both, so they compare by eye
+            self._grow_limits(what, np.maximum(item.true_error, final_error))
+        self._grow_limits("estimated error", item.rounds[0].estimate)
+        for what in IMAGE_LAYERS:
+            self.result_layers[what].refresh()
+        self._add_points(item, index)
+        self._update_metadata()
+        self._show_metrics()
+        self.export_button.setEnabled(True)
+        record = item.record
+        self.panel.set_status(
+            f"slice {item.z}: PSNR {record['initial_psnr']:.2f} → {record['psnr']:.2f} dB with "
+            f"{len(item.rescan_points)} rescan points ({len(run.done)} of {run.n} slices)"
+        )
+
+    def _add_points(self, item: ActiveSlice, index: int) -> None:
+        layer = self.result_layers[POINTS_LAYER]
+        new, colours = [], []
+        for r, round_ in enumerate(item.rounds):
+            pts = np.asarray(round_.selection.points, dtype=float).reshape(-1, 2)
+            if layer.ndim == 3:
+                pts = np.column_stack([np.full(len(pts), float(index)), pts])
+            new.append(pts)
+            colours += [ROUND_COLOURS[r % len(ROUND_COLOURS)]] * len(pts)
+        old_colours = np.asarray(layer.face_color).reshape(-1, 4)
+        layer.data = np.concatenate([np.asarray(layer.data).reshape(-1, layer.ndim), *new])
+        layer.face_color = np.concatenate([old_colours, to_rgba_array(colours)]) if colours else old_colours
+
+    def _update_metadata(self) -> None:
+        run = self.run_state
+        records = [item.record for item in self.finished]
+        baselines = [b[2] for item in self.finished for b in item.baselines.values()]
+        common = {
+            "source_layer": run.source.name,
+            "config": run.config.to_dict(),
+            "slices": [item.z for item in self.finished],
+            "first_slice": run.first,
+            "value_range": list(run.vrange),
+            "records": records,
+            "baseline_records": baselines,
+            "complete": run.complete,
+        }
+        for layer in self.result_layers.values():
+            layer.metadata.update(common)
+
+    def _show_metrics(self) -> None:
+        run = self.run_state
+        items = self.finished
+        self.rows = summary_rows(items, run.config)
+        self.table.show_rows(self.rows)
+        curves = [done.curves for done in run.done if done.curves]
+        if not curves:
+            return
+        estimate = np.nanmean([c["estimate"] for c in curves], axis=0)
+        oracle = np.nanmean([c["oracle"] for c in curves], axis=0)
+        ause = float(np.nanmean([c["ause"] for c in curves]))
+        where = f"slice {curves[0]['slice']}" if len(curves) == 1 else f"mean of {len(curves)} slices"
+        self.plot.show_curves(
+            DEFAULT_FRACTIONS,
+            estimate,
+            oracle,
+            f"initial reconstruction, {where}",
+            label=f"{run.config.estimator} estimate (AUSE {ause:.4f})",
+        )
+
+    def _trim_to_done(self) -> None:
+        """After a stop: keep only the finished planes (the finished slices are the first ones of the range)."""
+        run = self.run_state
+        if run is None or not self.result_layers:
+            return
+        k = len(run.done)
+        if k == 0:
+            self.clear_results()
+            return
+        if run.source.ndim >= 3 and k < run.n:
+            for what in IMAGE_LAYERS:
+                layer = self.result_layers[what]
+                layer.data = layer.data[:k].copy()
+        self._update_metadata()
+
+    def _summary_text(self) -> str:
+        initial, active = self.rows[0], self.rows[1]
+        n = len(self.finished)
+        seconds = _mean([item.record.get("rescan_acquisition_s") for item in self.finished])
+        text = (
+            f"{n} slice{'s' if n != 1 else ''}: PSNR {initial['psnr']:.2f} → {active['psnr']:.2f} dB at "
+            f"{active['coverage'] * 100:.2f} % scanned"
+        )
+        if seconds is not None:
+            text += f"; rescan ≈ {seconds:.3g} s per slice"
+        return text
+
+    # -- export ----------------------------------------------------------------------------------------------------
+    def _export_items(self, which: str) -> list[ActiveSlice]:
+        items = self.finished
+        if not items:
+            raise ValueError("no finished slice to export yet; run the active acquisition first")
+        if which == EXPORT_ALL:
+            return items
+        z = current_slice(self.viewer, self.run_state.source)
+        chosen = [item for item in items if item.z == z]
+        if not chosen:
+            done = ", ".join(str(item.z) for item in items)
+            raise ValueError(f"slice {z} was not processed (processed: {done}); show one of those or export all")
+        return chosen
+
+    def export_rescan(self, prefix: str | Path, which: str | None = None, overwrite: bool = False) -> list[Path]:
+        """Write the rescan bitmap (TIFF), points in beam order (CSV) and plan (JSON) of the processed slices
+        (``which``: :data:`EXPORT_ALL` or :data:`EXPORT_CURRENT`; the form's choice by default) as
+        ``PREFIX_bitmap.tif`` … for a 2D image, ``PREFIX_z0012_bitmap.tif`` … per slice of a stack. Existing files
+        are refused (FileExistsError, nothing written) unless ``overwrite``. Returns the files written."""
+        from napari_sparse_sem.active.export import rescan_paths, write_rescan
+
+        run = self.run_state
+        items = self._export_items(which or self.export_which.value)
+        prefix = Path(prefix)
+        stack = run.source.ndim >= 3
+        targets = [(item, prefix.with_name(f"{prefix.name}_z{item.z:04d}") if stack else prefix) for item in items]
+        files = [path for _, target in targets for path in rescan_paths(target).values()]
+        existing = [str(f) for f in files if f.exists()]
+        if existing and not overwrite:
+            more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+            raise FileExistsError(f"{', '.join(existing[:3])}{more} already exist")
+        for item, target in targets:
+            metadata = {
+                "slice": item.z,
+                "source_layer": run.source.name,
+                "config": run.config.to_dict(),
+                "record": item.record,
+            }
+            write_rescan(item.rescan_points, item.final_mask.shape, target, metadata=metadata, overwrite=overwrite)
+        return files
+
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export rescan plan: file prefix (…_bitmap.tif, …_points.csv, …_plan.json)", "rescan"
+        )
+        if not path:
+            return
+        prefix = Path(path)
+        if prefix.suffix.lower() in (".tif", ".tiff", ".csv", ".json"):
+            prefix = prefix.with_suffix("")
+        try:
+            try:
+                files = self.export_rescan(prefix)
+            except FileExistsError as exc:
+                answer = QMessageBox.question(
+                    self,
+                    "Overwrite rescan files?",
+                    f"{exc}.\n\nOverwrite them?",
+                    QMessageBox.Yes | QMessageBox.No,
+                    QMessageBox.No,
+                )
+                if answer != QMessageBox.Yes:
+                    self.panel.set_status("export cancelled; nothing was written")
+                    return
+                files = self.export_rescan(prefix, overwrite=True)
+        except (ValueError, FileExistsError, OSError) as exc:
+            self.panel.show_error(str(exc))
+            return
+        self.panel.notify(f"rescan plan written: {len(files)} files in {files[0].parent}")
+
+    def closeEvent(self, event: Any) -> None:
+        self.panel.cancel()
+        self._choices.disconnect()
+        self.viewer.dims.events.current_step.disconnect(self._show_current_slice)
+        super().closeEvent(event)
