@@ -717,6 +717,139 @@ def compare(
     _stdout().print(f"report written to {out}: " + ", ".join(p.name for p in paths.values()), markup=False)
 
 
+# ----------------------------------------------------------------------------------------------------------- active
+
+
+def run_active(volume: Any, config: Any, out_dir: Path, slices: list[int], z_offset: int, **kw: Any) -> Any:
+    """Run :func:`active_job` with a progress bar and write the report; Ctrl-C writes the finished slices (exit 130)."""
+    from napari_sparse_sem.active.pipeline import ActiveResult, ActiveSlice, active_job
+    from napari_sparse_sem.active.report import check_active_dir, write_active_report
+
+    overwrite = kw.get("overwrite", False)
+    check_active_dir(out_dir, overwrite)
+    done: list[Any] = []
+    try:
+        with progress_bar("active") as update:
+
+            def feed(event: Progress) -> None:
+                if isinstance(event.partial, ActiveSlice):
+                    done.append(event.partial)
+                update(event)
+
+            result = run_job(active_job(volume, config, slices, z_offset), feed)
+    except KeyboardInterrupt:
+        if not done:
+            _stderr().print("Interrupted before the first slice finished; nothing written.", markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        write_active_report(ActiveResult(done, config, kw.get("source", {})), out_dir, overwrite=True)
+        _stderr().print(f"Interrupted: wrote the {len(done)} finished of {len(slices)} slices to {out_dir}.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    result.source.update(kw.get("source", {}))
+    write_active_report(result, out_dir, overwrite=True)
+    return result
+
+
+def _active_table(records: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Active acquisition (means over slices)")
+    for col in ("sampler", "estimator", "coverage", "PSNR dB", "SSIM", "L1", "initial PSNR", "corr", "s/slice"):
+        table.add_column(col, justify="left" if col in ("sampler", "estimator") else "right")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["sampler"], r["estimator"]), []).append(r)
+    for (sampler, estimator), rows in groups.items():
+
+        def mean(key: str, rows: list[dict[str, Any]] = rows) -> float:
+            values = [r[key] for r in rows if r.get(key) is not None]
+            return float(np.mean(values)) if values else float("nan")
+
+        table.add_row(
+            sampler,
+            estimator or "—",
+            f"{100 * mean('coverage'):.2f} %",
+            f"{mean('psnr'):.2f}",
+            f"{mean('ssim'):.3f}",
+            f"{mean('l1'):.4f}",
+            f"{mean('initial_psnr'):.2f}" if rows[0].get("initial_psnr") is not None else "—",
+            f"{mean('error_correlation'):.3f}" if rows[0].get("error_correlation") is not None else "—",
+            f"{mean('seconds'):.2f}",
+        )
+    return table
+
+
+@app.command()
+@_clean_errors
+def active(
+    volume: Annotated[Path, typer.Argument(help="Dense volume that plays the microscope (the ground truth).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+    initial: Annotated[str, typer.Option(help="Initial scan: lowres:F or PATTERN:COVERAGE.")] = "lowres:4",
+    budget: Annotated[str, typer.Option(help="Total fraction scanned (initial + rescans), e.g. 0.10.")] = "0.10",
+    rounds: Annotated[int, typer.Option(help="Rescan rounds the budget is split over.")] = 1,
+    estimator: Annotated[str, typer.Option(help="Error estimator: unet, gradient, variance, entropy, oracle.")] = (
+        "gradient"
+    ),
+    weights: Annotated[Path | None, typer.Option(help="unet estimator weights (.safetensors).")] = None,
+    sampler: Annotated[str, typer.Option(help="Rescan sampler: wdpp, topk, random, bluenoise.")] = "wdpp",
+    mode: Annotated[str, typer.Option(help="wdpp: greedy (MAP) or sample (a DPP draw).")] = "greedy",
+    condition: Annotated[
+        bool, typer.Option("--condition/--no-condition", help="wdpp keeps away from scanned pixels too.")
+    ] = True,
+    gamma: Annotated[float, typer.Option(help="WDPP exponent γ: saliency vs spread.")] = 1.0,
+    sigma: Annotated[str, typer.Option(help="WDPP kernel width σ in pixels, or auto.")] = "auto",
+    recon: Annotated[str, typer.Option(help="Reconstruction method (a 2D one, e.g. linear).")] = "linear",
+    option: Annotated[list[str] | None, typer.Option("--option", help="Reconstruction option KEY=VALUE.")] = None,
+    baselines: Annotated[
+        str | None, typer.Option(help="Static patterns scored at the same total, e.g. random,hexgrid.")
+    ] = None,
+    slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input. [default: all]")] = None,
+    roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1. [default: whole slice]")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of masks and tie-breaking.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
+) -> None:
+    """Active acquisition (Mi et al.): initial scan → reconstruction → error estimate → rescan → final reconstruction.
+
+    Writes metrics.json/csv (records and sparsification curves), active.png, and rescan/ with the bitmap (TIFF),
+    the coordinates in beam order (CSV) and the time estimate of every slice.
+    """
+    from napari_sparse_sem.active.pipeline import WDPPConfig
+    from napari_sparse_sem.io.volume import to_float01, value_range
+
+    config = WDPPConfig(
+        initial=initial,
+        budget=parse_coverage(budget, "--budget"),
+        rounds=rounds,
+        estimator=estimator,
+        estimator_weights=str(weights) if weights is not None else None,
+        sampler=sampler,
+        mode=mode,
+        condition=condition,
+        gamma=gamma,
+        sigma="auto" if sigma.strip().lower() == "auto" else _float_option(sigma, "--sigma"),
+        recon=recon,
+        recon_options=parse_options(option),
+        baselines=tuple(parse_list(baselines, "--baselines") or ()),
+        seed=seed,
+        device=device,
+    )
+    vol = _read(volume)
+    a, b, y0, y1, x0, x1 = _region(vol.shape, parse_range(slices), parse_roi(roi))
+    raw = np.asarray(vol.data[a:b, y0:y1, x0:x1])
+    block = to_float01(raw, "volume", value_range(raw))
+    source = {"path": str(volume), "slices": [a, b], "roi": [y0, y1, x0, x1]}
+    result = run_active(block, config, out, list(range(b - a)), a, overwrite=overwrite, source=source)
+    _stdout().print(_active_table(result.records))
+    _stdout().print(f"report written to {out}: metrics.json, metrics.csv, active.png, rescan/", markup=False)
+
+
+def _float_option(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what} expects a number or auto, got {text!r}") from None
+
+
 # ------------------------------------------------------------------------------------------------------------- demo
 
 
@@ -788,6 +921,109 @@ def demo(
     con.print(f"report written to {out.resolve()}:", markup=False)
     for path in paths.values():
         con.print(f"  {path}", markup=False)
+
+
+# -------------------------------------------------------------------------------------------------- train-estimator
+
+
+@app.command("train-estimator")
+@_clean_errors
+def train_estimator(
+    volume: Annotated[Path, typer.Argument(help="Dense volume whose reference slices the estimator learns from.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Weights file (.safetensors); its model card goes beside it (.json).")
+    ],
+    slices: Annotated[str | None, typer.Option(help="Reference slices A:B (half-open); default: all.")] = None,
+    initial: Annotated[
+        list[str] | None,
+        typer.Option("--initial", help="Initial scan lowres:F or PATTERN:COVERAGE (repeatable; default lowres:4)."),
+    ] = None,
+    recon: Annotated[str, typer.Option(help="Reconstruction method of the initial scan.")] = "linear",
+    minutes: Annotated[float | None, typer.Option(help="Training time budget in minutes.")] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="Training batches (default 2000 without --minutes; both: whichever ends first).")
+    ] = None,
+    crop: Annotated[int, typer.Option(help="Side of the random square training crops (px).")] = 96,
+    batch_size: Annotated[int, typer.Option(help="Crops per batch.")] = 16,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    base_channels: Annotated[int, typer.Option(help="U-Net channels of the first level (doubling per level).")] = 16,
+    levels: Annotated[int, typer.Option(help="U-Net down-sampling levels.")] = 3,
+    balance: Annotated[
+        bool, typer.Option("--balance/--no-balance", help="Weight the positive class by the negatives/positives ratio.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of crops, augmentation, initial weights and random scans.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing weights file and card.")] = False,
+) -> None:
+    """Train the unet error estimator (binarized error, Mi et al. 2020) on dense reference slices of VOLUME."""
+    from napari_sparse_sem.active.train_estimator import EstimatorTrainingConfig, train_estimator_job
+    from napari_sparse_sem.io.volume import SliceMap, as_zyx, to_float01, value_range
+    from napari_sparse_sem.nn.weights import read_card
+    from napari_sparse_sem.recon.base import available_methods
+
+    if recon not in available_methods():
+        raise ValueError(f"unknown reconstruction method {recon!r}; choose one of {available_methods()}")
+    config = EstimatorTrainingConfig(
+        initial=list(initial or ["lowres:4"]),
+        recon=recon,
+        crop=crop,
+        batch_size=batch_size,
+        iterations=iterations if iterations is not None or minutes is not None else 2000,
+        minutes=minutes,
+        lr=lr,
+        seed=seed,
+        base_channels=base_channels,
+        levels=levels,
+        balance=balance,
+    )
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; use --overwrite to replace it or choose another --out")
+    data = as_zyx(_read(volume, dataset).data, str(volume))
+    a, b = parse_range(slices) or (0, int(data.shape[0]))
+    if b > data.shape[0]:
+        raise ValueError(f"--slices {a}:{b} reaches past the {data.shape[0]} slices of {volume}")
+    vrange = value_range(data[a:b])
+    scaled = SliceMap(data, lambda plane: to_float01(plane, str(volume), vrange), np.float32)
+    budget = " ".join(
+        ([f"--minutes {minutes:g}"] if minutes is not None else [])
+        + ([f"--iterations {config.iterations}"] if config.iterations is not None else [])
+    )
+    command = (
+        f"sparse-sem train-estimator {volume} --slices {a}:{b} "
+        + " ".join(f"--initial {text}" for text in config.initial)
+        + f" --recon {recon} {budget} --crop {crop} --batch-size {batch_size} --lr {lr:g} "
+        f"--base-channels {base_channels} --levels {levels} {'--balance' if balance else '--no-balance'} "
+        f"--seed {seed} --device {device} --out {out}"
+    )
+    job = train_estimator_job(
+        scaled,
+        list(range(a, b)),
+        config,
+        out,
+        overwrite=overwrite,
+        device=device,
+        data_name=Path(volume).name,
+        command=command,
+    )
+    try:
+        with progress_bar("train-estimator") as update:
+            result = run_job(job, update)
+    except KeyboardInterrupt:
+        if out.exists() and read_card(out).get("training", {}).get("stopped") == "cancelled":
+            done = read_card(out)["training"]["iterations_done"]
+            _stderr().print(f"Interrupted: saved the checkpoint after {done} iterations to {out}.", markup=False)
+        else:
+            _stderr().print("Interrupted before training started; nothing written.", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    size_mb = result["path"].stat().st_size / 1e6
+    training = result["card"]["training"]
+    _stdout().print(
+        f"wrote {result['path']} ({size_mb:.1f} MB) and its model card {result['card_path'].name}: "
+        f"{result['iterations']} iterations in {_fmt_s(result['seconds'])} on {training['device']}, final loss "
+        f"{result['final_loss']:.4f} (pixels above the mean error: {100 * training['positive_fraction'][0]:.1f} %)",
+        markup=False,
+    )
 
 
 def main() -> None:

@@ -142,3 +142,79 @@ def volume_metrics(
             raise ValueError(f"slice {z} is outside the volume of {ref.shape[0]} slices")
         rows.append({"slice": int(z) + offset, **slice_metrics(ref[z], rec[z], scn[z])})
     return rows
+
+
+# ------------------------------------------------------------------------------------------- error-estimate quality
+
+
+def _error_pair(true_error: Any, estimate: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened true error and estimate over the pixels where ``mask`` (of *scanned* pixels) is false."""
+    err, est = _pair(true_error, estimate)
+    m = _mask_for(mask, err.shape)
+    if m is None:
+        return err.ravel(), est.ravel()
+    return err[~m], est[~m]
+
+
+def error_correlation(true_error: Any, estimate: Any, mask: Any = None) -> float:
+    """Pixel-wise Pearson correlation of an error estimate with the true error (Mi et al. 2020, Table 1).
+
+    ``mask`` marks *scanned* pixels, which are left out (their error is known to be 0); NaN when fewer than two pixels
+    remain or either map is constant there.
+    """
+    err, est = _error_pair(true_error, estimate, mask)
+    if err.size < 2:
+        return float("nan")
+    err = err - err.mean()
+    est = est - est.mean()
+    denom = float(np.sqrt(np.dot(err, err) * np.dot(est, est)))
+    if denom == 0.0 or not np.isfinite(denom):
+        return float("nan")
+    return float(np.dot(err, est) / denom)
+
+
+def sparsification_curve(true_error: Any, estimate: Any, fractions: Any, mask: Any = None) -> np.ndarray:
+    """For each fraction f: the mean true error of the pixels left after removing the fraction f with the highest
+    ``estimate`` (Ilg et al., "Uncertainty estimates and multi-hypotheses networks for optical flow", ECCV 2018).
+
+    A good estimate removes the largest errors first, so its curve falls fast; passing the true error as ``estimate``
+    gives the best possible (oracle) curve. f = 1 leaves no pixel and gives 0. ``mask`` marks scanned pixels, which are
+    left out. Ties in the estimate are broken by pixel order.
+    """
+    err, est = _error_pair(true_error, estimate, mask)
+    f = np.asarray(fractions, dtype=np.float64).ravel()
+    if f.size and (not np.all(np.isfinite(f)) or f.min() < 0 or f.max() > 1):
+        raise ValueError("fractions must lie in [0, 1]")
+    n = err.size
+    if n == 0:
+        return np.full(f.shape, np.nan)
+    order = np.argsort(-est, kind="stable")
+    removed = np.concatenate([[0.0], np.cumsum(err[order])])  # error removed with the first k pixels
+    k = np.minimum(np.floor(f * n + 0.5).astype(np.int64), n)
+    left = n - k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        curve = np.where(left > 0, (removed[-1] - removed[k]) / np.maximum(left, 1), 0.0)
+    return curve
+
+
+DEFAULT_FRACTIONS = np.linspace(0.0, 1.0, 51)
+"""Fractions of the sparsification curves (every 2 %)."""
+
+
+def sparsification_error_area(true_error: Any, estimate: Any, fractions: Any = None, mask: Any = None) -> float:
+    """Area between the sparsification curve of ``estimate`` and the oracle's, both divided by the mean error (their
+    common value at f = 0), integrated over the fractions (trapezoids): Ilg et al.'s AUSE. 0 for a perfect ranking,
+    lower is better; a random ranking gives about the area under the normalised oracle curve subtracted from 1.
+    NaN when there is no error to rank.
+    """
+    f = DEFAULT_FRACTIONS if fractions is None else np.asarray(fractions, dtype=np.float64).ravel()
+    if f.size < 2 or np.any(np.diff(f) <= 0):
+        raise ValueError("fractions must hold at least two increasing values")
+    curve = sparsification_curve(true_error, estimate, f, mask)
+    oracle = sparsification_curve(true_error, true_error, f, mask)
+    err, _ = _error_pair(true_error, estimate, mask)
+    scale = float(err.mean()) if err.size else 0.0
+    if not scale > 0:
+        return float("nan")
+    gap = (curve - oracle) / scale
+    return float(np.sum(0.5 * (gap[1:] + gap[:-1]) * np.diff(f)))
