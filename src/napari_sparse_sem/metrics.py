@@ -1,4 +1,5 @@
-"""Image-quality metrics for reconstructions: PSNR, SSIM (+ maps), error maps and per-slice tables.
+"""Image-quality metrics for reconstructions: PSNR, SSIM (+ maps), error maps, per-slice tables, and the quality of
+error estimates (pixel-wise correlation with the true error, sparsification curves and their area).
 
 Everything works on float images in [0, 1] (``data_range=1``). A ``mask`` restricts a metric to some pixels, which is
 how the comparison reports quality on the *unscanned* pixels only (the scanned ones are copied, so they flatter every

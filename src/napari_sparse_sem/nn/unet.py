@@ -1,0 +1,144 @@
+"""A small configurable U-Net (Ronneberger, Fischer & Brox, "U-Net: Convolutional networks for biomedical image
+segmentation", MICCAI 2015).
+
+``levels`` down-sampling steps (2×2 max pooling), each level two 3×3 convolutions (+ normalisation + ReLU) with the
+channels doubling from ``base_channels``; the decoder up-samples (bilinear + 1×1 convolution, or a transposed
+convolution), concatenates the encoder's features of the same level and applies two 3×3 convolutions again. A 1×1
+head gives ``out_channels`` *logits* (no final activation: the caller applies a sigmoid or uses a loss on logits).
+Inputs of any size work: they are reflect-padded to a multiple of ``2**levels`` inside :meth:`UNet.forward` and the
+output is cropped back. The default (16 base channels, 3 levels) has about 0.47 M parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+NORMS = ("batch", "group", "none")
+UPSAMPLING = ("bilinear", "transpose")
+
+
+@dataclass
+class UNetConfig:
+    """Architecture of a :class:`UNet`; saved in model cards so the network can be rebuilt from its weights."""
+
+    in_channels: int
+    out_channels: int
+    base_channels: int = 16
+    levels: int = 3
+    norm: str = "batch"
+    upsampling: str = "bilinear"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "out_channels", "base_channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.levels, bool) or not isinstance(self.levels, int) or not 1 <= self.levels <= 8:
+            raise ValueError(f"levels must be an integer in 1..8, got {self.levels!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.norm == "group" and self.base_channels % 4:
+            raise ValueError("norm='group' uses 4 channels per group: base_channels must be a multiple of 4")
+        if self.upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
+        """The config saved by :meth:`to_dict`; unknown keys are a clear error (a card for another architecture)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown U-Net config fields {unknown}; expected some of {sorted(names)}")
+        return cls(**data)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(max(1, channels // 4), channels)
+    return nn.Identity()
+
+
+def _block(in_ch: int, out_ch: int, norm: str, dropout: float) -> nn.Sequential:
+    bias = norm == "none"
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias),
+        _norm(norm, out_ch),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=bias),
+        _norm(norm, out_ch),
+        nn.ReLU(inplace=True),
+    ]
+    if dropout > 0:
+        layers.append(nn.Dropout2d(dropout))
+    return nn.Sequential(*layers)
+
+
+class _Up(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, mode: str) -> None:
+        super().__init__()
+        if mode == "transpose":
+            self.up: nn.Module = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+        else:
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(in_ch, out_ch, 1)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(x)
+
+
+class UNet(nn.Module):
+    """U-Net of a :class:`UNetConfig`: (N, in_channels, H, W) → (N, out_channels, H, W) logits, any H and W."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.base_channels
+        widths = [c * 2**i for i in range(config.levels + 1)]
+        self.down = nn.ModuleList()
+        in_ch = config.in_channels
+        for width in widths[:-1]:
+            self.down.append(_block(in_ch, width, config.norm, 0.0))
+            in_ch = width
+        self.pool = nn.MaxPool2d(2)
+        self.bottom = _block(widths[-2], widths[-1], config.norm, config.dropout)
+        self.ups = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for deeper, width in zip(reversed(widths[1:]), reversed(widths[:-1]), strict=True):
+            self.ups.append(_Up(deeper, width, config.upsampling))
+            self.merge.append(_block(2 * width, width, config.norm, 0.0))
+        self.head = nn.Conv2d(widths[0], config.out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        multiple = 2**self.config.levels
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottom(x)
+        for up, merge, skip in zip(self.ups, self.merge, reversed(skips), strict=True):
+            x = merge(torch.cat([up(x), skip], dim=1))
+        return self.head(x)[..., :height, :width]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
