@@ -1,4 +1,4 @@
-"""The active-acquisition loop on real FlyEM slices: budget, exclusion, quality against the baselines, rounds, cancel."""
+"""The active-acquisition loop on real FlyEM slices: budget, exclusion, quality vs the baselines, rounds, cancel."""
 
 from __future__ import annotations
 
