@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,6 +261,32 @@ def _tile_marginal(
     return 0.5 * (K + K.T)
 
 
+@dataclass(frozen=True)
+class _TileWindow:
+    """A tile (``tile`` slices of the image) inside its window (``window`` slices); ``in_tile`` marks the tile within
+    the window and ``origin`` is the window's top-left pixel."""
+
+    tile: tuple[slice, slice]
+    window: tuple[slice, slice]
+    in_tile: np.ndarray
+    origin: np.ndarray
+
+
+def _tile_windows(shape: tuple[int, int], tile: int, halo: int) -> Iterator[_TileWindow]:
+    """Tiles in raster order, each with the window that extends it by ``halo`` pixels (clipped to the image)."""
+    height, width = shape
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            y1, x1 = min(height, y0 + tile), min(width, x0 + tile)
+            wy0, wy1 = max(0, y0 - halo), min(height, y1 + halo)
+            wx0, wx1 = max(0, x0 - halo), min(width, x1 + halo)
+            in_tile = np.zeros((wy1 - wy0, wx1 - wx0), dtype=bool)
+            in_tile[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = True
+            yield _TileWindow(
+                (slice(y0, y1), slice(x0, x1)), (slice(wy0, wy1), slice(wx0, wx1)), in_tile, np.array([wy0, wx0])
+            )
+
+
 def _sample_tiles(
     q: np.ndarray,
     sigma: float,
@@ -273,7 +300,6 @@ def _sample_tiles(
     from the start, with weight 1, which cancels in the conditional kernel); returns (n, 2) pixels."""
     from napari_sparse_sem.active import _kernels
 
-    height, width = q.shape
     radius = _radius(sigma, cutoff)
     visited = np.zeros(q.shape, dtype=bool)
     candidates = q > 0
@@ -283,28 +309,21 @@ def _sample_tiles(
         chosen = np.asarray(condition_on, dtype=bool) & ~candidates
         q = np.where(chosen, 1.0, q)
     picked: list[np.ndarray] = []
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(height, y0 + tile), min(width, x0 + tile)
-            wy0, wy1 = max(0, y0 - halo), min(height, y1 + halo)
-            wx0, wx1 = max(0, x0 - halo), min(width, x1 + halo)
-            origin = np.array([wy0, wx0])
-            in_tile = np.zeros((wy1 - wy0, wx1 - wx0), dtype=bool)
-            in_tile[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = True
-            cand = candidates[wy0:wy1, wx0:wx1]
-            tile_px = np.argwhere(in_tile & cand) + origin
-            visited[y0:y1, x0:x1] = True
-            if len(tile_px) == 0:
-                continue
-            future = cand & ~visited[wy0:wy1, wx0:wx1]
-            window_px = np.argwhere(future) + origin
-            chosen_px = np.argwhere(chosen[wy0:wy1, wx0:wx1]) + origin
-            K = _tile_marginal(q, tile_px, window_px, chosen_px, sigma, radius)
-            keep = _kernels.sequential_thinning(K, rng.random(len(tile_px)))
-            if keep.any():
-                new = tile_px[keep]
-                chosen[new[:, 0], new[:, 1]] = True
-                picked.append(new)
+    for tw in _tile_windows(q.shape, tile, halo):
+        cand = candidates[tw.window]
+        tile_px = np.argwhere(tw.in_tile & cand) + tw.origin
+        visited[tw.tile] = True
+        if len(tile_px) == 0:
+            continue
+        future = cand & ~visited[tw.window]
+        window_px = np.argwhere(future) + tw.origin
+        chosen_px = np.argwhere(chosen[tw.window]) + tw.origin
+        K = _tile_marginal(q, tile_px, window_px, chosen_px, sigma, radius)
+        keep = _kernels.sequential_thinning(K, rng.random(len(tile_px)))
+        if keep.any():
+            new = tile_px[keep]
+            chosen[new[:, 0], new[:, 1]] = True
+            picked.append(new)
     return np.concatenate(picked) if picked else np.empty((0, 2), dtype=np.int64)
 
 
@@ -373,20 +392,12 @@ def local_marginals(
     sigma = _check_sigma(sigma)
     halo = _radius(sigma, 2.0) if halo is None else int(halo)
     radius = _radius(sigma, cutoff)
-    height, width = q.shape
     out = np.zeros(q.shape)
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(height, y0 + tile), min(width, x0 + tile)
-            wy0, wy1 = max(0, y0 - halo), min(height, y1 + halo)
-            wx0, wx1 = max(0, x0 - halo), min(width, x1 + halo)
-            origin = np.array([wy0, wx0])
-            in_tile = np.zeros((wy1 - wy0, wx1 - wx0), dtype=bool)
-            in_tile[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = True
-            tile_px = np.argwhere(in_tile) + origin
-            window_px = np.argwhere(~in_tile) + origin
-            K = _tile_marginal(q, tile_px, window_px, np.empty((0, 2), dtype=np.int64), sigma, radius)
-            out[tile_px[:, 0], tile_px[:, 1]] = np.diag(K)
+    for tw in _tile_windows(q.shape, tile, halo):
+        tile_px = np.argwhere(tw.in_tile) + tw.origin
+        window_px = np.argwhere(~tw.in_tile) + tw.origin
+        K = _tile_marginal(q, tile_px, window_px, np.empty((0, 2), dtype=np.int64), sigma, radius)
+        out[tile_px[:, 0], tile_px[:, 1]] = np.diag(K)
     return out
 
 
