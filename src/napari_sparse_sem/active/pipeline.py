@@ -262,7 +262,7 @@ def active_slice_job(
     reference: np.ndarray, z: int, config: WDPPConfig, recon: Any, estimator: Any
 ) -> Generator[Progress, None, ActiveSlice]:
     """The whole loop on one dense slice ``reference`` (float32 in [0, 1]); ``z`` seeds the slice's masks."""
-    from napari_sparse_sem.metrics import error_correlation
+    from napari_sparse_sem.metrics import error_correlation, psnr
     from napari_sparse_sem.sampling.patterns import slice_mask
 
     start = time.perf_counter()
@@ -292,7 +292,7 @@ def active_slice_job(
         "coverage": float(mask.mean()),
         "initial_coverage": float(initial.mean()),
         **_score(reference, final),
-        "initial_psnr": _score(reference, rounds[0].recon)["psnr"],
+        "initial_psnr": psnr(reference, rounds[0].recon),
         "error_correlation": error_correlation(true_error, rounds[0].estimate, initial),
         "seconds": time.perf_counter() - start,
         "sampler_seconds": float(sum(r.selection.seconds for r in rounds)),

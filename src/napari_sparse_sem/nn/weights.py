@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from napari_sparse_sem.jsonfile import read_json_object
+
 SUFFIX = ".safetensors"
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
@@ -171,13 +173,7 @@ def read_card(path: str | Path) -> dict[str, Any]:
             f"model card {card_file} not found beside {Path(path).name}: every weights file needs its card (it holds "
             "the architecture needed to rebuild the network)"
         )
-    try:
-        card = json.loads(card_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"model card {card_file} is not valid JSON: {exc}") from None
-    if not isinstance(card, dict):
-        raise ValueError(f"model card {card_file} must hold a JSON object")
-    return card
+    return read_json_object(card_file, "model card", "model-card fields (architecture, data, command, metrics)")
 
 
 def update_card(path: str | Path, **fields: Any) -> dict[str, Any]:
