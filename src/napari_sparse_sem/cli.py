@@ -160,6 +160,21 @@ def parse_options(items: list[str] | None, per_method: bool = False) -> dict[str
     return out
 
 
+def weights_option(weights: Path | None, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``{method: {"weights": path}}`` for the GAN methods among ``methods`` (``--weights`` names their file)."""
+    if weights is None:
+        return {}
+    from napari_sparse_sem.nn.weights import check_safetensors
+    from napari_sparse_sem.recon.gan import GAN_METHODS, SHIPPED_GAN_WEIGHTS
+
+    targets = [m for m in methods if m in GAN_METHODS]
+    if not targets:
+        raise ValueError(f"--weights applies to {' and '.join(GAN_METHODS)}; add one to --method")
+    if str(weights) not in SHIPPED_GAN_WEIGHTS:
+        check_safetensors(weights)  # a clear error before any work
+    return {name: {"weights": str(weights)} for name in targets}
+
+
 def dip_options(preset: str | None, config_file: Path | None) -> dict[str, Any]:
     """Options for the DIP methods from ``--dip-config FILE.json`` (read first) and ``--dip-preset`` (wins)."""
     options: dict[str, Any] = {}
@@ -524,6 +539,12 @@ def reconstruct(
     dip_config: Annotated[
         Path | None, typer.Option(help="dip/dip3d options: JSON object of DIPConfig fields (and 'preset').")
     ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="gan/gan-mse weights: a .safetensors file from train-gan, or flyem / flyem-context1 (shipped)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Fill the unscanned pixels of SPARSE with METHOD and write the reconstruction to OUT."""
@@ -536,7 +557,7 @@ def reconstruct(
     from_dip = dip_options(dip_preset, dip_config)
     if from_dip and method not in DIP_METHODS:
         raise ValueError(f"--dip-preset/--dip-config apply to {' and '.join(DIP_METHODS)}, not to {method!r}")
-    options = {**from_dip, **parse_options(option)}
+    options = {**from_dip, **weights_option(weights, [method]).get(method, {}), **parse_options(option)}
     try:
         with progress_bar(f"{method}") as update:
             meta = reconstruct_to_file(
@@ -672,6 +693,12 @@ def compare(
     dip_config: Annotated[
         Path | None, typer.Option(help="dip/dip3d options: JSON object of DIPConfig fields (and 'preset').")
     ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="gan/gan-mse weights: a .safetensors file from train-gan, or flyem / flyem-context1 (shipped)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
 ) -> None:
     """Compare mask patterns × coverages × methods on VOLUME; write metrics.json/csv, params.json, comparison.png."""
@@ -708,6 +735,11 @@ def compare(
         per_method = dict(settings.get("method_options") or {})
         for name in targets:  # --option METHOD.KEY=VALUE still wins over the DIP file and preset
             per_method[name] = {**from_dip, **per_method.get(name, {})}
+        settings["method_options"] = per_method
+    if weights is not None:
+        per_method = dict(settings.get("method_options") or {})
+        for name, extra in weights_option(weights, name_list(settings.get("methods", []))).items():
+            per_method[name] = {**extra, **per_method.get(name, {})}  # --option METHOD.weights=... still wins
         settings["method_options"] = per_method
     spec = CompareSpec.from_dict(settings)
     vol = _read(volume)
@@ -1024,6 +1056,150 @@ def train_estimator(
         f"{result['final_loss']:.4f} (pixels above the mean error: {100 * training['positive_fraction'][0]:.1f} %)",
         markup=False,
     )
+
+
+# -------------------------------------------------------------------------------------------------------- train-gan
+
+
+@app.command("train-gan")
+@_clean_errors
+def train_gan(
+    volume: Annotated[Path, typer.Argument(help="Dense volume whose reference slices the generator learns from.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Weights file (.safetensors); its model card goes beside it (.json).")
+    ],
+    slices: Annotated[str | None, typer.Option(help="Reference slices A:B (half-open); default: all.")] = None,
+    patterns: Annotated[
+        str, typer.Option("--patterns", "--pattern", help="Mask patterns: a comma list, or mixed (spiral,grid,random).")
+    ] = "mixed",
+    coverage: Annotated[
+        str, typer.Option(help="Coverage C, or a range LOW:HIGH drawn log-uniformly per crop.")
+    ] = "0.02:0.2",
+    minutes: Annotated[float | None, typer.Option(help="Training time budget in minutes (across resumes).")] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="Training batches (default 2000 without --minutes; both: whichever ends first).")
+    ] = None,
+    preset: Annotated[str, typer.Option(help="Network size: compact (CPU) or paper (Ede's widths, GPU).")] = "compact",
+    fill: Annotated[str | None, typer.Option(help="Input fill of unscanned pixels: nearest or zeros (Ede).")] = None,
+    context: Annotated[
+        int, typer.Option(help="Neighbour slices on each side the generator also sees (0: Ede's 2D generator).")
+    ] = 0,
+    crop: Annotated[int, typer.Option(help="Side of the random square training crops (px).")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Crops per batch.")] = 8,
+    pretrain_fraction: Annotated[
+        float, typer.Option(help="Share of the budget for MSE pre-training (1: no adversarial phase).")
+    ] = 0.7,
+    adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial loss against the MSE.")] = 2e-3,
+    alrc: Annotated[bool, typer.Option("--alrc/--no-alrc", help="Adaptive learning rate clipping of outliers.")] = True,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of the pre-training.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed of crops, masks, augmentation and initial weights.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the training saved in OUT's checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing weights, card, plot and checkpoint.")] = False,
+) -> None:
+    """Train the partial-scan GAN (Ede & Beanland 2020) on dense reference slices of VOLUME."""
+    from napari_sparse_sem.io.volume import SliceMap, as_zyx, to_float01, value_range
+    from napari_sparse_sem.nn.weights import read_card
+    from napari_sparse_sem.recon.gan_training import (
+        GANTrainingConfig,
+        parse_coverage,
+        parse_patterns,
+        state_path,
+        train_gan_job,
+    )
+
+    if resume and overwrite:
+        raise ValueError("--resume continues a training, --overwrite starts a new one: give one of them")
+    config = GANTrainingConfig(
+        preset=preset,
+        architecture={**({"fill": fill} if fill else {}), **({"context": context} if context else {})},
+        patterns=parse_patterns(patterns),
+        coverage=parse_coverage(coverage),
+        crop=crop,
+        batch_size=batch_size,
+        iterations=iterations if iterations is not None or minutes is not None else 2000,
+        minutes=minutes,
+        pretrain_fraction=pretrain_fraction,
+        adv_weight=adv_weight,
+        alrc=alrc,
+        lr=lr,
+        seed=seed,
+    )
+    data = as_zyx(_read(volume, dataset).data, str(volume))
+    a, b = parse_range(slices) or (0, int(data.shape[0]))
+    if b > data.shape[0]:
+        raise ValueError(f"--slices {a}:{b} reaches past the {data.shape[0]} slices of {volume}")
+    vrange = value_range(data[a:b])
+    scaled = SliceMap(data, lambda plane: to_float01(plane, str(volume), vrange), np.float32)
+    budget = " ".join(
+        ([f"--minutes {minutes:g}"] if minutes is not None else [])
+        + ([f"--iterations {config.iterations}"] if config.iterations is not None else [])
+    )
+    command = (
+        f"sparse-sem train-gan {volume} --slices {a}:{b} --patterns {','.join(config.patterns)} "
+        f"--coverage {config.coverage[0]:g}:{config.coverage[1]:g} {budget} --preset {preset} "
+        f"--fill {config.network().fill} --context {context} --crop {crop} --batch-size {batch_size} "
+        f"--pretrain-fraction {pretrain_fraction:g} --adv-weight {adv_weight:g} {'--alrc' if alrc else '--no-alrc'} "
+        f"--lr {lr:g} --seed {seed} --device {device} --out {out}"
+    )
+    job = train_gan_job(
+        scaled,
+        list(range(a, b)),
+        config,
+        out,
+        overwrite=overwrite,
+        resume=resume,
+        device=device,
+        data_name=Path(volume).name,
+        command=command,
+    )
+    try:
+        with progress_bar("train-gan") as update:
+            result = run_job(job, update)
+    except KeyboardInterrupt:
+        if state_path(out).exists() and read_card(out).get("training", {}).get("stopped") == "cancelled":
+            done = read_card(out)["training"]["iterations_done"]
+            _stderr().print(
+                f"Interrupted: saved the checkpoint after {done} iterations to {out}; continue with --resume.",
+                markup=False,
+            )
+        else:
+            _stderr().print("Interrupted before training started; nothing written.", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    card = result["card"]
+    metrics = card.get("metrics", {})
+    scores = ", ".join(f"{name} {metrics[name]['psnr']:.2f} dB" for name in ("gan-mse", "gan") if name in metrics)
+    summary = f"; held-out PSNR {scores} (linear {metrics['linear_psnr']:.2f} dB)" if scores else ""
+    size_mb = result["path"].stat().st_size / 1e6
+    _stdout().print(
+        f"wrote {result['path']} ({size_mb:.1f} MB, variants {', '.join(card['variants'])}), its model card "
+        f"{result['card_path'].name} and learning curves {result['curves_path'].name}: {result['iterations']} "
+        f"iterations in {_fmt_s(result['seconds'])} on {card['training']['device']}{summary}",
+        markup=False,
+    )
+
+
+@app.command("export-gan")
+@_clean_errors
+def export_gan(
+    source: Annotated[Path, typer.Argument(help="Weights file written by train-gan.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New weights file (.safetensors); its card goes beside it.")],
+    half: Annotated[bool, typer.Option("--half/--full", help="Store float16 (half the size) or float32.")] = True,
+    single_slice_weights: Annotated[
+        str | None,
+        typer.Option(help="For a generator with context: file name (beside OUT) of a 2D generator for lone slices."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT and its card.")] = False,
+) -> None:
+    """Copy the generators of a trained GAN (without the training state), e.g. to ship or share them."""
+    from napari_sparse_sem.recon.gan import export_weights
+
+    command = f"sparse-sem export-gan {source} --out {out} {'--half' if half else '--full'}"
+    if single_slice_weights:
+        command += f" --single-slice-weights {single_slice_weights}"
+    path = export_weights(source, out, half, single_slice_weights, command, overwrite)
+    _stdout().print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its model card", markup=False)
 
 
 def main() -> None:

@@ -99,7 +99,7 @@ def register(cls: type[Reconstructor]) -> type[Reconstructor]:
 
 def _load_builtin_methods() -> None:
     # Importing the modules runs their @register decorators.
-    from napari_sparse_sem.recon import dip, interp, interp3d  # noqa: F401
+    from napari_sparse_sem.recon import dip, gan, interp, interp3d  # noqa: F401
 
 
 def available_methods() -> list[str]:
