@@ -15,6 +15,7 @@ def test_manifest_validates_and_commands_import() -> None:
         "Reconstruct",
         "Compare masks",
         "Active acquisition",
+        "Train GAN",
     }
     for command in manifest.contributions.commands:
         module_name, attribute = command.python_name.split(":")

@@ -469,7 +469,7 @@ def train_gan_job(
         max(1, round(config.validation_fraction * len(slices))) if config.validation_fraction and len(slices) > 2 else 0
     )
     train_slices, val_slices = slices[: len(slices) - n_val], slices[len(slices) - n_val :]
-    yield Progress(0, None, f"loading {len(slices)} reference slices", GANTrainingStatus("prepare"))
+    yield Progress(0, 0, f"loading {len(slices)} reference slices", GANTrainingStatus("prepare"))
     reference = _load_reference(volume, slices)
     train_data = reference[: len(train_slices)]
     if min(train_data.shape[1:]) < config.crop:

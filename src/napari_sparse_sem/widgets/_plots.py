@@ -199,3 +199,48 @@ class SparsificationPlot(FigureCanvasQTAgg):
         self.axes.plot(percent, estimate, lw=1.4, color="C1", label=label)
         self.axes.legend(fontsize=6, frameon=False, loc="best")
         self.draw_idle()
+
+
+class TrainingPlot(FigureCanvasQTAgg):
+    """A network's training: the loss per logged step (log scale) and the held-out PSNR against a baseline."""
+
+    def __init__(self) -> None:
+        self.figure = Figure(figsize=(4.0, 2.0))
+        self.figure.set_layout_engine("tight")
+        super().__init__(self.figure)
+        self.setMinimumHeight(150)
+        self.loss_axes, self.psnr_axes = self.figure.subplots(1, 2)
+        self.clear()
+
+    def clear(self) -> None:
+        for axes, title in ((self.loss_axes, "training MSE"), (self.psnr_axes, "held-out PSNR (dB)")):
+            axes.clear()
+            axes.set_title(title, fontsize=9)
+            axes.set_xlabel("iteration", fontsize=8)
+            axes.tick_params(labelsize=7)
+        self.draw_idle()
+
+    def show_curves(
+        self,
+        loss: list[tuple[int, float]],
+        validation: list[tuple[int, float]],
+        baseline: float | None = None,
+        switch: int | None = None,
+    ) -> None:
+        """Draw ``loss`` and ``validation`` ((iteration, value) pairs), the ``baseline`` PSNR as a dashed line and a
+        dotted mark where the adversarial phase starts (``switch``)."""
+        self.clear()
+        if loss:
+            steps, values = zip(*loss, strict=True)
+            self.loss_axes.semilogy(steps, np.maximum(values, 1e-12), lw=0.8)
+        if validation:
+            steps, values = zip(*validation, strict=True)
+            self.psnr_axes.plot(steps, values, "o-", ms=3, lw=1.0, label="generator")
+        if baseline is not None:
+            self.psnr_axes.axhline(baseline, color="C3", ls="--", lw=1.0, label="linear")
+        if switch:
+            for axes in (self.loss_axes, self.psnr_axes):
+                axes.axvline(switch, color="0.5", ls=":", lw=0.8)
+        if validation or baseline is not None:
+            self.psnr_axes.legend(fontsize=6, frameon=False, loc="lower right")
+        self.draw_idle()

@@ -23,9 +23,11 @@ from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, co
 from napari_sparse_sem.io.volume import Volume, as_zyx
 from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.recon.dip import DIP_METHODS
+from napari_sparse_sem.recon.gan import GAN_METHODS
 from napari_sparse_sem.runtime import Progress, available_devices
 from napari_sparse_sem.sampling.spec import PATTERNS
 from napari_sparse_sem.widgets._dip_options import DIPOptions
+from napari_sparse_sem.widgets._gan_weights import GANWeights
 from napari_sparse_sem.widgets._layers import (
     LayerChoices,
     current_slice,
@@ -93,12 +95,14 @@ class CompareWidget(QWidget):
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         self.slice_label = Label(value="")
+        self.gan_weights = GANWeights()
         self.form = Container(
             widgets=[
                 self.truth,
                 self.patterns,
                 self.coverage,
                 self.methods,
+                self.gan_weights.widget,
                 self.slice_mode,
                 self.first_slice,
                 self.last_slice,
@@ -168,11 +172,13 @@ class CompareWidget(QWidget):
             seed=self.seed,
         )
         params["device"] = self.device
+        params["gan_weights"] = self.gan_weights.widget
         params.update(self.dip.settings_widgets())
         return params
 
     def _on_methods(self, *_: Any) -> None:
         self.dip.show_for(list(self.methods.value))
+        self.gan_weights.show_for(list(self.methods.value))
         self.fit_plot.setVisible(any(m in DIP_METHODS for m in self.methods.value))
 
     def _on_slice_mode(self, *_: Any) -> None:
@@ -243,7 +249,11 @@ class CompareWidget(QWidget):
             per_slice=True,
             dose=dose if dose > 0 else None,
             equal_time=bool(self.equal_time.value),
-            method_options={m: self.dip.options(m) for m in methods if m in DIP_METHODS},
+            method_options={
+                m: self.dip.options(m) if m in DIP_METHODS else self.gan_weights.options(m)
+                for m in methods
+                if m in DIP_METHODS or m in GAN_METHODS
+            },
         )
         spec.validate_for(data.shape)
         return spec, data

@@ -23,6 +23,7 @@ from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.runtime import Job, Progress, available_devices, pick_device
 from napari_sparse_sem.widgets._dip_options import DIPOptions
+from napari_sparse_sem.widgets._gan_weights import GANWeights
 from napari_sparse_sem.widgets._layers import (
     SEP,
     LayerChoices,
@@ -92,7 +93,10 @@ class ReconstructWidget(QWidget):
         )
         self.method = ComboBox(label="method", choices=methods, value="linear" if "linear" in methods else methods[0])
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
-        self.form = Container(widgets=[self.sparse, self.mask, self.truth, self.method, self.device])
+        self.gan_weights = GANWeights()
+        self.form = Container(
+            widgets=[self.sparse, self.mask, self.truth, self.method, self.gan_weights.widget, self.device]
+        )
         self.dip = DIPOptions()
         self.panel = JobPanel("Reconstruct")
         self.result_label = QLabel("")
@@ -125,10 +129,16 @@ class ReconstructWidget(QWidget):
         self.panel.run_button.clicked.connect(self.run)
 
     def _remembered(self) -> dict[str, Any]:
-        return {"method": self.method, "device": self.device, **self.dip.settings_widgets()}
+        return {
+            "method": self.method,
+            "device": self.device,
+            "gan_weights": self.gan_weights.widget,
+            **self.dip.settings_widgets(),
+        }
 
     def _on_method(self, *_: Any) -> None:
         self.dip.show_for([self.method.value])
+        self.gan_weights.show_for([self.method.value])
 
     # -- choices ---------------------------------------------------------------------------------------------------
     def _sparse_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -218,7 +228,7 @@ class ReconstructWidget(QWidget):
             sparse, mask, truth = self._inputs()
             device = pick_device(self.device.value)
             method = self.method.value
-            options = self.dip.options(method) if method in DIP_METHODS else {}
+            options = self.dip.options(method) if method in DIP_METHODS else self.gan_weights.options(method)
             out = np.zeros_like(sparse)
             job = reconstruct_volume(sparse, mask, method, device=device, options=options, out=out)
         except ValueError as exc:

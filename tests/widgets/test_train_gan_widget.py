@@ -1,0 +1,111 @@
+"""The Train GAN widget in a real viewer: a real (tiny) training, the live plot, cancel + resume, bad input; and the
+GAN weights field of the Reconstruct widget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_sparse_sem.nn.weights import read_card
+from napari_sparse_sem.recon.gan import DEFAULT_GAN_WEIGHTS
+from napari_sparse_sem.widgets._worker import ERROR_STYLE
+from napari_sparse_sem.widgets.reconstruct import ReconstructWidget
+from napari_sparse_sem.widgets.train_gan import TrainGANWidget
+
+TINY = {
+    "outer_widths": [4, 8, 4],
+    "inner_stem": 4,
+    "inner_widths": [4, 8, 8, 8],
+    "inner_blocks": 1,
+    "outer_blocks": 1,
+    "trainer_width": 4,
+    "disc_widths": [4, 8, 8, 8],
+    "disc_crop": 16,
+}
+
+
+def _tiny_widget(viewer, sample_layer, out: Path, iterations: int = 12) -> TrainGANWidget:
+    widget = TrainGANWidget(viewer)
+    widget.architecture = dict(TINY)
+    widget.source.value = sample_layer
+    widget.crop.value = 64
+    widget.batch_size.value = 2
+    widget.minutes.value = 0.0
+    widget.iterations.value = iterations
+    widget.pretrain.value = 0.5
+    widget.out.value = str(out)
+    return widget
+
+
+def test_trains_saves_and_plots(viewer, sample_layer, wait_done, tmp_path):
+    out = tmp_path / "gan.safetensors"
+    widget = _tiny_widget(viewer, sample_layer, out)
+    widget.run()
+    wait_done(widget.panel)
+    card = read_card(out)
+    assert card["variants"] == ["mse", "gan"] and card["training"]["iterations_done"] == 12
+    assert card["data"]["slices"] == [0, 1, 2, 3] and card["data"]["file"] == "flyem"
+    assert widget.plot.loss_axes.lines and widget.plot.psnr_axes.lines  # curves and the linear baseline
+    text = widget.panel.status.text()
+    assert "gan.safetensors" in text and "held-out PSNR" in text and "linear" in text
+    # the weights serve the Reconstruct widget's GAN weights field
+    recon = ReconstructWidget(viewer)
+    recon.method.value = "linear"
+    assert recon.gan_weights.widget.native.isHidden()
+    recon.method.value = "gan-mse"
+    assert (
+        not recon.gan_weights.widget.native.isHidden() and Path(recon.gan_weights.widget.value) == DEFAULT_GAN_WEIGHTS
+    )
+    mask = np.random.default_rng(0).random(sample_layer.data.shape) < 0.1
+    viewer.add_labels(mask.astype(np.uint8), name="mask")
+    viewer.add_image(np.where(mask, sample_layer.data / 255.0, 0.0).astype(np.float32), name="sparse")
+    recon.sparse.value, recon.mask.value = viewer.layers["sparse"], viewer.layers["mask"]
+    recon.gan_weights.widget.value = str(out)
+    recon.run()
+    wait_done(recon.panel)
+    assert recon.layer is not None and recon.layer.data.any() and recon.layer.metadata["method"] == "gan-mse"
+    recon.gan_weights.widget.value = str(tmp_path / "missing.safetensors")
+    recon.run()
+    assert "is not a file" in recon.panel.status.text()
+
+
+def test_cancel_keeps_a_checkpoint_and_resume_finishes(viewer, sample_layer, wait_done, qtbot, tmp_path):
+    out = tmp_path / "gan.safetensors"
+    widget = _tiny_widget(viewer, sample_layer, out, iterations=400)
+    widget.run()
+    qtbot.waitUntil(
+        lambda: widget.panel.last_progress is not None and widget.panel.last_progress.step >= 10, timeout=30_000
+    )
+    widget.panel.cancel()
+    wait_done(widget.panel)
+    card = read_card(out)
+    assert card["training"]["stopped"] == "cancelled" and 10 <= card["training"]["iterations_done"] < 400
+    assert "resume" in widget.panel.status.text()
+    # without resume or overwrite the file is protected
+    widget.run()
+    assert widget.panel.status.styleSheet() == ERROR_STYLE and "overwrite" in widget.panel.status.text()
+    widget.iterations.value = card["training"]["iterations_done"] + 4
+    widget.resume.value = True
+    widget.run()
+    wait_done(widget.panel)
+    card = read_card(out)
+    assert card["training"]["completed"] and card["training"]["iterations_done"] == widget.iterations.value
+
+
+def test_bad_input_is_reported_in_the_widget(viewer, sample_layer, tmp_path):
+    widget = _tiny_widget(viewer, sample_layer, tmp_path / "a.safetensors")
+    widget.first_slice.value, widget.last_slice.value = 3, 1
+    widget.run()
+    assert "before first slice" in widget.panel.status.text() and not widget.panel.busy
+    widget.first_slice.value, widget.last_slice.value = 0, 9
+    widget.run()
+    assert "outside the stack" in widget.panel.status.text()
+    widget.last_slice.value = 3
+    widget.iterations.value = 0
+    widget.run()
+    assert "give a budget" in widget.panel.status.text()
+    widget.iterations.value = 4
+    widget.out.value = str(tmp_path / "model.pt")
+    widget.run()
+    assert ".safetensors" in widget.panel.status.text()
