@@ -8,7 +8,9 @@ Run under a (virtual) display::
 
 Writes ``acquisition.png``, ``reconstruct.png``, ``compare_grid.png`` (also the README's picture), ``active.png`` (an
 active acquisition of one slice: initial reconstruction, error maps, rescan points, final reconstruction) and
-``dip_live.png`` (a DIP run mid-fit: its live preview and loss curves). Every picture comes from the widgets doing their
+``dip_live.png`` (a DIP run mid-fit: its live preview and loss curves), ``gan_compare.png`` (linear, gan-mse and gan on
+a 5 % spiral scan with the shipped weights) and ``train_gan.png`` (the Train GAN widget after a short training on the
+sample). Every picture comes from the widgets doing their
 real work, the same way a user drives them.
 """
 
@@ -29,7 +31,7 @@ from napari_sparse_sem.widgets.demo import PLUGIN, WIDGETS
 
 WINDOW_SIZE = (1600, 1000)
 SLICE = 16  # the slice shown (of the 32 in the sample)
-SHOTS = ("acquisition", "reconstruct", "compare_grid", "active", "dip_live")
+SHOTS = ("acquisition", "reconstruct", "compare_grid", "active", "dip_live", "gan_compare", "train_gan")
 
 
 def _settle(seconds: float = 0.5) -> None:
@@ -92,9 +94,9 @@ def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
     viewer.window._qt_window.resize(*WINDOW_SIZE)
     for data, kwargs, layer_type in flyem_sample():
         sample = viewer.add_layer(Layer.create(data, kwargs, layer_type))
-    names = (*WIDGETS, "Active acquisition")
+    names = (*WIDGETS, "Active acquisition", "Train GAN")
     widgets = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[1] for i, name in enumerate(names)]
-    acquisition, reconstruct, compare, active = widgets
+    acquisition, reconstruct, compare, active, train_gan = widgets
     viewer.dims.set_current_step(0, SLICE)
     _settle(1.0)
     viewer.screenshot(canvas_only=False, flash=False)  # first full-window grab: the canvas is drawn from then on
@@ -104,6 +106,10 @@ def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
         _compare(viewer, sample, compare, out)
     if "active" in only:
         _active(viewer, sample, active, out)
+    if "gan_compare" in only:
+        _gan_compare(viewer, sample, compare, out)
+    if "train_gan" in only:
+        _train_gan(viewer, sample, train_gan, out)
     if "dip_live" in only:
         _dip_live(viewer, sample, acquisition, reconstruct, out)
     viewer.close()
@@ -161,6 +167,38 @@ def _compare(viewer, sample, compare, out: Path) -> None:
     _shoot(viewer, out / "compare_grid.png")
     compare.clear_results()
     viewer.canvas.grid.enabled = False
+
+
+def _gan_compare(viewer, sample, compare, out: Path) -> None:
+    # 6. A 5 % spiral scan of the current slice filled by linear, gan-mse and gan (shipped weights), with error maps.
+    _show_dock(compare)
+    for layer in viewer.layers:
+        layer.visible = layer is sample
+    compare.truth.value = sample
+    for pattern, box in compare.pattern_boxes.items():
+        box.value = pattern == "spiral"
+    compare.methods.value = ["linear", "gan-mse", "gan"]
+    compare.coverage.value = 5.0
+    compare.run()
+    _wait(compare.panel)
+    viewer.reset_view()
+    _shoot(viewer, out / "gan_compare.png")
+    compare.clear_results()
+    viewer.canvas.grid.enabled = False
+
+
+def _train_gan(viewer, sample, train_gan, out: Path) -> None:
+    # 7. The Train GAN widget after a short (300-iteration) training on the sample's slices: form, status, curves.
+    _show_dock(train_gan)
+    for layer in viewer.layers:
+        layer.visible = layer is sample
+    train_gan.source.value = sample
+    train_gan.minutes.value = 0.0
+    train_gan.iterations.value = 300
+    train_gan.out.value = str(Path(tempfile.mkdtemp(prefix="sparse-sem-gan-")) / "my_gan.safetensors")
+    train_gan.run()
+    _wait(train_gan.panel, timeout=900.0)
+    _shoot(viewer, out / "train_gan.png")
 
 
 def _active(viewer, sample, active, out: Path) -> None:
