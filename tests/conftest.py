@@ -38,3 +38,21 @@ def flyem_volume_path() -> Path:
     if not SHARED_VOLUME.exists():
         pytest.skip(f"shared FlyEM volume not found at {SHARED_VOLUME}")
     return SHARED_VOLUME
+
+
+TINY_GAN = {
+    "outer_widths": [4, 8, 4],
+    "inner_stem": 4,
+    "inner_widths": [4, 8, 8, 8],
+    "inner_blocks": 1,
+    "outer_blocks": 1,
+    "trainer_width": 4,
+    "disc_widths": [4, 8, 8, 8],
+    "disc_crop": 16,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_architecture() -> dict:
+    """A partial-scan GAN architecture small enough to train in a second (GANConfig fields; 64-px crops suffice)."""
+    return dict(TINY_GAN)

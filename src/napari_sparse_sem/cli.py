@@ -958,6 +958,26 @@ def demo(
 # -------------------------------------------------------------------------------------------------- train-estimator
 
 
+def _reference_slices(volume: Path, dataset: str | None, slices: str | None) -> tuple[Any, int, int]:
+    """The dense reference slices ``A:B`` of a training command: a float32 [0, 1] view of the volume, and A, B."""
+    from napari_sparse_sem.io.volume import SliceMap, as_zyx, to_float01, value_range
+
+    data = as_zyx(_read(volume, dataset).data, str(volume))
+    a, b = parse_range(slices) or (0, int(data.shape[0]))
+    if b > data.shape[0]:
+        raise ValueError(f"--slices {a}:{b} reaches past the {data.shape[0]} slices of {volume}")
+    vrange = value_range(data[a:b])
+    return SliceMap(data, lambda plane: to_float01(plane, str(volume), vrange), np.float32), a, b
+
+
+def _budget_flags(minutes: float | None, iterations: int | None) -> str:
+    """The budget flags of a training command, as written into model cards."""
+    return " ".join(
+        ([f"--minutes {minutes:g}"] if minutes is not None else [])
+        + ([f"--iterations {iterations}"] if iterations is not None else [])
+    )
+
+
 @app.command("train-estimator")
 @_clean_errors
 def train_estimator(
@@ -990,7 +1010,6 @@ def train_estimator(
 ) -> None:
     """Train the unet error estimator (binarized error, Mi et al. 2020) on dense reference slices of VOLUME."""
     from napari_sparse_sem.active.train_estimator import EstimatorTrainingConfig, train_estimator_job
-    from napari_sparse_sem.io.volume import SliceMap, as_zyx, to_float01, value_range
     from napari_sparse_sem.nn.weights import read_card
     from napari_sparse_sem.recon.base import available_methods
 
@@ -1011,16 +1030,8 @@ def train_estimator(
     )
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; use --overwrite to replace it or choose another --out")
-    data = as_zyx(_read(volume, dataset).data, str(volume))
-    a, b = parse_range(slices) or (0, int(data.shape[0]))
-    if b > data.shape[0]:
-        raise ValueError(f"--slices {a}:{b} reaches past the {data.shape[0]} slices of {volume}")
-    vrange = value_range(data[a:b])
-    scaled = SliceMap(data, lambda plane: to_float01(plane, str(volume), vrange), np.float32)
-    budget = " ".join(
-        ([f"--minutes {minutes:g}"] if minutes is not None else [])
-        + ([f"--iterations {config.iterations}"] if config.iterations is not None else [])
-    )
+    scaled, a, b = _reference_slices(volume, dataset, slices)
+    budget = _budget_flags(minutes, config.iterations)
     command = (
         f"sparse-sem train-estimator {volume} --slices {a}:{b} "
         + " ".join(f"--initial {text}" for text in config.initial)
@@ -1099,7 +1110,6 @@ def train_gan(
     overwrite: Annotated[bool, typer.Option(help="Replace existing weights, card, plot and checkpoint.")] = False,
 ) -> None:
     """Train the partial-scan GAN (Ede & Beanland 2020) on dense reference slices of VOLUME."""
-    from napari_sparse_sem.io.volume import SliceMap, as_zyx, to_float01, value_range
     from napari_sparse_sem.nn.weights import read_card
     from napari_sparse_sem.recon.gan_training import (
         GANTrainingConfig,
@@ -1126,16 +1136,8 @@ def train_gan(
         lr=lr,
         seed=seed,
     )
-    data = as_zyx(_read(volume, dataset).data, str(volume))
-    a, b = parse_range(slices) or (0, int(data.shape[0]))
-    if b > data.shape[0]:
-        raise ValueError(f"--slices {a}:{b} reaches past the {data.shape[0]} slices of {volume}")
-    vrange = value_range(data[a:b])
-    scaled = SliceMap(data, lambda plane: to_float01(plane, str(volume), vrange), np.float32)
-    budget = " ".join(
-        ([f"--minutes {minutes:g}"] if minutes is not None else [])
-        + ([f"--iterations {config.iterations}"] if config.iterations is not None else [])
-    )
+    scaled, a, b = _reference_slices(volume, dataset, slices)
+    budget = _budget_flags(minutes, config.iterations)
     command = (
         f"sparse-sem train-gan {volume} --slices {a}:{b} --patterns {','.join(config.patterns)} "
         f"--coverage {config.coverage[0]:g}:{config.coverage[1]:g} {budget} --preset {preset} "

@@ -105,3 +105,14 @@ def pick_device(requested: str = "auto") -> str:
     if base not in devices:
         raise ValueError(f"device {requested!r} is not available here; choose one of {['auto', *devices]}")
     return requested
+
+
+def expected_total(iterations: int | None, done: int, seconds: float, budget_s: float | None) -> int:
+    """A training's iteration count as its budget allows (the progress bar's total): the ``iterations`` limit, or what
+    the speed so far (``done`` in ``seconds``) reaches within ``budget_s``, whichever is smaller."""
+    totals = []
+    if iterations is not None:
+        totals.append(int(iterations))
+    if budget_s is not None and seconds > 0:
+        totals.append(max(done, int(done * budget_s / seconds)))
+    return min(totals) if totals else 0

@@ -14,30 +14,21 @@ from napari_sparse_sem.nn.gan import (
     gan_config,
 )
 
-TINY = {
-    "outer_widths": (4, 8, 4),
-    "inner_stem": 4,
-    "inner_widths": (4, 8, 8, 8),
-    "inner_blocks": 1,
-    "outer_blocks": 1,
-    "trainer_width": 4,
-    "disc_widths": (4, 8, 8, 8),
-    "disc_crop": 16,
-}
-
 
 @pytest.mark.parametrize("shape", [(64, 64), (37, 50), (250, 250)])
-def test_generator_returns_full_and_half_size_outputs_for_any_size(shape: tuple[int, int]) -> None:
-    net = Generator(GANConfig(**TINY)).eval()
+def test_generator_returns_full_and_half_size_outputs_for_any_size(
+    shape: tuple[int, int], tiny_gan_architecture: dict
+) -> None:
+    net = Generator(GANConfig(**tiny_gan_architecture)).eval()
     with torch.inference_mode():
         out, trainer = net(torch.rand(2, 2, *shape))
     assert out.shape == (2, 1, *shape)
     assert trainer.shape == (2, 1, (shape[0] + 1) // 2, (shape[1] + 1) // 2)
 
 
-def test_residual_blocks_start_as_identity_and_outputs_add_to_the_filled_input() -> None:
+def test_residual_blocks_start_as_identity_and_outputs_add_to_the_filled_input(tiny_gan_architecture: dict) -> None:
     torch.manual_seed(0)
-    net = Generator(GANConfig(**TINY)).eval()
+    net = Generator(GANConfig(**tiny_gan_architecture)).eval()
     for block in [*net.inner_blocks, *net.outer_blocks]:
         x = torch.randn(1, block.body[0].in_channels, 8, 8)
         assert torch.equal(block(x), x)
@@ -67,8 +58,8 @@ def test_presets_and_config_round_trip() -> None:
         gan_config("huge")
 
 
-def test_multiscale_discriminator_scores_each_scale_and_checks_crop_size() -> None:
-    config = GANConfig(**TINY)
+def test_multiscale_discriminator_scores_each_scale_and_checks_crop_size(tiny_gan_architecture: dict) -> None:
+    config = GANConfig(**tiny_gan_architecture)
     disc = MultiScaleDiscriminator(config)
     rng = torch.Generator().manual_seed(1)
     boxes = disc.crop_boxes(64, 64, 3, rng)

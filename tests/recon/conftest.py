@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -9,22 +10,11 @@ import pytest
 
 from napari_sparse_sem.recon.gan_training import GANTrainingConfig
 
-TINY = {
-    "outer_widths": [4, 8, 4],
-    "inner_stem": 4,
-    "inner_widths": [4, 8, 8, 8],
-    "inner_blocks": 1,
-    "outer_blocks": 1,
-    "trainer_width": 4,
-    "disc_widths": [4, 8, 8, 8],
-    "disc_crop": 16,
-}
 
-
-def tiny_config(**kw: Any) -> GANTrainingConfig:
+def tiny_config(base_architecture: dict, **kw: Any) -> GANTrainingConfig:
     """A GAN training config with a tiny network, 64-px crops and 12 iterations (6 MSE + 6 adversarial)."""
     options = {
-        "architecture": TINY,
+        "architecture": base_architecture,
         "crop": 64,
         "batch_size": 2,
         "iterations": 12,
@@ -37,6 +27,6 @@ def tiny_config(**kw: Any) -> GANTrainingConfig:
 
 
 @pytest.fixture(scope="session")
-def make_config() -> Callable[..., GANTrainingConfig]:
-    """:func:`tiny_config`, as a fixture."""
-    return tiny_config
+def make_config(tiny_gan_architecture: dict) -> Callable[..., GANTrainingConfig]:
+    """:func:`tiny_config` with the tiny architecture, as a fixture."""
+    return functools.partial(tiny_config, tiny_gan_architecture)

@@ -13,21 +13,10 @@ from napari_sparse_sem.widgets._worker import ERROR_STYLE
 from napari_sparse_sem.widgets.reconstruct import ReconstructWidget
 from napari_sparse_sem.widgets.train_gan import TrainGANWidget
 
-TINY = {
-    "outer_widths": [4, 8, 4],
-    "inner_stem": 4,
-    "inner_widths": [4, 8, 8, 8],
-    "inner_blocks": 1,
-    "outer_blocks": 1,
-    "trainer_width": 4,
-    "disc_widths": [4, 8, 8, 8],
-    "disc_crop": 16,
-}
 
-
-def _tiny_widget(viewer, sample_layer, out: Path, iterations: int = 12) -> TrainGANWidget:
+def _tiny_widget(viewer, sample_layer, architecture: dict, out: Path, iterations: int = 12) -> TrainGANWidget:
     widget = TrainGANWidget(viewer)
-    widget.architecture = dict(TINY)
+    widget.architecture = dict(architecture)
     widget.source.value = sample_layer
     widget.crop.value = 64
     widget.batch_size.value = 2
@@ -38,9 +27,9 @@ def _tiny_widget(viewer, sample_layer, out: Path, iterations: int = 12) -> Train
     return widget
 
 
-def test_trains_saves_and_plots(viewer, sample_layer, wait_done, tmp_path):
+def test_trains_saves_and_plots(viewer, sample_layer, tiny_gan_architecture, wait_done, tmp_path):
     out = tmp_path / "gan.safetensors"
-    widget = _tiny_widget(viewer, sample_layer, out)
+    widget = _tiny_widget(viewer, sample_layer, tiny_gan_architecture, out)
     widget.run()
     wait_done(widget.panel)
     card = read_card(out)
@@ -70,9 +59,11 @@ def test_trains_saves_and_plots(viewer, sample_layer, wait_done, tmp_path):
     assert "is not a file" in recon.panel.status.text()
 
 
-def test_cancel_keeps_a_checkpoint_and_resume_finishes(viewer, sample_layer, wait_done, qtbot, tmp_path):
+def test_cancel_keeps_a_checkpoint_and_resume_finishes(
+    viewer, sample_layer, tiny_gan_architecture, wait_done, qtbot, tmp_path
+):
     out = tmp_path / "gan.safetensors"
-    widget = _tiny_widget(viewer, sample_layer, out, iterations=400)
+    widget = _tiny_widget(viewer, sample_layer, tiny_gan_architecture, out, iterations=400)
     widget.run()
     qtbot.waitUntil(
         lambda: widget.panel.last_progress is not None and widget.panel.last_progress.step >= 10, timeout=30_000
@@ -93,8 +84,8 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes(viewer, sample_layer, wai
     assert card["training"]["completed"] and card["training"]["iterations_done"] == widget.iterations.value
 
 
-def test_bad_input_is_reported_in_the_widget(viewer, sample_layer, tmp_path):
-    widget = _tiny_widget(viewer, sample_layer, tmp_path / "a.safetensors")
+def test_bad_input_is_reported_in_the_widget(viewer, sample_layer, tiny_gan_architecture, tmp_path):
+    widget = _tiny_widget(viewer, sample_layer, tiny_gan_architecture, tmp_path / "a.safetensors")
     widget.first_slice.value, widget.last_slice.value = 3, 1
     widget.run()
     assert "before first slice" in widget.panel.status.text() and not widget.panel.busy

@@ -35,7 +35,7 @@ import numpy as np
 
 from napari_sparse_sem.active.error_estimation import UNET_INPUTS, binarized_error, unet_inputs
 from napari_sparse_sem.active.scan import parse_initial
-from napari_sparse_sem.runtime import Job, Progress
+from napari_sparse_sem.runtime import Job, Progress, expected_total
 
 SCHEDULES = ("cosine", "constant")
 
@@ -346,7 +346,7 @@ def train_estimator_job(
             if iteration % config.log_every == 0:
                 losses.append(float(np.mean(window)))
                 window = []
-                total = _expected_total(config, iteration, train_s, budget_s)
+                total = expected_total(config.iterations, iteration, train_s, budget_s)
                 status = TrainingStatus("train", iteration, total, train_s, list(losses))
                 yield Progress(iteration, total, f"training: iteration {iteration}, loss {losses[-1]:.4f}", status)
     except GeneratorExit:
@@ -361,13 +361,3 @@ def train_estimator_job(
         losses.append(float(np.mean(window)))
     model.eval()
     return save()
-
-
-def _expected_total(config: EstimatorTrainingConfig, iteration: int, seconds: float, budget_s: float | None) -> int:
-    """The iteration count the budget allows, from the speed so far (the progress bar's total)."""
-    totals = []
-    if config.iterations is not None:
-        totals.append(int(config.iterations))
-    if budget_s is not None and seconds > 0:
-        totals.append(max(iteration, int(iteration * budget_s / seconds)))
-    return min(totals) if totals else 0

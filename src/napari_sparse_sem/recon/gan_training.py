@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from napari_sparse_sem.recon.gan import CARD_KIND, filled_input
-from napari_sparse_sem.runtime import Job, Progress, pick_device
+from napari_sparse_sem.runtime import Job, Progress, expected_total, pick_device
 
 DIVERGED = 50.0
 """A batch whose MSE exceeds this multiple of the median of the last 200 means the training diverged: the job goes
@@ -738,7 +738,7 @@ def train_gan_job(
                     status.disc_loss.append((iteration, float(np.mean(disc_window))))
                 window, disc_window = [], []
                 status.iteration, status.seconds = iteration, train_s
-                status.iterations = _expected_total(config, iteration, train_s, budget_s)
+                status.iterations = expected_total(config.iterations, iteration, train_s, budget_s)
                 message = f"{status.phase}: iteration {iteration}, MSE {status.loss[-1][1]:.5f}"
                 yield Progress(iteration, status.iterations, message, status.snapshot())
             if time.perf_counter() - last_checkpoint > 60.0 * config.checkpoint_minutes:
@@ -758,16 +758,6 @@ def train_gan_job(
         validate()
     generator.eval()
     return save(final=True)
-
-
-def _expected_total(config: GANTrainingConfig, iteration: int, seconds: float, budget_s: float | None) -> int:
-    """The iteration count the budget allows, from the speed so far (the progress bar's total)."""
-    totals = []
-    if config.iterations is not None:
-        totals.append(int(config.iterations))
-    if budget_s is not None and seconds > 0:
-        totals.append(max(iteration, int(iteration * budget_s / seconds)))
-    return min(totals) if totals else 0
 
 
 def save_learning_curves(status: GANTrainingStatus, path: str | Path, title: str = "") -> Path:
