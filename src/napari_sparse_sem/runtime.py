@@ -116,3 +116,14 @@ def expected_total(iterations: int | None, done: int, seconds: float, budget_s: 
     if budget_s is not None and seconds > 0:
         totals.append(max(done, int(done * budget_s / seconds)))
     return min(totals) if totals else 0
+
+
+def checked_slices(slices: Any, depth: int) -> list[int]:
+    """The slice indices as ints, after checking there is at least one and all lie in a volume of ``depth`` slices."""
+    checked = [int(z) for z in slices]
+    if not checked:
+        raise ValueError("no training slices given")
+    bad = [z for z in checked if not 0 <= z < depth]
+    if bad:
+        raise ValueError(f"slices {bad[:5]} are outside the volume of {depth} slices")
+    return checked

@@ -35,7 +35,7 @@ import numpy as np
 
 from napari_sparse_sem.active.error_estimation import UNET_INPUTS, binarized_error, unet_inputs
 from napari_sparse_sem.active.scan import parse_initial
-from napari_sparse_sem.runtime import Job, Progress, expected_total
+from napari_sparse_sem.runtime import Job, Progress, checked_slices, expected_total
 
 SCHEDULES = ("cosine", "constant")
 
@@ -225,13 +225,7 @@ def train_estimator_job(
         raise FileExistsError(
             f"{' and '.join(existing)} already exist(s); pass overwrite=True (--overwrite) or choose another file name"
         )
-    slices = [int(z) for z in slices]
-    if not slices:
-        raise ValueError("no training slices given")
-    depth = int(volume.shape[0])
-    bad = [z for z in slices if not 0 <= z < depth]
-    if bad:
-        raise ValueError(f"slices {bad[:5]} are outside the volume of {depth} slices")
+    slices = checked_slices(slices, int(volume.shape[0]))
     device = pick_device(device)
 
     samples = yield from prepare_samples(

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from napari_sparse_sem.recon.gan import CARD_KIND, filled_input
-from napari_sparse_sem.runtime import Job, Progress, expected_total, pick_device
+from napari_sparse_sem.runtime import Job, Progress, checked_slices, expected_total, pick_device
 
 DIVERGED = 50.0
 """A batch whose MSE exceeds this multiple of the median of the last 200 means the training diverged: the job goes
@@ -451,13 +451,7 @@ def train_gan_job(
                 f"{' and '.join(existing)} already exist(s); pass overwrite=True (--overwrite) to replace, "
                 "resume=True (--resume) to continue training, or choose another file name"
             )
-    slices = [int(z) for z in slices]
-    if not slices:
-        raise ValueError("no training slices given")
-    depth = int(volume.shape[0])
-    bad = [z for z in slices if not 0 <= z < depth]
-    if bad:
-        raise ValueError(f"slices {bad[:5]} are outside the volume of {depth} slices")
+    slices = checked_slices(slices, int(volume.shape[0]))
     if resume and slices != saved["data"]["slices"]:
         raise ValueError(
             f"--resume continues the same training: the checkpoint was trained on slices {saved['data']['slices'][0]}"
