@@ -9,9 +9,9 @@ Run under a (virtual) display::
 Writes ``acquisition.png``, ``reconstruct.png``, ``compare_grid.png`` (also the README's picture), ``active.png`` (an
 active acquisition of one slice: initial reconstruction, error maps, rescan points, final reconstruction) and
 ``dip_live.png`` (a DIP run mid-fit: its live preview and loss curves), ``gan_compare.png`` (linear, gan-mse and gan on
-a 5 % spiral scan with the shipped weights) and ``train_gan.png`` (the Train GAN widget after a short training on the
-sample). Every picture comes from the widgets doing their
-real work, the same way a user drives them.
+a 5 % spiral scan with the shipped weights), ``train_gan.png`` (the Train GAN widget after a short training on the
+sample) and ``porous.png`` (the Porous material widget: solid phase, normal map, Monte Carlo BSE and SE of a cut).
+Every picture comes from the widgets doing their real work, the same way a user drives them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from napari_sparse_sem.widgets.demo import PLUGIN, WIDGETS
 
 WINDOW_SIZE = (1600, 1000)
 SLICE = 16  # the slice shown (of the 32 in the sample)
-SHOTS = ("acquisition", "reconstruct", "compare_grid", "active", "dip_live", "gan_compare", "train_gan")
+SHOTS = ("acquisition", "reconstruct", "compare_grid", "active", "dip_live", "gan_compare", "train_gan", "porous")
 
 
 def _settle(seconds: float = 0.5) -> None:
@@ -94,9 +94,9 @@ def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
     viewer.window._qt_window.resize(*WINDOW_SIZE)
     for data, kwargs, layer_type in flyem_sample():
         sample = viewer.add_layer(Layer.create(data, kwargs, layer_type))
-    names = (*WIDGETS, "Active acquisition", "Train GAN")
+    names = (*WIDGETS, "Active acquisition", "Train GAN", "Porous material")
     widgets = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[1] for i, name in enumerate(names)]
-    acquisition, reconstruct, compare, active, train_gan = widgets
+    acquisition, reconstruct, compare, active, train_gan, porous = widgets
     viewer.dims.set_current_step(0, SLICE)
     _settle(1.0)
     viewer.screenshot(canvas_only=False, flash=False)  # first full-window grab: the canvas is drawn from then on
@@ -112,7 +112,36 @@ def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
         _train_gan(viewer, sample, train_gan, out)
     if "dip_live" in only:
         _dip_live(viewer, sample, acquisition, reconstruct, out)
+    if "porous" in only:  # last: it clears the FlyEM layers
+        _porous(viewer, porous, out)
     viewer.close()
+
+
+def _porous(viewer, porous, out: Path) -> None:
+    # 8. Porous carbon (spheres r 50–75 nm, Φ 0.5, 5-nm pixels): the solid phase under the cut, the normal map, and the
+    #    Monte Carlo BSE and SE images of the cut at 2 keV, 100 electrons per pixel, side by side.
+    viewer.canvas.grid.enabled = False
+    viewer.layers.clear()  # only the simulated cut, so the grid frames it
+    _show_dock(porous)
+    porous.size.value = 160
+    porous.depth.value = 96
+    porous.seed.value = 3
+    porous.electrons.value = 100
+    porous.make_geometry()
+    _wait(porous.geometry_panel)
+    porous.run_monte_carlo()
+    _wait(porous.mc_panel, timeout=900.0)
+    names = ["porous · solid", "porous · normal map", "porous · MC BSE", "porous · MC SE"]
+    _only_visible(viewer, names)
+    for i, name in enumerate(names):
+        viewer.layers.move(viewer.layers.index(name), len(viewer.layers) - 1 - i)
+    viewer.dims.set_current_step(0, 0)
+    grid = viewer.canvas.grid
+    grid.stride, grid.shape, grid.enabled = -1, (2, 2), True
+    viewer.reset_view()
+    _settle(6.0)  # let the "done" notifications fade
+    _shoot(viewer, out / "porous.png")
+    grid.enabled = False
 
 
 def _acquire_and_reconstruct(viewer, sample, acquisition, reconstruct, out: Path, only: tuple[str, ...]) -> None:

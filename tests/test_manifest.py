@@ -16,6 +16,7 @@ def test_manifest_validates_and_commands_import() -> None:
         "Compare masks",
         "Active acquisition",
         "Train GAN",
+        "Porous material",
     }
     for command in manifest.contributions.commands:
         module_name, attribute = command.python_name.split(":")
@@ -30,7 +31,8 @@ def test_core_import_is_light() -> None:
 
     code = (
         "import sys, napari_sparse_sem, napari_sparse_sem.recon, napari_sparse_sem.sampling, napari_sparse_sem.io;"
-        "heavy = [m for m in ('torch', 'napari', 'qtpy', 'PyQt5') if m in sys.modules]; print(heavy)"
+        "import napari_sparse_sem.surrogate.geometry, napari_sparse_sem.surrogate.montecarlo;"
+        "heavy = [m for m in ('torch', 'napari', 'qtpy', 'PyQt5', 'numba') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"heavy modules imported at package import: {out}"

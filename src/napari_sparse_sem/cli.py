@@ -1204,6 +1204,15 @@ def export_gan(
     _stdout().print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its model card", markup=False)
 
 
+def _mount_subcommands() -> None:
+    from napari_sparse_sem.cli_surrogate import surrogate_app
+
+    app.add_typer(surrogate_app, name="surrogate")
+
+
+_mount_subcommands()
+
+
 def main() -> None:
     """Console-script entry point (``sparse-sem``)."""
     app()
