@@ -31,7 +31,9 @@ from napari_sparse_sem.widgets.demo import PLUGIN, WIDGETS
 
 WINDOW_SIZE = (1600, 1000)
 SLICE = 16  # the slice shown (of the 32 in the sample)
-SHOTS = ("acquisition", "reconstruct", "compare_grid", "active", "dip_live", "gan_compare", "train_gan", "porous")
+SHOTS = (
+    "acquisition", "reconstruct", "compare_grid", "active", "dip_live", "gan_compare", "train_gan", "porous", "simulate"
+)  # fmt: skip
 
 
 def _settle(seconds: float = 0.5) -> None:
@@ -94,9 +96,9 @@ def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
     viewer.window._qt_window.resize(*WINDOW_SIZE)
     for data, kwargs, layer_type in flyem_sample():
         sample = viewer.add_layer(Layer.create(data, kwargs, layer_type))
-    names = (*WIDGETS, "Active acquisition", "Train GAN", "Porous material")
+    names = (*WIDGETS, "Active acquisition", "Train GAN", "Porous material", "Simulate SEM")
     widgets = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[1] for i, name in enumerate(names)]
-    acquisition, reconstruct, compare, active, train_gan, porous = widgets
+    acquisition, reconstruct, compare, active, train_gan, porous, simulate = widgets
     viewer.dims.set_current_step(0, SLICE)
     _settle(1.0)
     viewer.screenshot(canvas_only=False, flash=False)  # first full-window grab: the canvas is drawn from then on
@@ -114,7 +116,43 @@ def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
         _dip_live(viewer, sample, acquisition, reconstruct, out)
     if "porous" in only:  # last: it clears the FlyEM layers
         _porous(viewer, porous, out)
+    if "simulate" in only:  # also clears the layers
+        _simulate(viewer, simulate, out)
     viewer.close()
+
+
+def _simulate(viewer, simulate, out: Path) -> None:
+    # 9. Simulate SEM: 32 slices of porous carbon from the shipped surrogate (SNR 8.33), the solid labels over the BSE,
+    #    then the Monte Carlo check of slice 16: MC SE beside |surrogate − MC|.
+    viewer.canvas.grid.enabled = False
+    viewer.layers.clear()
+    _show_dock(simulate)
+    simulate.size.value = 160
+    simulate.slices.value = 32
+    simulate.seed.value = 3
+    simulate.noise.value = "SNR"
+    simulate.noise_value.value = 8.33
+    simulate.mc_electrons.value = 100
+    simulate.run()
+    _wait(simulate.stack_panel, timeout=300.0)
+    viewer.dims.set_current_step(0, 16)
+    simulate.compare_with_monte_carlo()
+    _wait(simulate.mc_panel, timeout=900.0)
+    names = [
+        "simulated · BSE",
+        "simulated · SE",
+        "simulated · MC SE slice 16",
+        "simulated · |surrogate − MC| SE slice 16",
+    ]
+    _only_visible(viewer, names)
+    for i, name in enumerate(names):
+        viewer.layers.move(viewer.layers.index(name), len(viewer.layers) - 1 - i)
+    grid = viewer.canvas.grid
+    grid.stride, grid.shape, grid.enabled = -1, (2, 2), True
+    viewer.reset_view()
+    _settle(6.0)
+    _shoot(viewer, out / "simulate_sem.png")
+    grid.enabled = False
 
 
 def _porous(viewer, porous, out: Path) -> None:

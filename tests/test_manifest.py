@@ -17,6 +17,7 @@ def test_manifest_validates_and_commands_import() -> None:
         "Active acquisition",
         "Train GAN",
         "Porous material",
+        "Simulate SEM",
     }
     for command in manifest.contributions.commands:
         module_name, attribute = command.python_name.split(":")
@@ -32,6 +33,7 @@ def test_core_import_is_light() -> None:
     code = (
         "import sys, napari_sparse_sem, napari_sparse_sem.recon, napari_sparse_sem.sampling, napari_sparse_sem.io;"
         "import napari_sparse_sem.surrogate.geometry, napari_sparse_sem.surrogate.montecarlo;"
+        "import napari_sparse_sem.surrogate.stack, napari_sparse_sem.surrogate.noise;"
         "heavy = [m for m in ('torch', 'napari', 'qtpy', 'PyQt5', 'numba') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -250,8 +250,9 @@ def _fmt_s(seconds: float) -> str:
 
 def _read(path: Path, dataset: str | None = None) -> Any:
     from napari_sparse_sem.io import read_volume
+    from napari_sparse_sem.io.readers import split_h5_path
 
-    if not Path(path).exists():
+    if not split_h5_path(path)[0].exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
     return read_volume(path, dataset=dataset, lazy=True)
 

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from napari_sparse_sem.cli import _clean_errors, _stdout, progress_bar
 from napari_sparse_sem.runtime import run_job
+
+ShapeOption = Annotated[str, typer.Option(help="spheres, cylinders, cubes or mixture.")]
+PorosityOption = Annotated[float, typer.Option(help="Pore fraction Φ in (0, 1).")]
+RadiusOption = Annotated[str, typer.Option(help="Sphere/cylinder radius interval LOW:HIGH in voxels.")]
+HeightOption = Annotated[str, typer.Option(help="Cylinder height interval LOW:HIGH in voxels.")]
+EdgeOption = Annotated[str, typer.Option(help="Cube edge interval LOW:HIGH in voxels.")]
+OrientationOption = Annotated[str, typer.Option(help="Cylinder axes: uniform or vmf (about z).")]
 
 surrogate_app = typer.Typer(
     help="Porous microstructures, extended heightfields, the Monte Carlo SEM teacher and its training data.",
@@ -43,12 +50,12 @@ def backscatter(
 @_clean_errors
 def geometry(
     out: Annotated[Path, typer.Option(help="Where to write the primitive list (.npz).")],
-    shape: Annotated[str, typer.Option(help="spheres, cylinders, cubes or mixture.")] = "spheres",
-    porosity: Annotated[float, typer.Option(help="Pore fraction Φ in (0, 1).")] = 0.5,
-    radius: Annotated[str, typer.Option(help="Sphere/cylinder radius interval LOW:HIGH in voxels.")] = "10:15",
-    height: Annotated[str, typer.Option(help="Cylinder height interval LOW:HIGH in voxels.")] = "100:150",
-    edge: Annotated[str, typer.Option(help="Cube edge interval LOW:HIGH in voxels.")] = "20:30",
-    orientation: Annotated[str, typer.Option(help="Cylinder axes: uniform or vmf (about z).")] = "uniform",
+    shape: ShapeOption = "spheres",
+    porosity: PorosityOption = 0.5,
+    radius: RadiusOption = "10:15",
+    height: HeightOption = "100:150",
+    edge: EdgeOption = "20:30",
+    orientation: OrientationOption = "uniform",
     kappa: Annotated[float, typer.Option(help="von Mises–Fisher concentration.")] = 20.0,
     window: Annotated[str, typer.Option(help="Window DEPTH,HEIGHT,WIDTH in voxels.")] = "128,256,256",
     pixel_size: Annotated[float, typer.Option(help="Voxel size in nm.")] = 5.0,
@@ -113,6 +120,184 @@ def make_dataset_command(
     with progress_bar("make-dataset") as update:
         summary = run_job(make_dataset(spec, out, resume=resume, overwrite=overwrite), update)
     _stdout().print(json.dumps(summary), markup=False)
+
+
+@surrogate_app.command()
+@_clean_errors
+def train(
+    dataset: Annotated[Path, typer.Argument(help="A make-dataset zarr store.")],
+    out: Annotated[Path, typer.Option(help="Weights file to write (.safetensors; a model card .json goes beside it).")],
+    layout: Annotated[str, typer.Option(help="resnet34, resnet34-half or compact.")] = "resnet34-half",
+    representation: Annotated[str, typer.Option(help="ehf+normals, ehf or heightfield (the input channels).")] = (
+        "ehf+normals"
+    ),
+    iterations: Annotated[int | None, typer.Option(help="Stop after this many iterations.")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    batch: Annotated[int, typer.Option(help="Crops per iteration.")] = 16,
+    crop: Annotated[int, typer.Option(help="Crop size in pixels (a multiple of 16).")] = 96,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (cosine decay to 2 % of it).")] = 1e-3,
+    loss: Annotated[str, typer.Option(help="l2 (default: unbiased on noisy MC targets) or l1 (the paper's).")] = "l2",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing weights and checkpoint.")] = False,
+) -> None:
+    """Train the neural BSE/SE surrogate on a make-dataset store (L1, Adam; resumable; learning curves saved)."""
+    from napari_sparse_sem.surrogate.model import SurrogateConfig
+    from napari_sparse_sem.surrogate.training import SurrogateTrainingConfig, train_surrogate_job
+
+    if resume and overwrite:
+        raise ValueError("--resume continues a training, --overwrite starts a new one: give one of them")
+    config = SurrogateTrainingConfig(
+        model=SurrogateConfig(layout=layout, representation=representation),
+        iterations=iterations if iterations is not None or minutes is not None else 2000,
+        minutes=minutes,
+        batch=batch,
+        crop=crop,
+        lr=lr,
+        loss=loss,
+        seed=seed,
+        device=device,
+    )
+    budget = " ".join(
+        f for f in (f"--iterations {config.iterations}" if config.iterations else "",
+                    f"--minutes {minutes:g}" if minutes else "") if f
+    )  # fmt: skip
+    command = (
+        f"sparse-sem surrogate train {dataset} --out {out} --layout {layout} --representation {representation} "
+        f"{budget} --batch {batch} --crop {crop} --lr {lr:g} --loss {loss} --seed {seed} --device {device}"
+    )
+    job = train_surrogate_job(dataset, out, config, resume=resume, overwrite=overwrite, command=command)
+    with progress_bar("surrogate train") as update:
+        result = run_job(job, update)
+    _stdout().print(json.dumps(result), markup=False)
+
+
+@surrogate_app.command("simulate-stack")
+@_clean_errors
+def simulate_stack_command(
+    out: Annotated[Path, typer.Option(help="Zarr store to write: arrays bse, se, solid (and *_clean with noise).")],
+    shape: ShapeOption = "spheres",
+    porosity: PorosityOption = 0.5,
+    radius: RadiusOption = "10:15",
+    height: HeightOption = "100:150",
+    edge: EdgeOption = "20:30",
+    orientation: OrientationOption = "uniform",
+    primitives: Annotated[
+        Path | None, typer.Option(help="A saved primitive list (.npz) instead of a new geometry.")
+    ] = (None),
+    slices: Annotated[int, typer.Option(help="Number of slices (cut planes).")] = 64,
+    spacing: Annotated[float, typer.Option(help="Slice spacing Δz in voxels.")] = 1.0,
+    size: Annotated[int, typer.Option(help="Image size in pixels (square).")] = 256,
+    pixel_size: Annotated[float, typer.Option(help="Pixel size in nm.")] = 5.0,
+    detector: Annotated[str, typer.Option(help="bse, se or both.")] = "both",
+    dose: Annotated[float | None, typer.Option(help="Shot noise for this many electrons per pixel.")] = None,
+    snr: Annotated[
+        float | None, typer.Option(help="Shot noise for this SNR in flat solid areas (paper: 8.33).")
+    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="Surrogate weights (default: the shipped ones).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (geometry and noise).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
+) -> None:
+    """A simulated FIB-SEM stack: geometry → heightfield per slice → surrogate BSE/SE (+ noise) + exact solid labels."""
+    from napari_sparse_sem.surrogate.geometry import GeometrySpec, Primitives
+    from napari_sparse_sem.surrogate.model import load_surrogate
+    from napari_sparse_sem.surrogate.stack import StackSpec, save_stack, simulate_stack
+
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    spec = StackSpec(slices=slices, spacing=spacing, size=size, detector=detector, dose=dose, snr=snr, seed=seed)
+    if primitives is not None:
+        source: GeometrySpec | Primitives = Primitives.load(primitives)
+    else:
+        source = GeometrySpec(
+            shape=shape,
+            porosity=porosity,
+            radius=_interval(radius, "--radius"),
+            height=_interval(height, "--height"),
+            edge=_interval(edge, "--edge"),
+            orientation=orientation,
+            pixel_size_nm=pixel_size,
+            seed=seed,
+        )
+    surrogate = load_surrogate(weights, device=device)
+    with progress_bar("simulate-stack") as update:
+        stack = run_job(simulate_stack(source, spec, surrogate), update)
+    path = save_stack(stack, out, overwrite=overwrite)
+    summary = {"out": str(path), "shape": list(stack.solid.shape), "voxel_size_nm": list(stack.voxel_size_nm)}
+    summary |= {
+        k: stack.metadata[k] for k in ("particles", "porosity_voxelised", "seconds", "dose_electrons_per_pixel")
+    }
+    _stdout().print(json.dumps(summary), markup=False)
+
+
+@surrogate_app.command()
+@_clean_errors
+def evaluate(
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json (and eval.zarr when it makes the data).")],
+    dataset: Annotated[Path | None, typer.Option(help="An evaluation store from make-dataset (default: make one).")] = (
+        None
+    ),
+    weights: Annotated[Path | None, typer.Option(help="Surrogate weights (default: the shipped ones).")] = None,
+    electrons: Annotated[int, typer.Option(help="Electrons per pixel when making the evaluation set.")] = 1000,
+    size: Annotated[int, typer.Option(help="Image size when making the evaluation set.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the evaluation set (the shipped weights were trained on 0).")] = 2,
+    mc_rows: Annotated[int, typer.Option(help="Rows of Monte Carlo to time here per geometry class (0: skip).")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """Surrogate vs Monte Carlo on unseen cubes, spheres, cylinders: error % of range, systematic, SSIM, PSNR, speed."""
+    from napari_sparse_sem.surrogate.dataset import DatasetSpec, make_dataset
+    from napari_sparse_sem.surrogate.evaluate import evaluate_job
+    from napari_sparse_sem.surrogate.model import load_surrogate
+    from napari_sparse_sem.surrogate.montecarlo import MCConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    surrogate = load_surrogate(weights, device=device)
+    if dataset is None:
+        dataset = out / "eval.zarr"
+        spec = DatasetSpec(
+            geometries=4,
+            held_out=4,
+            cuts=1,
+            size=size,
+            seed=seed,
+            mc=MCConfig(electrons_per_pixel=electrons, seed=seed),
+        )
+        with progress_bar("evaluation set (Monte Carlo)") as update:
+            run_job(make_dataset(spec, dataset, resume=dataset.exists()), update)
+    with progress_bar("evaluate") as update:
+        result = run_job(evaluate_job(surrogate, dataset, mc_rows=mc_rows), update)
+    result |= {"dataset": str(dataset), "weights": str(weights or "shipped")}
+    path = out / "metrics.json"
+    path.write_text(json.dumps(_no_nan(result), indent=2) + "\n")
+    _stdout().print(_metrics_table(result["records"]), markup=False)
+    _stdout().print(f"wrote {path}", markup=False)
+
+
+def _no_nan(value: Any) -> Any:
+    """NaN (e.g. no homogeneous area to measure noise in) as JSON null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def _metrics_table(records: list[dict]) -> str:
+    lines = [
+        "| signal | geometry | error % | systematic % | noise % | SSIM | PSNR | s surrogate | s MC | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['signal'].upper()} | {r['geometry']} | {r['mean_error_pct']:.2f} | {r['systematic_error_pct']:.2f} "
+            f"| {r['noise_pct']:.2f} | {r['ssim']:.3f} | {r['psnr']:.2f} | {r['seconds_surrogate']:.3f} "
+            f"| {r['seconds_mc']:.1f} | {r['speedup']:.3g} |"
+        )
+    return "\n".join(lines)
 
 
 def _interval(text: str, what: str) -> tuple[float, float]:

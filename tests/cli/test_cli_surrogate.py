@@ -73,3 +73,38 @@ def test_make_dataset_writes_resumable_zarr(tmp_path) -> None:
     assert resumed.exit_code == 0, resumed.output
     final = zarr.open_group(str(out), mode="r")
     assert np.array_equal(final["bse"][0], kept) and np.isfinite(final["bse"][3]).all()
+
+
+def test_simulate_stack_writes_a_readable_stack(tmp_path) -> None:
+    out = tmp_path / "stack.zarr"
+    args = ["surrogate", "simulate-stack", "--shape", "spheres", "--porosity", "0.5", "--radius", "5:8"]
+    args += ["--slices", "3", "--size", "32", "--dose", "200", "--device", "cpu", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["shape"] == [3, 32, 32] and summary["dose_electrons_per_pixel"] == {"bse": 200.0, "se": 200.0}
+    root = zarr.open_group(str(out), mode="r")
+    assert {"bse", "se", "bse_clean", "se_clean", "solid"} <= set(root.array_keys())
+    # the stack flows into the rest of the package like a loaded volume
+    compare = runner.invoke(app, ["compare", f"{out}:se_clean", "--patterns", "random", "--coverage", "0.2",
+                                  "--method", "linear", "--out", str(tmp_path / "cmp")])  # fmt: skip
+    assert compare.exit_code == 0, compare.output
+    again = runner.invoke(app, args)
+    assert again.exit_code != 0 and "--overwrite" in again.output
+
+
+def test_evaluate_writes_metrics_json(tmp_path) -> None:
+    data = tmp_path / "eval.zarr"
+    made = runner.invoke(app, ["surrogate", "make-dataset", "--out", str(data), "--geometries", "1", "--held-out", "1",
+                               "--cuts", "1", "--size", "32", "--electrons", "10", "--seed", "2"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(
+        app, ["surrogate", "evaluate", "--dataset", str(data), "--out", str(tmp_path / "ev"), "--mc-rows", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    keys = {"signal", "geometry", "mean_error_pct", "systematic_error_pct", "ssim", "psnr", "seconds_surrogate",
+            "seconds_mc"}  # fmt: skip
+    assert all(keys <= set(record) for record in metrics["records"])
+    assert {r["geometry"] for r in metrics["records"]} == {"cubes", metrics["samples"][0]["geometry"]}
+    assert "| BSE | cubes |" in result.stdout

@@ -127,11 +127,11 @@ def _voxel(values: Any) -> tuple[float, float, float] | None:
 # ----------------------------------------------------------------------------------------------------- dispatch
 
 
-_H5_INNER = re.compile(r"^(?P<file>.+\.(?:h5|hdf5|hdf)):(?P<inner>[^\\:]+)$", re.IGNORECASE)
+_H5_INNER = re.compile(r"^(?P<file>.+\.(?:h5|hdf5|hdf|zarr)):(?P<inner>[^\\:]+)$", re.IGNORECASE)
 
 
 def split_h5_path(path: str | Path) -> tuple[Path, str | None]:
-    """Split 'file.h5:/group/ds' into (Path('file.h5'), '/group/ds'); other paths give (path, None)."""
+    """Split 'file.h5:/group/ds' (or 'store.zarr:array') into the file and the inner name; else (path, None)."""
     text = str(path)
     match = _H5_INNER.match(text)
     if match and not Path(text).exists():

@@ -141,18 +141,9 @@ def write_volume(
     if dtype.kind not in "biuf":
         raise ValueError(f"cannot save data of dtype {dtype}; convert it to an integer, float or bool array first")
     voxel = _check_voxel_size(voxel_size)
-    params = jsonable({k: v for k, v in (metadata or {}).items() if k not in READER_KEYS}, stacklevel=3)
-    if dtype.kind == "b":
-        params.setdefault("kind", "mask")
+    block = metadata_block(dtype, voxel, metadata, stacklevel=4)
     _check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    block = {
-        "format_version": FORMAT_VERSION,
-        "package_version": __version__,
-        "voxel_size_nm": list(voxel) if voxel else None,
-        "dtype": str(dtype),
-        "parameters": params,
-    }
     tmp = target.with_name(f".{target.stem}.partial-{uuid.uuid4().hex[:8]}{target.suffix}")
     try:
         if kind == "tiff":
@@ -163,6 +154,24 @@ def write_volume(
     finally:
         _remove(tmp)
     return target
+
+
+def metadata_block(
+    dtype: Any, voxel_size: Any = None, metadata: Mapping[str, Any] | None = None, *, stacklevel: int = 2
+) -> dict[str, Any]:
+    """The block of parameters we save with a volume (read back by ``read_metadata``); also for zarr group members."""
+    dtype = np.dtype(dtype)
+    voxel = _check_voxel_size(voxel_size)
+    params = jsonable({k: v for k, v in (metadata or {}).items() if k not in READER_KEYS}, stacklevel=stacklevel + 1)
+    if dtype.kind == "b":
+        params.setdefault("kind", "mask")
+    return {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "voxel_size_nm": list(voxel) if voxel else None,
+        "dtype": str(dtype),
+        "parameters": params,
+    }
 
 
 def _target_kind(target: Path) -> str:

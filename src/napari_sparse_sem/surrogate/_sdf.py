@@ -69,9 +69,19 @@ def fill_solid(solid, z_offset, kind, center, radius, half_height, rotation, low
 
 
 def build_cell_grid(
-    low: np.ndarray, high: np.ndarray, window: tuple[int, int, int], cell: float, reach: float
+    low: np.ndarray,
+    high: np.ndarray,
+    window: tuple[int, int, int],
+    cell: float,
+    reach: float,
+    shapes: tuple[np.ndarray, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR lists of the particles near each cell of a grid over the window (cells of ``cell`` voxels).
+
+    ``shapes`` = ``(kind, center, radius, half_height, rotation)`` in the units of ``low``/``high`` turns on a finer
+    cull: a particle whose bounding box touches a cell is kept only if its signed distance at the cell centre is
+    below ``reach`` plus the cell's half diagonal (the SDF is 1-Lipschitz, so nothing within ``reach`` is lost). Long
+    tilted cylinders fill far fewer cells that way than with their axis-aligned boxes.
 
     Returns ``(starts, items, dims)``: particle indices of cell ``c`` are ``items[starts[c]:starts[c + 1]]``, cells
     are numbered ``(iz * ny + iy) * nx + ix`` and ``dims`` is ``(nx, ny, nz)``.
@@ -83,30 +93,44 @@ def build_cell_grid(
     first = np.clip(np.floor((low - reach) / cell).astype(np.int64), 0, dims - 1)
     last = np.clip(np.floor((high + reach) / cell).astype(np.int64), 0, dims - 1)
     inside = np.all(high + reach >= 0, axis=1) & np.all(low - reach <= dims * cell, axis=1)
-    return _fill_grid(first, last, inside, dims)
+    if shapes is None:
+        n = len(low)
+        shapes = (np.zeros(n, np.int64), np.zeros((n, 3)), np.zeros(n), np.zeros(n), np.zeros((n, 3, 3)))
+        limit = np.inf
+    else:
+        limit = reach + cell * math.sqrt(3.0) / 2.0
+    return _fill_grid(first, last, inside, dims, cell, limit, *shapes)
 
 
 @numba.njit(cache=True)
-def _fill_grid(first, last, inside, dims):
+def _cell_keeps(i, ix, iy, iz, cell, limit, kind, center, radius, half_height, rotation):
+    if limit == np.inf:
+        return True
+    px, py, pz = (ix + 0.5) * cell, (iy + 0.5) * cell, (iz + 0.5) * cell
+    return primitive_sdf(kind, center, radius, half_height, rotation, i, px, py, pz) < limit
+
+
+@numba.njit(cache=True)
+def _fill_grid(first, last, inside, dims, cell, limit, kind, center, radius, half_height, rotation):
     nx, ny, nz = dims[0], dims[1], dims[2]
     counts = np.zeros(nx * ny * nz + 1, dtype=np.int64)
-    for i in range(first.shape[0]):
-        if not inside[i]:
-            continue
-        for iz in range(first[i, 2], last[i, 2] + 1):
-            for iy in range(first[i, 1], last[i, 1] + 1):
-                for ix in range(first[i, 0], last[i, 0] + 1):
-                    counts[(iz * ny + iy) * nx + ix + 1] += 1
-    starts = np.cumsum(counts)
-    items = np.empty(starts[-1], dtype=np.int64)
-    fill = starts[:-1].copy()
-    for i in range(first.shape[0]):
-        if not inside[i]:
-            continue
-        for iz in range(first[i, 2], last[i, 2] + 1):
-            for iy in range(first[i, 1], last[i, 1] + 1):
-                for ix in range(first[i, 0], last[i, 0] + 1):
-                    c = (iz * ny + iy) * nx + ix
-                    items[fill[c]] = i
-                    fill[c] += 1
+    for sweep in range(2):
+        if sweep == 1:
+            starts = np.cumsum(counts)
+            items = np.empty(starts[-1], dtype=np.int64)
+            fill = starts[:-1].copy()
+        for i in range(first.shape[0]):
+            if not inside[i]:
+                continue
+            for iz in range(first[i, 2], last[i, 2] + 1):
+                for iy in range(first[i, 1], last[i, 1] + 1):
+                    for ix in range(first[i, 0], last[i, 0] + 1):
+                        if not _cell_keeps(i, ix, iy, iz, cell, limit, kind, center, radius, half_height, rotation):
+                            continue
+                        c = (iz * ny + iy) * nx + ix
+                        if sweep == 0:
+                            counts[c + 1] += 1
+                        else:
+                            items[fill[c]] = i
+                            fill[c] += 1
     return starts, items, dims

@@ -24,7 +24,7 @@ from napari_sparse_sem.surrogate.geometry import GeometrySpec, generate, table1_
 from napari_sparse_sem.surrogate.materials import kanaya_okayama_range_nm
 from napari_sparse_sem.surrogate.montecarlo import MCConfig, simulate_slice
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,20 @@ class DatasetSpec:
 
 
 def plan_geometries(spec: DatasetSpec) -> list[tuple[str, str, GeometrySpec]]:
-    """(split, preset name, geometry) for every geometry: Table 1 spheres/cylinders, then held-out cubes."""
+    """(split, preset name, geometry) for every geometry: Table 1 spheres/cylinders, then held-out cubes.
+
+    Training presets are drawn in the paper's proportions: three realisations per sphere set, two per von Mises–Fisher
+    cylinder set and one per uniform cylinder set (18 sphere and 54 cylinder structures in 72 geometries).
+    """
     presets = table1_presets()
     rng = np.random.default_rng(spec.seed)
-    train = [n for n in presets if not n.startswith("cubes")]
+    weight = {"spheres": 3, "vmf": 2, "uniform": 1}
+    train = [
+        n
+        for n, p in presets.items()
+        if p.shape != "cubes"
+        for _ in range(weight["spheres" if p.shape == "spheres" else p.orientation])
+    ]
     cubes = [n for n in presets if n.startswith("cubes")]
     order = [train[i] for i in rng.permutation(len(train))]
     cube_order = [cubes[i] for i in rng.permutation(len(cubes))]
@@ -136,6 +146,7 @@ def make_dataset(spec: DatasetSpec, out: str | Path, resume: bool = False, overw
             root.create_array(name, shape=(n, s, s), chunks=(1, s, s), dtype="float32", fill_value=np.nan)
         root.create_array("solid", shape=(n, s, s), chunks=(1, s, s), dtype="bool", fill_value=False)
         root.create_array("done", shape=(n,), chunks=(n,), dtype="bool", fill_value=False)
+        root.create_array("seconds", shape=(n,), chunks=(n,), dtype="float64", fill_value=np.nan)
         samples = [
             {"index": g * len(planes) + c, "split": split, "preset": name, "z0": z0, "geometry": geometry.to_dict()}
             for g, (split, name, geometry) in enumerate(plan)
@@ -173,6 +184,8 @@ def make_dataset(spec: DatasetSpec, out: str | Path, resume: bool = False, overw
             root["se"][index] = result.se.astype(np.float32)
             plane = math.floor(z0 - 0.5)  # the voxel layer just below the cut plane
             root["solid"][index] = voxelize(primitives, (plane, plane + 1))[0][crop]
+            if "seconds" in root:
+                root["seconds"][index] = result.seconds
             root["done"][index] = True
             done[index] = True
             finished = int(done.sum())

@@ -236,6 +236,20 @@ class Primitives:
             spec=spec,
         )
 
+    def scaled(self, factor: float) -> Primitives:
+        """The same structure on a grid ``factor`` times finer (voxel size divided by ``factor``; nm unchanged)."""
+        if factor <= 0:
+            raise ValueError(f"the scale factor must be positive, got {factor}")
+        window = tuple(max(1, round(n * factor)) for n in self.window)
+        return replace(
+            self,
+            center=self.center * factor,
+            radius=self.radius * factor,
+            half_height=self.half_height * factor,
+            window=window,
+            pixel_size_nm=self.pixel_size_nm / factor,
+        )
+
     def shifted(self, dz: float) -> Primitives:
         """The same particles moved by ``dz`` voxels along z (used to lay slabs on top of each other)."""
         center = self.center.copy()

@@ -148,8 +148,9 @@ class _Scene:
         cell_vox = float(np.clip(cell_fraction * typical, 2.0, 32.0))
         self.cell = cell_vox * s
         self.reach = self.cell
+        shapes = (self.kind, self.center, self.radius, self.half_height, self.rotation)
         self.starts, self.items, self.dims = build_cell_grid(low * s, high * s, (depth * s, height * s, width * s),
-                                                             self.cell, self.reach)  # fmt: skip
+                                                             self.cell, self.reach, shapes)  # fmt: skip
         self.bounds = np.array([width * s, height * s])
 
     def kernel_args(self) -> tuple:

@@ -34,25 +34,10 @@ class PorousWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.shape = ComboBox(label="particles", choices=list(SHAPES), value="spheres")
-        self.porosity = FloatSpinBox(label="porosity Φ", value=0.5, min=0.05, max=0.95, step=0.05)
-        self.radius_low = FloatSpinBox(label="radius from (vx)", value=10.0, min=0.5, max=1000.0)
-        self.radius_high = FloatSpinBox(label="radius to (vx)", value=15.0, min=0.5, max=1000.0)
-        self.height_low = FloatSpinBox(label="cylinder height from", value=100.0, min=1.0, max=5000.0)
-        self.height_high = FloatSpinBox(label="cylinder height to", value=150.0, min=1.0, max=5000.0)
-        self.edge_low = FloatSpinBox(label="cube edge from", value=20.0, min=1.0, max=2000.0)
-        self.edge_high = FloatSpinBox(label="cube edge to", value=30.0, min=1.0, max=2000.0)
-        self.orientation = ComboBox(label="cylinder axes", choices=list(ORIENTATIONS), value="uniform")
-        self.kappa = FloatSpinBox(label="κ (vmf)", value=20.0, min=0.1, max=1000.0)
+        geometry_fields(self)
         self.size = SpinBox(label="image size (px)", value=128, min=16, max=2048, step=16)
         self.depth = SpinBox(label="window depth (vx)", value=96, min=8, max=4096, step=8)
         self.below = SpinBox(label="slices shown below", value=32, min=1, max=1024, tooltip="solid-phase layers")
-        self.pixel_size = FloatSpinBox(label="pixel size (nm)", value=5.0, min=0.1, max=1000.0)
-        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self.primitives_file = FileEdit(
-            label="or load particles", mode="r", filter="*.npz", value="", tooltip="a list saved by 'sparse-sem "
-            "surrogate geometry' or Primitives.save; empty: draw from the fields above"
-        )  # fmt: skip
         self.element = ComboBox(label="material", choices=list(ELEMENTS), value="C")
         self.energy = FloatSpinBox(label="beam energy (keV)", value=2.0, min=0.1, max=50.0, step=0.5)
         self.electrons = SpinBox(label="electrons / pixel", value=50, min=1, max=100_000)
@@ -90,30 +75,11 @@ class PorousWidget(QWidget):
     # -- parameters ------------------------------------------------------------------------------------------------
     def geometry_spec(self) -> GeometrySpec:
         """The Boolean model of the form (ValueError with a readable message when a field is wrong)."""
-        for name in ("radius", "height", "edge"):
-            low, high = getattr(self, f"{name}_low").value, getattr(self, f"{name}_high").value
-            if high < low:
-                raise ValueError(f"{name}: 'to' ({high}) is below 'from' ({low}); swap them")
-        size = int(self.size.value)
-        return GeometrySpec(
-            shape=self.shape.value,
-            porosity=float(self.porosity.value),
-            radius=(float(self.radius_low.value), float(self.radius_high.value)),
-            height=(float(self.height_low.value), float(self.height_high.value)),
-            edge=(float(self.edge_low.value), float(self.edge_high.value)),
-            orientation=self.orientation.value,
-            kappa=float(self.kappa.value),
-            window=(int(self.depth.value), size, size),
-            pixel_size_nm=float(self.pixel_size.value),
-            seed=int(self.seed.value),
-        )
+        return geometry_spec_of(self, (int(self.depth.value), int(self.size.value), int(self.size.value)))
 
     def source(self) -> GeometrySpec | Primitives:
         """A saved primitive list when one is chosen, else the spec of the form."""
-        path = Path(str(self.primitives_file.value))
-        if str(self.primitives_file.value) not in ("", ".") and path.suffix == ".npz":
-            return Primitives.load(path)
-        return self.geometry_spec()
+        return saved_primitives(self) or self.geometry_spec()
 
     def mc_config(self) -> MCConfig:
         """The Monte Carlo settings of the form."""
@@ -216,3 +182,51 @@ def _replace(viewer: napari.viewer.Viewer, name: str, data: np.ndarray, kind: st
         viewer.layers.remove(name)
     adder = viewer.add_labels if kind == "labels" else viewer.add_image
     return adder(data, name=name, **kwargs)
+
+
+def geometry_fields(owner: Any) -> None:
+    """Give ``owner`` the Boolean-model fields shared by the porous and the Simulate SEM widgets."""
+    owner.shape = ComboBox(label="particles", choices=list(SHAPES), value="spheres")
+    owner.porosity = FloatSpinBox(label="porosity Φ", value=0.5, min=0.05, max=0.95, step=0.05)
+    owner.radius_low = FloatSpinBox(label="radius from (vx)", value=10.0, min=0.5, max=1000.0)
+    owner.radius_high = FloatSpinBox(label="radius to (vx)", value=15.0, min=0.5, max=1000.0)
+    owner.height_low = FloatSpinBox(label="cylinder height from", value=100.0, min=1.0, max=5000.0)
+    owner.height_high = FloatSpinBox(label="cylinder height to", value=150.0, min=1.0, max=5000.0)
+    owner.edge_low = FloatSpinBox(label="cube edge from", value=20.0, min=1.0, max=2000.0)
+    owner.edge_high = FloatSpinBox(label="cube edge to", value=30.0, min=1.0, max=2000.0)
+    owner.orientation = ComboBox(label="cylinder axes", choices=list(ORIENTATIONS), value="uniform")
+    owner.kappa = FloatSpinBox(label="κ (vmf)", value=20.0, min=0.1, max=1000.0)
+    owner.pixel_size = FloatSpinBox(label="pixel size (nm)", value=5.0, min=0.1, max=1000.0)
+    owner.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+    owner.primitives_file = FileEdit(
+        label="or load particles", mode="r", filter="*.npz", value="", tooltip="a list saved by 'sparse-sem "
+        "surrogate geometry' or Primitives.save; empty: draw from the fields above"
+    )  # fmt: skip
+
+
+def geometry_spec_of(owner: Any, window: tuple[int, int, int]) -> GeometrySpec:
+    """The Boolean model of ``owner``'s geometry fields in ``window`` (ValueError naming a wrong field)."""
+    for name in ("radius", "height", "edge"):
+        low, high = getattr(owner, f"{name}_low").value, getattr(owner, f"{name}_high").value
+        if high < low:
+            raise ValueError(f"{name}: 'to' ({high}) is below 'from' ({low}); swap them")
+    return GeometrySpec(
+        shape=owner.shape.value,
+        porosity=float(owner.porosity.value),
+        radius=(float(owner.radius_low.value), float(owner.radius_high.value)),
+        height=(float(owner.height_low.value), float(owner.height_high.value)),
+        edge=(float(owner.edge_low.value), float(owner.edge_high.value)),
+        orientation=owner.orientation.value,
+        kappa=float(owner.kappa.value),
+        window=window,
+        pixel_size_nm=float(owner.pixel_size.value),
+        seed=int(owner.seed.value),
+    )
+
+
+def saved_primitives(owner: Any) -> Primitives | None:
+    """The primitive list chosen in ``owner``'s file field, or None when it is empty."""
+    value = str(owner.primitives_file.value)
+    if value not in ("", ".") and Path(value).suffix == ".npz":
+        return Primitives.load(Path(value))
+    return None
