@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from napari_sparse_sem.cli import _clean_errors, _stdout, progress_bar
 from napari_sparse_sem.runtime import run_job
+
+if TYPE_CHECKING:
+    from napari_sparse_sem.surrogate.geometry import GeometrySpec
 
 ShapeOption = Annotated[str, typer.Option(help="spheres, cylinders, cubes or mixture.")]
 PorosityOption = Annotated[float, typer.Option(help="Pore fraction Φ in (0, 1).")]
@@ -63,19 +66,10 @@ def geometry(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
 ) -> None:
     """Draw a Boolean model (Miles' formula sets the intensity from Φ) and save its primitive list."""
-    from napari_sparse_sem.surrogate.geometry import GeometrySpec, generate, voxelize
+    from napari_sparse_sem.surrogate.geometry import generate, voxelize
 
-    spec = GeometrySpec(
-        shape=shape,
-        porosity=porosity,
-        radius=_interval(radius, "--radius"),
-        height=_interval(height, "--height"),
-        edge=_interval(edge, "--edge"),
-        orientation=orientation,
-        kappa=kappa,
-        window=_triple(window),
-        pixel_size_nm=pixel_size,
-        seed=seed,
+    spec = _geometry_spec(
+        shape, porosity, radius, height, edge, orientation, pixel_size, seed, kappa=kappa, window=_triple(window)
     )
     primitives = generate(spec)
     path = primitives.save(out, overwrite=overwrite)
@@ -201,7 +195,7 @@ def simulate_stack_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
 ) -> None:
     """A simulated FIB-SEM stack: geometry → heightfield per slice → surrogate BSE/SE (+ noise) + exact solid labels."""
-    from napari_sparse_sem.surrogate.geometry import GeometrySpec, Primitives
+    from napari_sparse_sem.surrogate.geometry import Primitives
     from napari_sparse_sem.surrogate.model import load_surrogate
     from napari_sparse_sem.surrogate.stack import StackSpec, save_stack, simulate_stack
 
@@ -211,16 +205,7 @@ def simulate_stack_command(
     if primitives is not None:
         source: GeometrySpec | Primitives = Primitives.load(primitives)
     else:
-        source = GeometrySpec(
-            shape=shape,
-            porosity=porosity,
-            radius=_interval(radius, "--radius"),
-            height=_interval(height, "--height"),
-            edge=_interval(edge, "--edge"),
-            orientation=orientation,
-            pixel_size_nm=pixel_size,
-            seed=seed,
-        )
+        source = _geometry_spec(shape, porosity, radius, height, edge, orientation, pixel_size, seed)
     surrogate = load_surrogate(weights, device=device)
     with progress_bar("simulate-stack") as update:
         stack = run_job(simulate_stack(source, spec, surrogate), update)
@@ -298,6 +283,33 @@ def _metrics_table(records: list[dict]) -> str:
             f"| {r['seconds_mc']:.1f} | {r['speedup']:.3g} |"
         )
     return "\n".join(lines)
+
+
+def _geometry_spec(
+    shape: str,
+    porosity: float,
+    radius: str,
+    height: str,
+    edge: str,
+    orientation: str,
+    pixel_size: float,
+    seed: int,
+    **more: Any,
+) -> GeometrySpec:
+    """The Boolean model of the shared geometry options (intervals parsed from LOW:HIGH); ``more`` sets other fields."""
+    from napari_sparse_sem.surrogate.geometry import GeometrySpec
+
+    return GeometrySpec(
+        shape=shape,
+        porosity=porosity,
+        radius=_interval(radius, "--radius"),
+        height=_interval(height, "--height"),
+        edge=_interval(edge, "--edge"),
+        orientation=orientation,
+        pixel_size_nm=pixel_size,
+        seed=seed,
+        **more,
+    )
 
 
 def _interval(text: str, what: str) -> tuple[float, float]:

@@ -40,8 +40,8 @@ def test_training_learns_and_resumes(tiny_dataset, tmp_path) -> None:
     assert run_job(train_surrogate_job(tiny_dataset, out, more, resume=True))["iterations"] == 50
     surrogate = load_surrogate(out, device="cpu")
     assert surrogate.card["iterations"] == 50 and surrogate.config.depth_scale == surrogate.config.no_surface
-    data = read_dataset(tiny_dataset, surrogate.config)
-    assert data.inputs.shape == (3, 7, 32, 32) and data.targets.shape == (3, 2, 32, 32)
+    data = read_dataset(tiny_dataset)
+    assert data.inputs_for(surrogate.config).shape == (3, 7, 32, 32) and data.targets.shape == (3, 2, 32, 32)
 
 
 def test_evaluation_records_have_the_paper_fields(tiny_dataset) -> None:

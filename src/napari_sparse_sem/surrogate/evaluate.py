@@ -66,34 +66,28 @@ def evaluate_job(surrogate: Surrogate, dataset: str | Path, mc_rows: int = 8) ->
     ``mc_rows`` > 0 times the Monte Carlo here on that many rows of one sample per geometry class and scales to the
     whole slice (0 skips it and uses the times the dataset recorded, which may come from another machine).
     """
-    import zarr
-
     from napari_sparse_sem.surrogate.noise import homogeneous_mask, noise_mean_abs
+    from napari_sparse_sem.surrogate.training import read_dataset
 
-    root = zarr.open_group(str(dataset), mode="r")
-    attrs = dict(root.attrs)
-    done = np.flatnonzero(np.asarray(root["done"][:], bool))
-    if done.size == 0:
-        raise ValueError(f"{dataset} holds no finished samples; make them with `sparse-sem surrogate make-dataset`")
-    samples = attrs["samples"]
-    recorded = np.asarray(root["seconds"][:], float) if "seconds" in root else np.full(len(samples), np.nan)
+    data = read_dataset(dataset)
+    attrs = data.attrs
+    done = data.store_index
     total = len(done) + (len(GEOMETRY_CLASSES) if mc_rows > 0 else 0)
     predictions, references, masks, per_sample = {}, {}, {}, []
     for step, index in enumerate(done):
-        heightfield = np.asarray(root["inputs"][index])
+        heightfield = data.heightfields[step]
         t0 = time.perf_counter()
-        predicted = surrogate.predict(heightfield)
+        predictions[index] = surrogate.predict(heightfield)
         seconds = time.perf_counter() - t0
-        predictions[index] = predicted
-        references[index] = np.stack([np.asarray(root[s][index]) for s in SIGNALS])
+        references[index] = data.targets[step]
         masks[index] = homogeneous_mask(heightfield)
         per_sample.append(
             {
                 "index": int(index),
-                "preset": samples[index]["preset"],
-                "geometry": geometry_class(samples[index]["preset"]),
+                "preset": data.preset[step],
+                "geometry": geometry_class(data.preset[step]),
                 "seconds_surrogate": seconds,
-                "seconds_mc_recorded": float(recorded[index]),
+                "seconds_mc_recorded": float(data.seconds[step]),
             }
         )
         yield Progress(step + 1, total, f"surrogate on sample {step + 1}/{len(done)}")
@@ -141,7 +135,7 @@ def evaluate_job(surrogate: Surrogate, dataset: str | Path, mc_rows: int = 8) ->
         "samples": per_sample,
         "data_range": data_range,
         "electrons_per_pixel": attrs.get("electrons_per_pixel"),
-        "image_size": int(root["inputs"].shape[-1]),
+        "image_size": int(data.heightfields.shape[-1]),
         "device": str(surrogate.device),
         "mc_seconds_measured_here": bool(mc_here),
     }

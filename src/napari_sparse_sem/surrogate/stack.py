@@ -100,6 +100,7 @@ def simulate_stack(
     """
     from napari_sparse_sem.surrogate.heightfield import extended_heightfield
     from napari_sparse_sem.surrogate.model import SIGNALS, load_surrogate
+    from napari_sparse_sem.surrogate.noise import homogeneous_mask
 
     started = time.perf_counter()
     if surrogate is None:
@@ -140,8 +141,6 @@ def simulate_stack(
         t1 = time.perf_counter()
         images = surrogate.predict(hf)
         t2 = time.perf_counter()
-        from napari_sparse_sem.surrogate.noise import homogeneous_mask
-
         mask = homogeneous_mask(hf)
         for k, name in enumerate(SIGNALS):
             if name in clean:

@@ -59,21 +59,31 @@ class SurrogateTrainingConfig:
 
 @dataclass
 class SurrogateDataset:
-    """A make-dataset store in memory: inputs (n, c, s, s), targets (n, 2, s, s), per-sample split and preset."""
+    """The finished samples of a make-dataset store in memory.
 
-    inputs: np.ndarray
+    ``heightfields`` (n, 7, s, s) as stored, ``targets`` (n, 2, s, s) the Monte Carlo BSE and SE, and per sample its
+    index in the store, split, preset and Monte Carlo seconds (NaN where the store did not record them).
+    """
+
+    heightfields: np.ndarray
     targets: np.ndarray
+    store_index: np.ndarray
     split: list[str]
     preset: list[str]
+    seconds: np.ndarray
     attrs: dict[str, Any]
 
     def indices(self, split: str) -> np.ndarray:
         """Sample indices of one split (``train`` or ``held-out``)."""
         return np.array([i for i, s in enumerate(self.split) if s == split], dtype=np.int64)
 
+    def inputs_for(self, config: SurrogateConfig) -> np.ndarray:
+        """The network inputs (n, c, s, s) of ``config`` for every sample."""
+        return np.stack([network_inputs(h, config) for h in self.heightfields]).astype(np.float32)
 
-def read_dataset(path: str | Path, config: SurrogateConfig, only_done: bool = True) -> SurrogateDataset:
-    """Load a make-dataset zarr store and turn its heightfields into ``config``'s network inputs."""
+
+def read_dataset(path: str | Path) -> SurrogateDataset:
+    """Load the finished samples of a make-dataset zarr store (clear errors for a missing, foreign or empty store)."""
     import zarr
 
     path = Path(path)
@@ -84,17 +94,16 @@ def read_dataset(path: str | Path, config: SurrogateConfig, only_done: bool = Tr
     if missing:
         raise ValueError(f"{path} is not a surrogate dataset (it lacks {missing}); make one with make-dataset")
     attrs = dict(root.attrs)
-    done = np.asarray(root["done"][:], dtype=bool)
-    keep = np.flatnonzero(done) if only_done else np.arange(done.size)
+    keep = np.flatnonzero(np.asarray(root["done"][:], dtype=bool))
     if keep.size == 0:
         raise ValueError(f"{path} holds no finished samples yet; run make-dataset (with --resume) to fill it")
-    heightfields = np.asarray(root["inputs"].get_orthogonal_selection((keep,)))
-    inputs = np.stack([network_inputs(h, config) for h in heightfields]).astype(np.float32)
+    heightfields = np.asarray(root["inputs"].get_orthogonal_selection((keep,)), dtype=np.float32)
     targets = np.stack([np.asarray(root[s].get_orthogonal_selection((keep,))) for s in SIGNALS], axis=1)
+    seconds = np.asarray(root["seconds"][:], float)[keep] if "seconds" in root else np.full(keep.size, np.nan)
     samples = attrs.get("samples", [])
     split = [samples[i]["split"] if i < len(samples) else "train" for i in keep]
     preset = [samples[i]["preset"] if i < len(samples) else "" for i in keep]
-    return SurrogateDataset(inputs, targets.astype(np.float32), split, preset, attrs)
+    return SurrogateDataset(heightfields, targets.astype(np.float32), keep, split, preset, seconds, attrs)
 
 
 def config_for_dataset(config: SurrogateConfig, attrs: dict[str, Any], targets: np.ndarray) -> SurrogateConfig:
@@ -210,20 +219,19 @@ def train_surrogate_job(
     device = pick_device(config.device)
     yield Progress(0, 0, "reading the dataset")
     saved: dict[str, Any] = {}
+    data = read_dataset(dataset)
+    train_idx, val_idx = data.indices("train"), data.indices("held-out")
+    if train_idx.size == 0:
+        raise ValueError(f"{dataset} has no finished training samples")
     if resume:
         tensors, saved = load_weights(checkpoint)
         model_config = SurrogateConfig.from_dict(saved["config"])
     else:
-        probe = read_dataset(dataset, config.model)
-        model_config = config_for_dataset(config.model, probe.attrs, probe.targets[probe.indices("train")])
-    data = read_dataset(dataset, model_config)
-    train_idx, val_idx = data.indices("train"), data.indices("held-out")
-    if train_idx.size == 0:
-        raise ValueError(f"{dataset} has no finished training samples")
-    size = data.inputs.shape[-1]
+        model_config = config_for_dataset(config.model, data.attrs, data.targets[train_idx])
+    size = data.heightfields.shape[-1]
     crop = min(config.crop, size - size % 16)
     scale = torch.tensor(model_config.output_scale, dtype=torch.float32).view(1, -1, 1, 1)
-    inputs = torch.from_numpy(data.inputs).to(device)
+    inputs = torch.from_numpy(data.inputs_for(model_config)).to(device)
     targets = (torch.from_numpy(data.targets) / scale).to(device)
     normals = _normal_channels(model_config)
 
