@@ -3,8 +3,11 @@
 Every flag maps to a field of a parameter model (:class:`~napari_sparse_sem.sampling.spec.MaskSpec`,
 :class:`~napari_sparse_sem.sampling.spec.AcquisitionSpec`, :class:`~napari_sparse_sem.compare.CompareSpec`), and every
 output carries those parameters as metadata, so a result can be re-run from what was saved beside it. Progress goes to
-stderr; tables and results to stdout. Bad input is one red ``Error: ...`` line and exit code 2; Ctrl-C keeps what was
-finished and exits with 130.
+stderr (a bar on a terminal, one plain line per step or every 10 s in a log file, nothing with ``--quiet``); tables and
+results to stdout. Bad input, a full or read-only disk and other OS errors are one red ``Error: ...`` line and exit
+code 2, checked before the work wherever they can be. Ctrl-C, SIGTERM and SIGHUP stop at the next progress step, keep
+what was finished (marked ``complete: false``) and exit with 130, 143 and 129. Outputs never go into an input and are
+written all at once (:mod:`napari_sparse_sem.outputs`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ import numpy as np
 import typer
 
 from napari_sparse_sem import __version__
-from napari_sparse_sem.runtime import Progress, run_job
+from napari_sparse_sem.runtime import (
+    Progress,
+    default_signals,
+    interrupt_exit_code,
+    run_job,
+    signal_name,
+    stop_signals,
+)
 
 app = typer.Typer(
     name="sparse-sem",
@@ -36,6 +46,9 @@ app = typer.Typer(
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C; SIGTERM and SIGHUP give 143 and 129 (128 + the signal number, as shells report)."""
+LOG_INTERVAL_S = 10.0
+"""Without a terminal, a progress line at least this often (and one per finished step, at most one a second)."""
 _COMPOUND_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif")
 
 
@@ -62,8 +75,36 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _stopped(exc: BaseException, what: str) -> typer.Exit:
+    """Say how a stop by Ctrl-C/SIGTERM/SIGHUP ended (``what`` was kept) and exit with the signal's status."""
+    signum = getattr(exc, "signum", 2)
+    label = "Interrupted" if signum == 2 else f"Stopped by {signal_name(signum)}"
+    _stderr().print(f"{label}: {what}", markup=False)
+    return typer.Exit(interrupt_exit_code(exc))
+
+
+_OS_ADVICE = {
+    28: "the disk is full: free some space or write elsewhere",  # ENOSPC
+    30: "the file system is read-only: choose another --out",  # EROFS
+    13: "permission denied: choose a folder you may write to",  # EACCES
+    1: "operation not permitted: choose a folder you may write to",  # EPERM
+    122: "the disk quota is exceeded: free some space or write elsewhere",  # EDQUOT
+}
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OS error: the path, what went wrong and what to do."""
+    where = exc.filename or ""
+    reason = exc.strerror or str(exc)
+    advice = _OS_ADVICE.get(exc.errno or 0)
+    text = f"{where}: {reason}" if where else reason
+    return f"{text} ({advice})" if advice and advice not in text else text
+
+
 def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected user errors into one red line on stderr and exit code 2 (no traceback)."""
+    """One error boundary for every command: expected user errors and OS errors (full or read-only disk, permissions)
+    become one red line on stderr and exit code 2 (no traceback); a stop signal that no command handled ends with the
+    signal's exit status. Scratch and staging folders are removed by the ``with`` blocks they live in."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -73,6 +114,10 @@ def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise _fail(f"file not found: {exc.filename}" if exc.filename else str(exc)) from None
         except (ValueError, FileExistsError) as exc:
             raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _fail(os_error_text(exc)) from None
+        except KeyboardInterrupt as exc:
+            raise _stopped(exc, "nothing was finished; nothing written.") from None
 
     return wrapper
 
@@ -119,15 +164,17 @@ def parse_list(text: str | None, what: str) -> list[str] | None:
     return items
 
 
-def parse_coverage(text: str, what: str = "--coverage") -> float:
-    """``"0.05"`` or ``"5%"`` → 0.05."""
+def parse_coverage(text: str, what: str = "--coverage", whole_allowed: bool = True) -> float:
+    """``"0.05"`` or ``"5%"`` → 0.05; in (0, 1], or (0, 1) when a whole scan makes no sense (``whole_allowed``)."""
     raw = text.strip()
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
         raise ValueError(f"{what} expects a fraction such as 0.05 (or 5%), got {text!r}") from None
-    if not np.isfinite(value) or not 0 < value <= 1:
-        raise ValueError(f"{what} must be in (0, 1] (a fraction of pixels, e.g. 0.05 for 5 %), got {text}")
+    ok = 0 < value <= 1 if whole_allowed else 0 < value < 1
+    if not np.isfinite(value) or not ok:
+        interval = "(0, 1]" if whole_allowed else "(0, 1): a whole scan leaves nothing to choose"
+        raise ValueError(f"{what} must be in {interval} (a fraction of pixels, e.g. 0.05 for 5 %), got {text}")
     return value
 
 
@@ -200,18 +247,32 @@ def sibling_path(path: Path, tag: str) -> Path:
     return path.with_name(path.stem + tag + path.suffix)
 
 
-def _check_writable(paths: list[Path], overwrite: bool) -> None:
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)} already exist(s); use --overwrite to replace or choose --out")
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
+
+
+def _check_output_space(targets: list[tuple[Path, Any]], shape: tuple[int, ...]) -> None:
+    """Enough free space for the TIFF outputs (uncompressed, so their size is known) of ``shape``, before the work;
+    zarr outputs are compressed and not estimated."""
+    from napari_sparse_sem.outputs import check_free_space
+
+    n = int(np.prod(shape, dtype=np.int64))
+    tiffs = [(path, np.dtype(dtype)) for path, dtype in targets if path.suffix.lower() in (".tif", ".tiff")]
+    if tiffs:
+        needed = sum(n * max(dtype.itemsize, 1) for _, dtype in tiffs)
+        check_free_space(tiffs[0][0].parent, needed, ", ".join(path.name for path, _ in tiffs))
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[Progress], None]]:
-    """A rich progress bar on stderr, shown from the first :class:`Progress` event; yields the callback that feeds it.
-
-    Starting at the first event keeps input errors (found before any work) free of an empty bar.
-    """
+def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[Progress], None]]:
+    """Progress on stderr, fed by the yielded callback: a rich bar on a terminal, plain log lines otherwise (see
+    :class:`LogProgress`), nothing when ``quiet``. Output starts at the first event, so input errors (found before
+    any work) come without an empty bar."""
+    if quiet:
+        yield lambda event: None
+        return
+    if not sys.stderr.isatty():
+        yield LogProgress(label, sys.stderr)
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
@@ -238,6 +299,40 @@ def progress_bar(label: str) -> Iterator[Callable[[Progress], None]]:
             bar.stop()
 
 
+class LogProgress:
+    """Progress for a log file (stderr not a terminal, e.g. a cluster job): whole plain lines with step/total,
+    elapsed time and ETA — one per finished step (at most one a second) and at least one every
+    :data:`LOG_INTERVAL_S` while work goes on, plus the last step."""
+
+    def __init__(self, label: str, stream: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self.label, self.stream, self.clock = label, stream, clock
+        self.start = clock()
+        self.last_print = -np.inf
+        self.last_step = -1
+
+    def __call__(self, event: Progress) -> None:
+        now = self.clock()
+        advanced = event.step != self.last_step
+        final = event.total > 0 and event.step >= event.total
+        due = now - self.last_print >= LOG_INTERVAL_S or (advanced and now - self.last_print >= 1.0)
+        if (final and advanced) or due:
+            self.stream.write(self.line(event, now - self.start) + "\n")
+            self.stream.flush()
+            self.last_print, self.last_step = now, event.step
+
+    def line(self, event: Progress, elapsed: float) -> str:
+        """``label: 5/8 (62 %) · elapsed 2.0 min · ETA 1.2 min · message``."""
+        parts = [f"{self.label}: {event.step}/{event.total}" if event.total > 0 else f"{self.label}: {event.step}"]
+        if event.total > 0:
+            parts[0] += f" ({100 * event.step / event.total:.0f} %)"
+        parts.append(f"elapsed {_fmt_s(elapsed)}")
+        if event.total > 0 and 0 < event.step < event.total:
+            parts.append(f"ETA {_fmt_s(elapsed / event.step * (event.total - event.step))}")
+        if event.message:
+            parts.append(event.message)
+        return " · ".join(parts)
+
+
 def _fmt_s(seconds: float) -> str:
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
@@ -255,6 +350,20 @@ def _read(path: Path, dataset: str | None = None) -> Any:
     if not split_h5_path(path)[0].exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
     return read_volume(path, dataset=dataset, lazy=True)
+
+
+def _method_help(value: str | None) -> str | None:
+    """``--method help``: list every registered reconstruction method with its one-line description and exit (before
+    the other options are checked, like ``--help``)."""
+    if value is None or value.strip().lower() != "help":
+        return value
+    from napari_sparse_sem.recon.base import available_methods, method_class
+
+    out = _stdout()
+    out.print("Reconstruction methods (--method NAME; compare takes a comma list):", markup=False)
+    for name in available_methods():
+        out.print(f"  {name:<11} {method_class(name).description}", markup=False)
+    raise typer.Exit(0)
 
 
 def _region(shape: tuple[int, ...], slices: tuple[int, int] | None, roi: tuple[int, int, int, int] | None) -> tuple:
@@ -330,10 +439,12 @@ def simulate(
     settle_us: Annotated[float, typer.Option(help="Settle time per beam jump (µs).")] = 1.0,
     move_us_per_px: Annotated[float, typer.Option(help="Beam travel time per pixel of a jump (µs).")] = 0.001,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Simulate a sparse scan of VOLUME: write the sparse stack to OUT and its mask beside it (OUT stem + _mask)."""
     from napari_sparse_sem.io import write_volume
     from napari_sparse_sem.io.volume import as_zyx, from_float01, to_float01, value_range
+    from napari_sparse_sem.outputs import check_output_file, scratch_array, staged_files
     from napari_sparse_sem.sampling import (
         AcquisitionSpec,
         MaskSpec,
@@ -356,7 +467,8 @@ def simulate(
     acq = AcquisitionSpec(dwell_us=dwell_us, settle_us=settle_us, move_us_per_px=move_us_per_px, dose=dose, seed=seed)
     sl, region = parse_range(slices), parse_roi(roi)
     mask_out = sibling_path(out, "_mask")
-    _check_writable([out, mask_out], overwrite)
+    for target in (out, mask_out):
+        check_output_file(target, [volume], overwrite=overwrite)
     vol = _read(volume)
     data = as_zyx(vol.data, str(volume))
     a, b, y0, y1, x0, x1 = _region(data.shape, sl, region)
@@ -367,18 +479,21 @@ def simulate(
     scratch_dir = out.parent if out.parent.is_dir() else None
     with tempfile.TemporaryDirectory(prefix=".sparse-sem-", dir=scratch_dir, ignore_cleanup_errors=True) as scratch:
         shape = (b - a, y1 - y0, x1 - x0)
-        stored = np.lib.format.open_memmap(Path(scratch) / "sparse.npy", mode="w+", dtype=out_dtype, shape=shape)
-        mask = np.lib.format.open_memmap(Path(scratch) / "mask.npy", mode="w+", dtype=bool, shape=shape)
+        stored = scratch_array(scratch, "sparse", out_dtype, shape)
+        mask = scratch_array(scratch, "mask", bool, shape)
+        _check_output_space([(out, out_dtype), (mask_out, np.dtype(np.uint8))], shape)
         coverage_z, times, lengths = np.zeros(shape[0]), np.zeros(shape[0]), np.zeros(shape[0])
-        for i in range(shape[0]):  # keep only per-slice figures: masks and paths of all slices would not fit
-            dense = to_float01(np.asarray(region[i]), str(volume), vrange)
-            result = slice_mask(shape[1:], mask_spec, i)
-            sparse = simulate_acquisition(dense, result.mask, acq, first_slice=i)
-            stored[i] = np.where(result.mask, from_float01(sparse, out_dtype, vrange), 0)  # unscanned stay 0
-            mask[i] = result.mask
-            coverage_z[i] = result.coverage
-            times[i] = estimate_time(result.path, acq).seconds
-            lengths[i] = path_length(result.path)
+        with progress_bar("simulate", quiet) as update:
+            for i in range(shape[0]):  # keep only per-slice figures: masks and paths of all slices would not fit
+                dense = to_float01(np.asarray(region[i]), str(volume), vrange)
+                result = slice_mask(shape[1:], mask_spec, i)
+                sparse = simulate_acquisition(dense, result.mask, acq, first_slice=i)
+                stored[i] = np.where(result.mask, from_float01(sparse, out_dtype, vrange), 0)  # unscanned stay 0
+                mask[i] = result.mask
+                coverage_z[i] = result.coverage
+                times[i] = estimate_time(result.path, acq).seconds
+                lengths[i] = path_length(result.path)
+                update(Progress(i + 1, shape[0], f"slice {a + i}"))
         dense_s = dense_scan_time((y1 - y0, x1 - x0), acq).seconds
         meta = {
             "kind": "sparse",
@@ -394,10 +509,11 @@ def simulate(
             "dense_acquisition_s": float(dense_s * len(times)),
             "version": __version__,
         }
-        write_volume(out, stored, voxel_size=vol.voxel_size, metadata=meta, overwrite=overwrite)
         mask_meta = {**meta, "kind": "mask", "sparse_file": out.name}
         mask_meta.pop("mask_file")
-        write_volume(mask_out, mask, voxel_size=vol.voxel_size, metadata=mask_meta, overwrite=overwrite)
+        with staged_files([out, mask_out]) as (staged_sparse, staged_mask):
+            write_volume(staged_sparse, stored, voxel_size=vol.voxel_size, metadata=meta)
+            write_volume(staged_mask, mask, voxel_size=vol.voxel_size, metadata=mask_meta)
     con = _stdout()
     con.print(f"wrote {out} (sparse, {out_dtype}, shape {shape}) and {mask_out} (mask)", markup=False)
     con.print(
@@ -418,15 +534,30 @@ def simulate(
 
 
 class Interrupted(Exception):
-    """Ctrl-C during a reconstruction: ``done`` of ``total`` slices were finished and written to ``path``."""
+    """Ctrl-C or a stop signal (``signum``) during a reconstruction: ``done`` of ``total`` slices were finished and
+    written to ``path``."""
 
-    def __init__(self, done: int, total: int, path: Path | None) -> None:
+    def __init__(self, done: int, total: int, path: Path | None, signum: int = 2) -> None:
         super().__init__(f"interrupted after {done} of {total} slices")
-        self.done, self.total, self.path = done, total, path
+        self.done, self.total, self.path, self.signum = done, total, path, signum
 
 
 def _nonzero(plane: np.ndarray) -> np.ndarray:
     return plane != 0
+
+
+class _SlabWindow:
+    """Slices ``first .. first + len(block)`` of a volume of ``shape``, stored in ``block``: the driver writes
+    ``out[z]`` with volume indices while the scratch holds only the requested slices."""
+
+    def __init__(self, block: np.ndarray, first: int, shape: tuple[int, ...]) -> None:
+        self.block, self.first, self.shape = block, first, tuple(shape)
+
+    def __setitem__(self, z: int, value: np.ndarray) -> None:
+        self.block[z - self.first] = value
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        return self.block[z - self.first]
 
 
 def reconstruct_to_file(
@@ -443,18 +574,21 @@ def reconstruct_to_file(
 ) -> dict[str, Any]:
     """Reconstruct slices ``A:B`` of a sparse stack and write them to ``out``; returns the saved metadata.
 
-    On ``KeyboardInterrupt`` (raised from anywhere, including ``on_progress``), the finished leading slices are written
-    and :class:`Interrupted` is raised.
+    The output path, the free space and the inputs are checked before any work. When the run stops early — Ctrl-C or
+    a stop signal (raised from anywhere, including ``on_progress``), or an error on a later slice — the finished
+    leading slices are written with ``complete: false``; a stop then raises :class:`Interrupted`, an error is raised
+    again saying what was kept.
     """
     from napari_sparse_sem.compare import check_method_options
     from napari_sparse_sem.io import write_volume
     from napari_sparse_sem.io.volume import SliceMap, as_zyx, from_float01, to_float01, value_range
+    from napari_sparse_sem.outputs import check_output_file, scratch_array
     from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
     from napari_sparse_sem.runtime import pick_device
 
     options = dict(options or {})
     check_method_options(method, options)
-    _check_writable([out], overwrite)
+    check_output_file(out, [sparse_path, mask_path], overwrite=overwrite)
     sparse_vol, mask_vol = _read(sparse_path), _read(mask_path)
     sparse = as_zyx(sparse_vol.data, str(sparse_path))
     mask = as_zyx(mask_vol.data, str(mask_path))
@@ -477,13 +611,13 @@ def reconstruct_to_file(
 
     # ignore_cleanup_errors: on Windows the memory-mapped file may still be open when the folder goes.
     with tempfile.TemporaryDirectory(prefix=".sparse-sem-", dir=scratch_dir, ignore_cleanup_errors=True) as scratch:
-        out_block = np.lib.format.open_memmap(
-            Path(scratch) / "reconstruction.npy", mode="w+", dtype=np.float32, shape=tuple(sparse.shape)
-        )
+        block_shape = (b - a, *tuple(sparse.shape)[1:])
+        out_block = scratch_array(scratch, "reconstruction", np.float32, block_shape)
+        _check_output_space([(out, stored_dtype)], block_shape)
 
         def save(n_done: int, complete: bool, seconds: float) -> dict[str, Any]:
             to_source = functools.partial(from_float01, dtype=stored_dtype, value_range_=vrange)
-            stored = SliceMap(out_block[a : a + n_done], to_source, stored_dtype)
+            stored = SliceMap(out_block[:n_done], to_source, stored_dtype)
             meta = {
                 "kind": "reconstruction",
                 "method": method,
@@ -503,7 +637,13 @@ def reconstruct_to_file(
 
         start = time.perf_counter()
         job = reconstruct_volume(
-            scaled, scanned, method, device=resolved, options=options, slices=wanted, out=out_block
+            scaled,
+            scanned,
+            method,
+            device=resolved,
+            options=options,
+            slices=wanted,
+            out=_SlabWindow(out_block, a, tuple(sparse.shape)),
         )
 
         def feed(event: Progress) -> None:
@@ -514,15 +654,25 @@ def reconstruct_to_file(
 
         try:
             run_job(job, feed)
-        except KeyboardInterrupt:
+        except BaseException as exc:
             n_done = 0
             while a + n_done in finished and n_done < len(wanted):
                 n_done += 1
             written = None
             if n_done:
-                save(n_done, False, time.perf_counter() - start)
-                written = out
-            raise Interrupted(n_done, len(wanted), written) from None
+                try:
+                    save(n_done, False, time.perf_counter() - start)
+                    written = out
+                except Exception:  # e.g. the disk is full: the first error says why nothing could be kept
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(n_done, len(wanted), written, getattr(exc, "signum", 2)) from None
+            if written is not None and isinstance(exc, ValueError):
+                raise ValueError(
+                    f"{exc} (the {n_done} slices finished before it are in {out}, marked complete: false)"
+                ) from exc
+            raise
         return save(len(wanted), True, time.perf_counter() - start)
 
 
@@ -532,7 +682,10 @@ def reconstruct(
     sparse: Annotated[Path, typer.Argument(help="Sparse stack (unscanned pixels 0), e.g. from `simulate`.")],
     mask: Annotated[Path, typer.Option("--mask", "-m", help="Mask stack (non-zero = scanned).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output stack (.tif or .zarr).")],
-    method: Annotated[str, typer.Option(help="Reconstruction method (see `--method help`).")] = "linear",
+    method: Annotated[
+        str,
+        typer.Option(help="Reconstruction method (`--method help` lists them).", callback=_method_help, is_eager=True),
+    ] = "linear",
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) to reconstruct.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     option: Annotated[list[str] | None, typer.Option("--option", help="Method option KEY=VALUE (repeatable).")] = None,
@@ -547,12 +700,16 @@ def reconstruct(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Fill the unscanned pixels of SPARSE with METHOD and write the reconstruction to OUT."""
     from napari_sparse_sem.recon.base import available_methods
 
     if method not in available_methods():
-        raise ValueError(f"unknown reconstruction method {method!r}; choose one of {available_methods()}")
+        raise ValueError(
+            f"unknown reconstruction method {method!r}; choose one of {available_methods()} (--method help describes "
+            "them)"
+        )
     from napari_sparse_sem.recon.dip import DIP_METHODS
 
     from_dip = dip_options(dip_preset, dip_config)
@@ -560,7 +717,7 @@ def reconstruct(
         raise ValueError(f"--dip-preset/--dip-config apply to {' and '.join(DIP_METHODS)}, not to {method!r}")
     options = {**from_dip, **weights_option(weights, [method]).get(method, {}), **parse_options(option)}
     try:
-        with progress_bar(f"{method}") as update:
+        with progress_bar(f"{method}", quiet) as update:
             meta = reconstruct_to_file(
                 sparse,
                 mask,
@@ -573,12 +730,11 @@ def reconstruct(
                 on_progress=update,
             )
     except Interrupted as stop:
-        err = _stderr()
         if stop.path is None:
-            err.print(f"Interrupted: no slice was finished; nothing written (0 of {stop.total}).", markup=False)
-        else:
-            err.print(f"Interrupted: wrote the {stop.done} finished of {stop.total} slices to {out}.", markup=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise _stopped(stop, f"no slice was finished; nothing written (0 of {stop.total}).") from None
+        raise _stopped(
+            stop, f"wrote the {stop.done} finished of {stop.total} slices to {out} (complete: false)."
+        ) from None
     a, b = meta["slices"]
     _stdout().print(
         f"wrote {out}: {b - a} slice(s) {a}:{b} reconstructed with {method} on {meta['device']} "
@@ -624,6 +780,41 @@ def _summary_table(records: list[dict[str, Any]]) -> Any:
     return table
 
 
+def _run_into_report(
+    job: Any,
+    part: type,
+    folder: Any,
+    write_partial: Callable[[list[Any]], Any],
+    total: int,
+    unit: str,
+    quiet: bool,
+) -> Any:
+    """Run a report's ``job`` with progress (labelled by its command) and return its result, collecting the partials of
+    type ``part`` it yields. A stop (Ctrl-C, SIGTERM, SIGHUP) or an error after some of the ``total`` units
+    finished writes those through ``write_partial`` into ``folder``'s stage, commits it (``complete: false``) and
+    says so: a stop exits with the signal's status, an error is raised again with what was kept."""
+    done: list[Any] = []
+    try:
+        with progress_bar(folder.command, quiet) as update:
+
+            def feed(event: Progress) -> None:
+                if isinstance(event.partial, part):
+                    done.append(event.partial)
+                update(event)
+
+            return run_job(job, feed)
+    except BaseException as exc:
+        kept = f"wrote the {len(done)} finished of {total} {unit}s to {folder.out} (complete: false)."
+        if done:
+            write_partial(done)
+            folder.commit()
+        if isinstance(exc, KeyboardInterrupt):
+            raise _stopped(exc, kept if done else f"no {unit} was finished; nothing written.") from None
+        if done and isinstance(exc, ValueError):
+            raise ValueError(f"{exc} ({kept})") from exc
+        raise
+
+
 def run_comparison(
     volume: Any,
     spec: Any,
@@ -631,35 +822,34 @@ def run_comparison(
     *,
     overwrite: bool = False,
     source: dict[str, Any] | None = None,
+    inputs: tuple[Path, ...] = (),
+    quiet: bool = False,
 ) -> tuple[Any, dict[str, Path]]:
-    """Run :func:`compare_job` with a progress bar and write the report; Ctrl-C writes the finished runs (exit 130)."""
+    """Run :func:`compare_job` with progress and write the report into ``out_dir`` all at once.
+
+    The folder is checked before the work (never one of ``inputs``; see
+    :class:`~napari_sparse_sem.outputs.ReportFolder`). A stop (Ctrl-C, SIGTERM, SIGHUP) or an error after some
+    runs finished writes those runs (``complete: false``).
+    """
     from napari_sparse_sem.compare import CompareRun, compare_job, result_from_runs
-    from napari_sparse_sem.report import check_report_dir, write_report
+    from napari_sparse_sem.report import REPORT_FILES, check_report_dir, write_report_files
 
-    check_report_dir(out_dir, overwrite)
-    runs: list[Any] = []
-    try:
-        with progress_bar("compare") as update:
-
-            def feed(event: Progress) -> None:
-                if isinstance(event.partial, CompareRun):
-                    runs.append(event.partial)
-                update(event)
-
-            result = run_job(compare_job(volume, spec), feed)
-    except KeyboardInterrupt:
-        if not runs:
-            _stderr().print("Interrupted before the first run finished; nothing written.", markup=False)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        partial = result_from_runs(runs, spec, source)
-        write_report(partial, out_dir, overwrite=True)
-        total = len(spec.patterns) * len(spec.coverages) * len(spec.methods)
-        _stderr().print(f"Interrupted: wrote the {len(runs)} finished of {total} runs to {out_dir}.", markup=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    if source:
-        result.source.update(source)
-    paths = write_report(result, out_dir, overwrite=True)
-    return result, paths
+    total = len(spec.patterns) * len(spec.coverages) * len(spec.methods)
+    with check_report_dir(out_dir, overwrite, inputs) as folder:
+        result = _run_into_report(
+            compare_job(volume, spec),
+            CompareRun,
+            folder,
+            lambda runs: write_report_files(result_from_runs(runs, spec, source), folder.stage),
+            total,
+            "run",
+            quiet,
+        )
+        if source:
+            result.source.update(source)
+        write_report_files(result, folder.stage)
+        out = folder.commit()
+    return result, {key: out / name for key, name in REPORT_FILES.items()}
 
 
 @app.command()
@@ -671,7 +861,14 @@ def compare(
     coverage: Annotated[
         str | None, typer.Option(help="Comma list of coverages, e.g. 0.05,0.2. [default: 0.05]")
     ] = None,
-    method: Annotated[str | None, typer.Option(help="Comma list of methods, e.g. linear,biharmonic.")] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma list of methods, e.g. linear,biharmonic (`--method help` lists them).",
+            callback=_method_help,
+            is_eager=True,
+        ),
+    ] = None,
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input. [default: all]")] = None,
     roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1. [default: whole slice]")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of masks and noise. [default: 0]")] = None,
@@ -701,6 +898,7 @@ def compare(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Compare mask patterns × coverages × methods on VOLUME; write metrics.json/csv, params.json, comparison.png."""
     from napari_sparse_sem.compare import CompareSpec, name_list
@@ -745,7 +943,9 @@ def compare(
     spec = CompareSpec.from_dict(settings)
     vol = _read(volume)
     spec.validate_for(vol.shape)
-    result, paths = run_comparison(vol, spec, out, overwrite=overwrite, source={"path": str(volume)})
+    result, paths = run_comparison(
+        vol, spec, out, overwrite=overwrite, source={"path": str(volume)}, inputs=(volume,), quiet=quiet
+    )
     _stdout().print(_summary_table(result.records))
     _stdout().print(f"report written to {out}: " + ", ".join(p.name for p in paths.values()), markup=False)
 
@@ -753,32 +953,37 @@ def compare(
 # ----------------------------------------------------------------------------------------------------------- active
 
 
-def run_active(volume: Any, config: Any, out_dir: Path, slices: list[int], z_offset: int, **kw: Any) -> Any:
-    """Run :func:`active_job` with a progress bar and write the report; Ctrl-C writes the finished slices (exit 130)."""
+def run_active(
+    volume: Any,
+    config: Any,
+    out_dir: Path,
+    slices: list[int],
+    z_offset: int,
+    *,
+    overwrite: bool = False,
+    source: dict[str, Any] | None = None,
+    inputs: tuple[Path, ...] = (),
+    quiet: bool = False,
+) -> Any:
+    """Run :func:`active_job` with progress and write the report into ``out_dir`` all at once (checked before the
+    work; never one of ``inputs``). A stop or an error after some slices finished writes those (``complete: false``)."""
     from napari_sparse_sem.active.pipeline import ActiveResult, ActiveSlice, active_job
-    from napari_sparse_sem.active.report import check_active_dir, write_active_report
+    from napari_sparse_sem.active.report import check_active_dir, write_active_files
 
-    overwrite = kw.get("overwrite", False)
-    check_active_dir(out_dir, overwrite)
-    done: list[Any] = []
-    try:
-        with progress_bar("active") as update:
-
-            def feed(event: Progress) -> None:
-                if isinstance(event.partial, ActiveSlice):
-                    done.append(event.partial)
-                update(event)
-
-            result = run_job(active_job(volume, config, slices, z_offset), feed)
-    except KeyboardInterrupt:
-        if not done:
-            _stderr().print("Interrupted before the first slice finished; nothing written.", markup=False)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        write_active_report(ActiveResult(done, config, kw.get("source", {})), out_dir, overwrite=True)
-        _stderr().print(f"Interrupted: wrote the {len(done)} finished of {len(slices)} slices to {out_dir}.")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    result.source.update(kw.get("source", {}))
-    write_active_report(result, out_dir, overwrite=True)
+    source = dict(source or {})
+    with check_active_dir(out_dir, overwrite, inputs) as folder:
+        result = _run_into_report(
+            active_job(volume, config, slices, z_offset),
+            ActiveSlice,
+            folder,
+            lambda done: write_active_files(ActiveResult(done, config, source), folder.stage, complete=False),
+            len(slices),
+            "slice",
+            quiet,
+        )
+        result.source.update(source)
+        write_active_files(result, folder.stage, complete=True)
+        folder.commit()
     return result
 
 
@@ -840,6 +1045,7 @@ def active(
     seed: Annotated[int, typer.Option(help="Seed of masks and tie-breaking.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Active acquisition (Mi et al.): initial scan → reconstruction → error estimate → rescan → final reconstruction.
 
@@ -851,7 +1057,7 @@ def active(
 
     config = WDPPConfig(
         initial=initial,
-        budget=parse_coverage(budget, "--budget"),
+        budget=parse_coverage(budget, "--budget", whole_allowed=False),
         rounds=rounds,
         estimator=estimator,
         estimator_weights=str(weights) if weights is not None else None,
@@ -871,7 +1077,9 @@ def active(
     raw = np.asarray(vol.data[a:b, y0:y1, x0:x1])
     block = to_float01(raw, "volume", value_range(raw))
     source = {"path": str(volume), "slices": [a, b], "roi": [y0, y1, x0, x1]}
-    result = run_active(block, config, out, list(range(b - a)), a, overwrite=overwrite, source=source)
+    result = run_active(
+        block, config, out, list(range(b - a)), a, overwrite=overwrite, source=source, inputs=(volume,), quiet=quiet
+    )
     _stdout().print(_active_table(result.records))
     _stdout().print(f"report written to {out}: metrics.json, metrics.csv, active.png, rescan/", markup=False)
 
@@ -927,15 +1135,21 @@ def demo(
     ),
     headless: Annotated[bool, typer.Option(help="Never open napari; run the comparison and write a report.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Open napari with the sample stack and the widgets; headless (or without a display): write a comparison report."""
     if not headless and has_display():
         try:
+            from napari_sparse_sem.widgets._worker import received_stop_signal
             from napari_sparse_sem.widgets.demo import launch
         except ImportError as exc:
             _stderr().print(f"napari is not usable here ({exc}); running the headless demo instead.", markup=False)
         else:
-            launch()
+            with default_signals():  # napari handles Ctrl-C; our widgets handle SIGTERM/SIGHUP while a job runs
+                launch()
+            signum = received_stop_signal()
+            if signum is not None:
+                raise typer.Exit(128 + signum)
             return
     from napari_sparse_sem.io.sample_data import load_sample_volume
 
@@ -949,7 +1163,7 @@ def demo(
         f"methods {', '.join(spec.methods)}",
         markup=False,
     )
-    result, paths = run_comparison(vol, spec, out, overwrite=replace, source={"demo": True})
+    result, paths = run_comparison(vol, spec, out, overwrite=replace, source={"demo": True}, quiet=quiet)
     con.print(_summary_table(result.records))
     con.print(f"report written to {out.resolve()}:", markup=False)
     for path in paths.values():
@@ -969,6 +1183,20 @@ def _reference_slices(volume: Path, dataset: str | None, slices: str | None) -> 
         raise ValueError(f"--slices {a}:{b} reaches past the {data.shape[0]} slices of {volume}")
     vrange = value_range(data[a:b])
     return SliceMap(data, lambda plane: to_float01(plane, str(volume), vrange), np.float32), a, b
+
+
+def _check_weights_out(out: Path, volume: Path, overwrite: bool) -> None:
+    """Before training: OUT ends in .safetensors, is not the input (nor inside it), is new unless ``overwrite``, and
+    its folder is writable."""
+    from napari_sparse_sem.nn.weights import SUFFIX
+    from napari_sparse_sem.outputs import check_not_input, check_writable_folder
+
+    if Path(out).suffix != SUFFIX:
+        raise ValueError(f"--out must name a {SUFFIX} file (its model card goes beside it), got {out}")
+    check_not_input(out, [volume])
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; use --overwrite to replace it or choose another --out")
+    check_writable_folder(Path(out).parent)
 
 
 def _budget_flags(minutes: float | None, iterations: int | None) -> str:
@@ -1008,6 +1236,7 @@ def train_estimator(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing weights file and card.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train the unet error estimator (binarized error, Mi et al. 2020) on dense reference slices of VOLUME."""
     from napari_sparse_sem.active.train_estimator import EstimatorTrainingConfig, train_estimator_job
@@ -1029,8 +1258,7 @@ def train_estimator(
         levels=levels,
         balance=balance,
     )
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; use --overwrite to replace it or choose another --out")
+    _check_weights_out(out, volume, overwrite)
     scaled, a, b = _reference_slices(volume, dataset, slices)
     budget = _budget_flags(minutes, config.iterations)
     command = (
@@ -1051,15 +1279,13 @@ def train_estimator(
         command=command,
     )
     try:
-        with progress_bar("train-estimator") as update:
+        with progress_bar("train-estimator", quiet) as update:
             result = run_job(job, update)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if out.exists() and read_card(out).get("training", {}).get("stopped") == "cancelled":
             done = read_card(out)["training"]["iterations_done"]
-            _stderr().print(f"Interrupted: saved the checkpoint after {done} iterations to {out}.", markup=False)
-        else:
-            _stderr().print("Interrupted before training started; nothing written.", markup=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise _stopped(exc, f"saved the checkpoint after {done} iterations to {out}.") from None
+        raise _stopped(exc, "stopped before training started; nothing written.") from None
     size_mb = result["path"].stat().st_size / 1e6
     training = result["card"]["training"]
     _stdout().print(
@@ -1109,6 +1335,7 @@ def train_gan(
     dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the training saved in OUT's checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing weights, card, plot and checkpoint.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train the partial-scan GAN (Ede & Beanland 2020) on dense reference slices of VOLUME."""
     from napari_sparse_sem.nn.weights import read_card
@@ -1122,6 +1349,7 @@ def train_gan(
 
     if resume and overwrite:
         raise ValueError("--resume continues a training, --overwrite starts a new one: give one of them")
+    _check_weights_out(out, volume, overwrite=True)  # the job itself refuses existing files without --overwrite
     config = GANTrainingConfig(
         preset=preset,
         architecture={**({"fill": fill} if fill else {}), **({"context": context} if context else {})},
@@ -1158,18 +1386,15 @@ def train_gan(
         command=command,
     )
     try:
-        with progress_bar("train-gan") as update:
+        with progress_bar("train-gan", quiet) as update:
             result = run_job(job, update)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if state_path(out).exists() and read_card(out).get("training", {}).get("stopped") == "cancelled":
             done = read_card(out)["training"]["iterations_done"]
-            _stderr().print(
-                f"Interrupted: saved the checkpoint after {done} iterations to {out}; continue with --resume.",
-                markup=False,
-            )
-        else:
-            _stderr().print("Interrupted before training started; nothing written.", markup=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise _stopped(
+                exc, f"saved the checkpoint after {done} iterations to {out}; continue with --resume."
+            ) from None
+        raise _stopped(exc, "stopped before training started; nothing written.") from None
     card = result["card"]
     metrics = card.get("metrics", {})
     scores = ", ".join(f"{name} {metrics[name]['psnr']:.2f} dB" for name in ("gan-mse", "gan") if name in metrics)
@@ -1215,8 +1440,9 @@ _mount_subcommands()
 
 
 def main() -> None:
-    """Console-script entry point (``sparse-sem``)."""
-    app()
+    """Console-script entry point (``sparse-sem``): every command runs with Ctrl-C, SIGTERM and SIGHUP handled."""
+    with stop_signals():
+        app()
 
 
 if __name__ == "__main__":  # pragma: no cover

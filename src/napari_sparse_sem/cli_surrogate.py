@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from napari_sparse_sem.cli import _clean_errors, _stdout, progress_bar
+from napari_sparse_sem.cli import QuietOption, _clean_errors, _stdout, _stopped, progress_bar
 from napari_sparse_sem.runtime import run_job
 
 if TYPE_CHECKING:
@@ -95,8 +95,10 @@ def make_dataset_command(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted store with the same parameters.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Training pairs for the neural surrogate: 7-channel heightfield + normal map → Monte Carlo BSE and SE."""
+    from napari_sparse_sem.outputs import check_writable_folder
     from napari_sparse_sem.surrogate.dataset import DatasetSpec, make_dataset
     from napari_sparse_sem.surrogate.montecarlo import MCConfig
 
@@ -111,8 +113,13 @@ def make_dataset_command(
         seed=seed,
         mc=MCConfig(energy_kev=energy, electrons_per_pixel=electrons, seed=seed),
     )
-    with progress_bar("make-dataset") as update:
-        summary = run_job(make_dataset(spec, out, resume=resume, overwrite=overwrite), update)
+    check_writable_folder(out.parent)
+    try:
+        with progress_bar("make-dataset", quiet) as update:
+            summary = run_job(make_dataset(spec, out, resume=resume, overwrite=overwrite), update)
+    except KeyboardInterrupt as exc:
+        kept = f"the finished samples are in {out}; continue with --resume." if out.exists() else "nothing written."
+        raise _stopped(exc, kept) from None
     _stdout().print(json.dumps(summary), markup=False)
 
 
@@ -135,13 +142,17 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing weights and checkpoint.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train the neural BSE/SE surrogate on a make-dataset store (L1, Adam; resumable; learning curves saved)."""
+    from napari_sparse_sem.outputs import check_not_input, check_writable_folder
     from napari_sparse_sem.surrogate.model import SurrogateConfig
     from napari_sparse_sem.surrogate.training import SurrogateTrainingConfig, train_surrogate_job
 
     if resume and overwrite:
         raise ValueError("--resume continues a training, --overwrite starts a new one: give one of them")
+    check_not_input(out, [dataset])
+    check_writable_folder(out.parent)
     config = SurrogateTrainingConfig(
         model=SurrogateConfig(layout=layout, representation=representation),
         iterations=iterations if iterations is not None or minutes is not None else 2000,
@@ -162,8 +173,12 @@ def train(
         f"{budget} --batch {batch} --crop {crop} --lr {lr:g} --loss {loss} --seed {seed} --device {device}"
     )
     job = train_surrogate_job(dataset, out, config, resume=resume, overwrite=overwrite, command=command)
-    with progress_bar("surrogate train") as update:
-        result = run_job(job, update)
+    try:
+        with progress_bar("surrogate train", quiet) as update:
+            result = run_job(job, update)
+    except KeyboardInterrupt as exc:
+        kept = f"saved a checkpoint to {out}; continue with --resume." if out.exists() else "nothing written."
+        raise _stopped(exc, kept) from None
     _stdout().print(json.dumps(result), markup=False)
 
 
@@ -193,21 +208,27 @@ def simulate_stack_command(
     seed: Annotated[int, typer.Option(help="Random seed (geometry and noise).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """A simulated FIB-SEM stack: geometry → heightfield per slice → surrogate BSE/SE (+ noise) + exact solid labels."""
+    from napari_sparse_sem.outputs import check_not_input, check_writable_folder
     from napari_sparse_sem.surrogate.geometry import Primitives
     from napari_sparse_sem.surrogate.model import load_surrogate
     from napari_sparse_sem.surrogate.stack import StackSpec, save_stack, simulate_stack
 
+    if Path(out).suffix != ".zarr":
+        raise ValueError(f"the simulated stack is a zarr store: give a path ending in .zarr, got {Path(out).name!r}")
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    check_not_input(out, [primitives, weights])
+    check_writable_folder(Path(out).parent)
     spec = StackSpec(slices=slices, spacing=spacing, size=size, detector=detector, dose=dose, snr=snr, seed=seed)
     if primitives is not None:
         source: GeometrySpec | Primitives = Primitives.load(primitives)
     else:
         source = _geometry_spec(shape, porosity, radius, height, edge, orientation, pixel_size, seed)
     surrogate = load_surrogate(weights, device=device)
-    with progress_bar("simulate-stack") as update:
+    with progress_bar("simulate-stack", quiet) as update:
         stack = run_job(simulate_stack(source, spec, surrogate), update)
     path = save_stack(stack, out, overwrite=overwrite)
     summary = {"out": str(path), "shape": list(stack.solid.shape), "voxel_size_nm": list(stack.voxel_size_nm)}
@@ -230,14 +251,22 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the evaluation set (the shipped weights were trained on 0).")] = 2,
     mc_rows: Annotated[int, typer.Option(help="Rows of Monte Carlo to time here per geometry class (0: skip).")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT/metrics.json.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Surrogate vs Monte Carlo on unseen cubes, spheres, cylinders: error % of range, systematic, SSIM, PSNR, speed."""
+    from napari_sparse_sem.outputs import check_not_input, check_writable_folder, write_json
     from napari_sparse_sem.surrogate.dataset import DatasetSpec, make_dataset
     from napari_sparse_sem.surrogate.evaluate import evaluate_job
     from napari_sparse_sem.surrogate.model import load_surrogate
     from napari_sparse_sem.surrogate.montecarlo import MCConfig
 
+    path = out / "metrics.json"
+    check_not_input(out, [dataset, weights])
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; use --overwrite to replace it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(out)
     surrogate = load_surrogate(weights, device=device)
     if dataset is None:
         dataset = out / "eval.zarr"
@@ -249,13 +278,15 @@ def evaluate(
             seed=seed,
             mc=MCConfig(electrons_per_pixel=electrons, seed=seed),
         )
-        with progress_bar("evaluation set (Monte Carlo)") as update:
-            run_job(make_dataset(spec, dataset, resume=dataset.exists()), update)
-    with progress_bar("evaluate") as update:
+        try:
+            with progress_bar("evaluation set (Monte Carlo)", quiet) as update:
+                run_job(make_dataset(spec, dataset, resume=dataset.exists()), update)
+        except KeyboardInterrupt as exc:
+            raise _stopped(exc, f"the finished evaluation samples are in {dataset}; run again to continue.") from None
+    with progress_bar("evaluate", quiet) as update:
         result = run_job(evaluate_job(surrogate, dataset, mc_rows=mc_rows), update)
     result |= {"dataset": str(dataset), "weights": str(weights or "shipped")}
-    path = out / "metrics.json"
-    path.write_text(json.dumps(_no_nan(result), indent=2) + "\n")
+    write_json(path, _no_nan(result))
     _stdout().print(_metrics_table(result["records"]), markup=False)
     _stdout().print(f"wrote {path}", markup=False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 
 from napari_sparse_sem import __version__
 from napari_sparse_sem.compare import RECORD_KEYS, CompareResult, CompareRun, summary
+from napari_sparse_sem.outputs import PACKAGE, ReportFolder, owned_entries
 
 REPORT_FILES: dict[str, str] = {
     "metrics_json": "metrics.json",
@@ -47,11 +49,13 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON (made safe by :func:`json_safe`: NaN/inf → null)."""
     path.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> None:
+    """Write ``rows`` as CSV: ``first`` columns first, then every other key in order of appearance."""
     columns = list(first)
     for row in rows:
         columns.extend(k for k in row if k not in columns)
@@ -62,53 +66,71 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], first: tuple[str, ...] = 
             writer.writerow({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()})
 
 
-def check_report_dir(out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """The report paths in ``out_dir``; ``FileExistsError`` naming existing report files unless ``overwrite``.
+def _legacy_report(folder: Path) -> set[str]:
+    """A report written before ``params.json`` listed its files: our params.json marks the usual file names as ours."""
+    return set(REPORT_FILES.values()) if (folder / REPORT_FILES["params"]).is_file() else set()
 
-    Call it before a long comparison so a refused folder fails at once, not after the work.
+
+def check_report_dir(
+    out_dir: str | Path, overwrite: bool = False, inputs: Iterable[str | Path | None] = ()
+) -> ReportFolder:
+    """Check ``out_dir`` for a comparison report before the work (see :class:`~napari_sparse_sem.outputs.ReportFolder`:
+    never an input, a previous report or other files only with ``overwrite``) and open its staging folder.
+
+    Write the report with :func:`write_report_files` into ``.stage``, then ``commit()``; leaving the ``with`` block
+    without a commit leaves ``out_dir`` as it was.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder; choose a folder for the report")
-    paths = {key: out / name for key, name in REPORT_FILES.items()}
-    existing = [p.name for p in paths.values() if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{out} already holds {', '.join(existing)}; use --overwrite (overwrite=True) to replace them "
-            "or choose another folder"
-        )
-    return paths
+    return ReportFolder(
+        out_dir, "compare", inputs=inputs, overwrite=overwrite, legacy=_legacy_report, names=REPORT_FILES.values()
+    )
 
 
-def write_report(result: CompareResult, out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """Write metrics.json, metrics.csv, summary.csv, params.json and comparison.png into ``out_dir``.
+def write_report(
+    result: CompareResult, out_dir: str | Path, overwrite: bool = False, inputs: Iterable[str | Path | None] = ()
+) -> dict[str, Path]:
+    """Write metrics.json, metrics.csv, summary.csv, comparison.png and params.json into ``out_dir``, all at once.
 
-    Existing report files are refused (``FileExistsError`` naming them) unless ``overwrite``; nothing is written then.
-    Returns the written paths by key (see :data:`REPORT_FILES`).
+    A previous report (or other files) in ``out_dir`` is refused (``FileExistsError``, nothing written) unless
+    ``overwrite``; an ``out_dir`` that is or lies inside one of ``inputs`` is refused always. Returns the written paths
+    by key (see :data:`REPORT_FILES`).
     """
-    paths = check_report_dir(out_dir, overwrite)
-    out = Path(out_dir)
     if not result.records:
         raise ValueError("the comparison has no records to report (did it finish any run?)")
-    out.mkdir(parents=True, exist_ok=True)
+    with check_report_dir(out_dir, overwrite, inputs) as folder:
+        write_report_files(result, folder.stage)
+        out = folder.commit()
+    return {key: out / name for key, name in REPORT_FILES.items()}
+
+
+def write_report_files(result: CompareResult, folder: str | Path) -> dict[str, Path]:
+    """Write the report files into the existing ``folder``; ``params.json`` last, once everything else is written.
+
+    ``params.json`` says ``"complete": true`` only when every run of the spec finished, and lists the files it owns.
+    """
+    if not result.records:
+        raise ValueError("the comparison has no records to report (did it finish any run?)")
+    out = Path(folder)
+    paths = {key: out / name for key, name in REPORT_FILES.items()}
     rows = summary(result.records)
-    _write_json(paths["metrics_json"], result.records)
-    _write_csv(paths["metrics_csv"], result.records, RECORD_KEYS)
-    _write_csv(paths["summary_csv"], rows)
+    write_json(paths["metrics_json"], result.records)
+    write_csv(paths["metrics_csv"], result.records, RECORD_KEYS)
+    write_csv(paths["summary_csv"], rows)
+    figure = comparison_figure(result)
+    figure.savefig(paths["figure"], dpi=100)
     params = {
+        "command": "compare",
         "spec": result.spec.to_dict(),
         "slices": list(result.slices),
         "roi": list(result.roi),
         "source": result.source,
-        "package": "napari-sparse-sem",
+        "package": PACKAGE,
         "version": __version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "complete": len(result.runs)
         == len(result.spec.patterns) * len(result.spec.coverages) * len(result.spec.methods),
+        "files": owned_entries(out),
     }
-    _write_json(paths["params"], params)
-    figure = comparison_figure(result)
-    figure.savefig(paths["figure"], dpi=100)
+    write_json(paths["params"], params)
     return paths
 
 

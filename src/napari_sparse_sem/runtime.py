@@ -4,11 +4,20 @@ Every long job is a generator that yields :class:`Progress` events and *returns*
 with :func:`run_job`; a napari widget drives the same generator with ``thread_worker`` (``quit()`` stops it between
 yields). Jobs keep finished work in the objects they were given (for example a preallocated output volume), so
 closing a generator early loses nothing that was finished.
+
+Inside :func:`stop_signals` (the CLI runs every command in it), Ctrl-C, SIGTERM (``timeout``, ``docker stop``, a
+cluster's time limit) and SIGHUP all stop the same way: a running job stops at its next progress step by raising
+:class:`Stopped` (a ``KeyboardInterrupt``), so its cleanup runs and the face keeps what was finished; outside a job the
+signal raises at once; a second signal while a job is still working on its step raises at once; signals that arrive
+while a stop is being cleaned up are ignored, so the cleanup is never cut short.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import signal
+import threading
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,6 +49,92 @@ class Cancelled(RuntimeError):
     """Raised by :func:`run_job` when ``should_stop`` asked the job to stop; finished work stays where it was put."""
 
 
+class Stopped(KeyboardInterrupt):
+    """A stop signal (Ctrl-C, SIGTERM, SIGHUP) raised like Ctrl-C, so every face keeps finished work the same way."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(f"stopped by {signal_name(self.signum)}")
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15 and so on."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    """The shell's exit status of a process stopped by a signal: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129
+    SIGHUP); a plain ``KeyboardInterrupt`` counts as Ctrl-C."""
+    return 128 + int(getattr(exc, "signum", signal.SIGINT))
+
+
+class _StopState:
+    def __init__(self) -> None:
+        self.requested: int | None = None  # a signal that arrived while a job ran: stop at its next step
+        self.raised = False  # a Stopped is on its way up: cleanup runs, further signals are ignored
+        self.jobs = 0
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self.raised:
+            return
+        if self.jobs and self.requested is None:
+            self.requested = signum
+            return
+        self.raised = True
+        raise Stopped(signum)
+
+    def check(self) -> None:
+        if self.requested is not None and not self.raised:
+            self.raised = True
+            raise Stopped(self.requested)
+
+
+_STOP = _StopState()
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Handle Ctrl-C, SIGTERM and SIGHUP as described in the module docstring while the block runs (main thread only;
+    elsewhere a no-op). The previous handlers come back afterwards."""
+    global _STOP
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outer, _STOP = _STOP, _StopState()
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _STOP.on_signal)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _STOP = outer
+
+
+@contextmanager
+def default_signals() -> Iterator[None]:
+    """Give the stop signals their default handlers while the block runs (e.g. napari's event loop, which handles
+    Ctrl-C itself and whose widgets handle SIGTERM/SIGHUP while a job runs); the previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def run_job(
     job: Job[T],
     on_progress: Callable[[Progress], None] | None = None,
@@ -49,13 +144,17 @@ def run_job(
 
     ``on_progress`` sees every event; when ``should_stop()`` turns true the generator is closed (its ``finally``
     blocks run) and :class:`Cancelled` is raised. Anything raised on the consumer's side (an error in
-    ``on_progress``, Ctrl-C) also closes the job before it propagates, so the job's cleanup always runs.
+    ``on_progress``, Ctrl-C) also closes the job before it propagates, so the job's cleanup always runs. Under
+    :func:`stop_signals`, a stop signal raises :class:`Stopped` after the job's next event.
     """
+    state = _STOP
+    state.jobs += 1
     try:
         while True:
             event = next(job)
             if on_progress is not None:
                 on_progress(event)
+            state.check()
             if should_stop is not None and should_stop():
                 raise Cancelled("stopped on request; finished work was kept")
     except StopIteration as stop:
@@ -63,6 +162,8 @@ def run_job(
     except BaseException:
         job.close()
         raise
+    finally:
+        state.jobs -= 1
 
 
 def sub_job(job: Job[T], offset: int, total: int, prefix: str = "") -> Generator[Progress, None, T]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -200,12 +198,9 @@ def test_select_rescan_refuses_bad_requests():
         wdpp.select_rescan(-est, 3, "wdpp")
 
 
-def test_greedy_speed_on_a_512_image():
-    """Target: 512², 5 % in < 2 s on the 2-core CI machine (measured ~0.35 s; the bound leaves room for load)."""
+def test_greedy_on_a_512_image():
+    """5 % of a 512² image (its speed is measured by benchmarks/active.py, not asserted here)."""
     est = ndimage.gaussian_filter(np.random.default_rng(0).random((512, 512)), 3)
     est -= est.min()
-    wdpp.select_rescan(est[:64, :64], 50, "wdpp")  # compile / load the numba cache
-    start = time.perf_counter()
     sel = wdpp.select_rescan(est, int(0.05 * 512 * 512), "wdpp")
-    assert time.perf_counter() - start < 4.0
     assert len(sel.points) == 13107

@@ -146,3 +146,12 @@ def test_unet_weights_round_trip_give_the_same_outputs(tmp_path: Path) -> None:
     x = torch.rand(1, 3, 40, 30)
     with torch.no_grad():
         assert torch.equal(net(x), rebuilt(x))
+
+
+def test_non_finite_weights_are_refused_naming_the_file(tmp_path: Path) -> None:
+    tensors = _tensors()
+    tensors["conv.weight"][0, 0, 0, 0] = float("nan")
+    tensors["half"][1] = float("inf")
+    path, _ = save_weights(tmp_path / "broken.safetensors", tensors, {"data": "test"})
+    with pytest.raises(ValueError, match=r"broken\.safetensors holds NaN or infinite values in 2 tensor\(s\)"):
+        load_weights(path)

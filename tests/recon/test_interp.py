@@ -76,33 +76,22 @@ def test_inputs_not_modified(flyem_slice125: np.ndarray) -> None:
     np.testing.assert_array_equal(mask, mask_copy)
 
 
-def test_linear_512_is_fast(flyem_slice125: np.ndarray) -> None:
-    image = np.pad(flyem_slice125, ((0, 262), (0, 262)), mode="reflect")  # 512² of real texture
+def test_linear_on_512(flyem_slice125: np.ndarray) -> None:
+    """512² of real texture (its speed is measured by benchmarks/speed.py)."""
+    image = np.pad(flyem_slice125, ((0, 262), (0, 262)), mode="reflect")
     mask = random_mask(image.shape, seed=1)
     sparse = sparse_of(image, mask)
-    fill_linear(sparse, mask)  # warm up imports
-    start = time.perf_counter()
     result = fill_linear(sparse, mask)
-    seconds = time.perf_counter() - start
-    print(f"linear 512² at 5 %: {seconds:.3f} s, {psnr(image, result):.2f} dB")
-    assert seconds < 2.0  # target < 1 s; margin for a loaded machine
     assert psnr(image, result) > 24.0
 
 
-def test_biharmonic_beats_skimage(flyem_slice125: np.ndarray) -> None:
+def test_biharmonic_matches_skimage(flyem_slice125: np.ndarray) -> None:
+    """As good as scikit-image's inpaint_biharmonic (the speed comparison is benchmarks/speed.py)."""
     mask = random_mask(flyem_slice125.shape, seed=2)
     sparse = sparse_of(flyem_slice125, mask)
-    ours_s, theirs_s = [], []
-    for _ in range(2):  # best of two, to be fair on a loaded machine
-        start = time.perf_counter()
-        ours = fill_biharmonic(sparse, mask)
-        ours_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        theirs = inpaint_biharmonic(sparse, ~mask)
-        theirs_s.append(time.perf_counter() - start)
+    ours = fill_biharmonic(sparse, mask)
+    theirs = inpaint_biharmonic(sparse, ~mask)
     ours_db, theirs_db = psnr(flyem_slice125, ours), psnr(flyem_slice125, np.clip(theirs, 0, 1))
-    print(f"biharmonic ours {min(ours_s):.3f} s {ours_db:.2f} dB, skimage {min(theirs_s):.3f} s {theirs_db:.2f} dB")
-    assert min(ours_s) < min(theirs_s)
     assert ours_db >= theirs_db - 0.3
 
 
@@ -122,19 +111,13 @@ def test_multigrid_solver_matches_direct_solve_on_line_scans(flyem_slice125: np.
     np.testing.assert_array_equal(result[known], image[known])
 
 
-def test_pde_methods_on_wide_gaps_are_fast(flyem_slice125: np.ndarray) -> None:
+def test_pde_methods_on_wide_gaps(flyem_slice125: np.ndarray) -> None:
     known = np.zeros(flyem_slice125.shape, dtype=bool)
     known[::20] = True  # 5 % as lines: 19-row gaps
     sparse = sparse_of(flyem_slice125, known)
     linear_db = psnr(flyem_slice125, fill_linear(sparse, known))
     for fill in (fill_harmonic, fill_biharmonic):
-        start = time.perf_counter()
         result = fill(sparse, known)
-        seconds = time.perf_counter() - start
-        print(
-            f"{fill.__name__} on lines: {seconds:.2f} s, {psnr(flyem_slice125, result):.2f} dB (linear {linear_db:.2f})"
-        )
-        assert seconds < 5.0
         assert psnr(flyem_slice125, result) > linear_db - 0.5
 
 

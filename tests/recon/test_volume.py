@@ -193,3 +193,20 @@ def test_method_errors_still_close_the_reconstructor(acquisition) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         drain(reconstruct_volume(sparse, mask, method))
     assert method.closed == 1
+
+
+def test_non_finite_results_stop_the_run_and_are_not_kept(acquisition) -> None:
+    """A broken network (NaN weights, say) must not leave NaN or zeros in a result that looks finished."""
+    sparse, mask = acquisition
+
+    class Broken(Recording):
+        def reconstruct_slice(self, sparse, mask, center):
+            image = super().reconstruct_slice(sparse, mask, center)
+            return np.full_like(image, np.nan) if len(self.slabs) > 2 else image
+
+    out = np.zeros(sparse.shape, np.float32)
+    method = Broken()
+    with pytest.raises(ValueError, match="NaN/infinite pixels"):
+        drain(reconstruct_volume(sparse, mask, method, out=out))
+    assert out[:2].any(axis=(1, 2)).all() and not out[2:].any()  # the finished slices stay, the broken one is not kept
+    assert method.closed == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -147,21 +145,10 @@ def test_lines_regular_and_random() -> None:
 
 
 def test_bluenoise_at_high_coverage_on_512() -> None:
-    start = time.perf_counter()
     result = make_mask((512, 512), MaskSpec(pattern="bluenoise", coverage=0.2, seed=0))
-    elapsed = time.perf_counter() - start
     assert result.mask.sum() == round(0.2 * 512 * 512)
-    assert elapsed < 5.0  # about 0.5 s on one idle core; generous for a busy machine
     random = make_mask((512, 512), MaskSpec(pattern="random", coverage=0.2, seed=0))
     assert nn_distances(result.mask).mean() > 1.2 * nn_distances(random.mask).mean()
-
-
-@pytest.mark.parametrize("pattern", PATTERNS)
-def test_patterns_are_fast_on_512(pattern: str) -> None:
-    start = time.perf_counter()
-    make_mask((512, 512), MaskSpec(pattern=pattern, coverage=0.05, seed=0))
-    limit = 5.0 if pattern == "bluenoise" else 1.0  # measured: < 0.2 s (bluenoise ~0.1 s); margin for busy CI
-    assert time.perf_counter() - start < limit
 
 
 def test_same_seed_same_mask_and_rng_argument() -> None:

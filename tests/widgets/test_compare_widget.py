@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from napari_sparse_sem.metrics import psnr
 from napari_sparse_sem.widgets._worker import ERROR_STYLE
@@ -78,7 +79,7 @@ def test_three_patterns_in_grid_with_matched_contrast(viewer, sample_layer, smal
     np.testing.assert_array_equal(sample_layer.data, before)
 
 
-def test_slice_range_and_roi_from_shapes(viewer, sample_layer, small_stack, wait_done, tmp_path):
+def test_slice_range_and_roi_from_shapes(viewer, sample_layer, small_stack, wait_done, tmp_path, monkeypatch):
     # A rectangle over rows 20..68 and columns 10..74 of the sample (world coordinates: 10 nm pixels, offset).
     roi = viewer.add_shapes(
         [np.array([[5 + 10 * 20, -20 + 10 * 10], [5 + 10 * 68, -20 + 10 * 74]])], shape_type="rectangle", name="roi"
@@ -105,6 +106,18 @@ def test_slice_range_and_roi_from_shapes(viewer, sample_layer, small_stack, wait
 
     paths = widget.save_report(tmp_path / "report")
     assert all(path.exists() for path in paths.values())
+
+    # a folder with the user's own files: refused at first, then (after a Yes) written beside them, which stay
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"notes\.txt"):
+        widget.save_report(shared)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(shared))
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.Yes)
+    widget._ask_save_report()
+    assert (shared / "notes.txt").read_text() == "mine" and (shared / "params.json").exists()
+    assert "report saved" in widget.panel.status.text()
 
 
 def test_bad_input_shows_error_and_adds_nothing(viewer, sample_layer):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
@@ -92,30 +90,25 @@ def test_cancel_keeps_finished_slices(viewer, flyem_crop_uint8, wait_done, qtbot
 
 
 def test_event_loop_keeps_running_during_reconstruction(viewer, flyem_crop_uint8, wait_done):
-    # 4 full slices with the 3D linear method take ~2.5 s; a QTimer must keep ticking meanwhile.
+    # 4 full slices with the 3D linear method run in a worker; a QTimer on the GUI thread must keep ticking meanwhile.
+    # Counted in ticks while the job runs, not in seconds: a loaded machine slows both alike.
     stack = viewer.add_image(flyem_crop_uint8[:4].copy(), name="stack4")
     _acquire(viewer, stack, wait_done)
     widget = ReconstructWidget(viewer)
     widget.truth.value = None
     widget.method.value = "linear3d"
-    ticks: list[float] = []
+    ticks_while_busy: list[int] = []
     timer = QTimer()
     timer.setInterval(20)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.timeout.connect(lambda: ticks_while_busy.append(1) if widget.panel.busy else None)
     timer.start()
-    start = time.perf_counter()
     widget.run()
     wait_done(widget.panel)
-    elapsed = time.perf_counter() - start
     timer.stop()
 
     assert widget.layer.data.any(axis=(1, 2)).all()
-    assert elapsed >= 1.0, "the reconstruction must take a while for this test to mean something"
-    gaps = np.diff([start, *ticks])
-    print(f"TICKS {len(ticks)} in {elapsed:.2f}s, max gap {gaps.max() * 1000:.0f} ms")
-    # A frozen GUI would deliver (almost) no ticks; a responsive one keeps ticking every ~20 ms.
-    assert len(ticks) > 0.3 * elapsed / 0.02
-    assert gaps.max() < 0.5
+    # A frozen GUI would deliver no tick before the job ends; a responsive one keeps ticking while it runs.
+    assert len(ticks_while_busy) >= 5
 
 
 def test_bad_input_shows_error_and_adds_nothing(viewer, sample_layer, acquired):

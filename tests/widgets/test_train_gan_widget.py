@@ -100,3 +100,22 @@ def test_bad_input_is_reported_in_the_widget(viewer, sample_layer, tiny_gan_arch
     widget.out.value = str(tmp_path / "model.pt")
     widget.run()
     assert ".safetensors" in widget.panel.status.text()
+
+
+def test_closing_napari_mid_training_still_saves_the_checkpoint(
+    viewer, sample_layer, tiny_gan_architecture, qtbot, tmp_path
+):
+    """napari's window close quits every worker and waits for them; the training's cleanup (the checkpoint) must run
+    then, in the worker thread, not wait for a GUI event that a closing app may never process."""
+    from napari.qt.threading import WorkerBase
+
+    out = tmp_path / "gan.safetensors"
+    widget = _tiny_widget(viewer, sample_layer, tiny_gan_architecture, out, iterations=400)
+    widget.run()
+    qtbot.waitUntil(
+        lambda: widget.panel.last_progress is not None and widget.panel.last_progress.step >= 10, timeout=30_000
+    )
+    WorkerBase.await_workers(msecs=60_000)  # what napari's main window does in its closeEvent
+    card = read_card(out)
+    assert card["training"]["stopped"] == "cancelled" and 10 <= card["training"]["iterations_done"] < 400
+    qtbot.waitUntil(lambda: not widget.panel.busy, timeout=30_000)

@@ -321,7 +321,12 @@ def load_unet(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any
         )
     tensors, card = load_weights(path)
     inputs = card.get("inputs")
-    if inputs is None or list(inputs) != list(UNET_INPUTS):
+    if inputs is None:
+        raise ValueError(
+            f"the model card of {path.name} does not list the inputs of an error estimator, so these weights were not "
+            "made by `sparse-sem train-estimator`; choose weights it wrote (or train some)"
+        )
+    if list(inputs) != list(UNET_INPUTS):
         raise ValueError(
             f"{path.name} expects the inputs {inputs}, but the unet error estimator feeds {list(UNET_INPUTS)}; "
             "these weights were made for another input layout (retrain with `sparse-sem train-estimator`)"

@@ -19,6 +19,7 @@ import numpy as np
 
 from napari_sparse_sem.active.scan import parse_initial
 from napari_sparse_sem.active.wdpp import DPP_MODES, SAMPLERS, RescanSelection, select_rescan
+from napari_sparse_sem.recon.base import check_finite
 from napari_sparse_sem.runtime import Progress, pick_device
 
 ESTIMATOR_NAMES: tuple[str, ...] = ("unet", "gradient", "variance", "entropy", "oracle")
@@ -196,7 +197,8 @@ def _staged(job: Generator[Progress, None, Any], step: int, total: int) -> Gener
 
 def _reconstruct(recon: Any, sparse: np.ndarray, mask: np.ndarray) -> Generator[Progress, None, np.ndarray]:
     out = yield from recon.reconstruct_slice_job(sparse[None], mask[None], 0)
-    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
+    image = check_finite(np.asarray(out, dtype=np.float32), f"the {recon.name!r} reconstruction")
+    return np.clip(image, 0.0, 1.0)
 
 
 def plan_rescan(
@@ -222,6 +224,7 @@ def plan_rescan(
     estimator = estimator or make_estimator(config.estimator, weights=config.estimator_weights, device=device)
     image = yield from _reconstruct(recon, sparse, mask)
     estimate = np.asarray(estimator.estimate(image, sparse, mask, reference=reference), dtype=np.float32)
+    check_finite(estimate, f"the {config.estimator} error estimate")
     selection = select_rescan(
         estimate,
         k,

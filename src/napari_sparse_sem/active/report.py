@@ -1,9 +1,14 @@
 """Write an active acquisition to disk: ``metrics.json`` (records, sparsification curves, the config), ``metrics.csv``,
-the rescan plan of every slice for the microscope (``rescan/``), and a figure (``active.png``: sparsification curves
-and PSNR per sampler). Nothing is overwritten unless asked."""
+the rescan plan of every slice for the microscope (``rescan/``), a figure (``active.png``: sparsification curves
+and PSNR per sampler) and ``params.json`` (the config, whether every slice finished, the files the report owns).
+The folder is written all at once (:class:`~napari_sparse_sem.outputs.ReportFolder`): nothing is overwritten unless
+asked, and a replaced report leaves no stale rescan plan behind."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +17,8 @@ import numpy as np
 from napari_sparse_sem import __version__
 from napari_sparse_sem.active.pipeline import RECORD_KEYS, ActiveResult, ActiveSlice
 from napari_sparse_sem.metrics import DEFAULT_FRACTIONS, sparsification_curve, sparsification_error_area
-from napari_sparse_sem.report import _write_csv, _write_json
+from napari_sparse_sem.outputs import PACKAGE, PARAMS_FILE, ReportFolder, owned_entries
+from napari_sparse_sem.report import write_csv, write_json
 
 ACTIVE_FILES: dict[str, str] = {
     "metrics_json": "metrics.json",
@@ -46,24 +52,51 @@ def mean_curves(result: ActiveResult, fractions: np.ndarray = DEFAULT_FRACTIONS)
     return out
 
 
-def check_active_dir(out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """The output paths; an existing report is refused unless ``overwrite``."""
-    out = Path(out_dir)
-    paths = {key: out / name for key, name in ACTIVE_FILES.items()}
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)} already exist(s); use --overwrite to replace or choose --out")
-    return paths
+def _legacy_active(folder: Path) -> set[str]:
+    """An active report written before ``params.json`` listed its files: our metrics.json marks the usual names."""
+    try:
+        metrics = json.loads((folder / ACTIVE_FILES["metrics_json"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    ours = isinstance(metrics, dict) and {"config", "records", "curves"} <= set(metrics)
+    return set(ACTIVE_FILES.values()) if ours else set()
 
 
-def write_active_report(result: ActiveResult, out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """Write the files of :data:`ACTIVE_FILES` into ``out_dir``; returns their paths."""
+def check_active_dir(
+    out_dir: str | Path, overwrite: bool = False, inputs: Iterable[str | Path | None] = ()
+) -> ReportFolder:
+    """Check ``out_dir`` before the work (never an input; a previous report or other files only with ``overwrite``)
+    and open its staging folder: write with :func:`write_active_files` into ``.stage``, then ``commit()``."""
+    names = [*ACTIVE_FILES.values(), PARAMS_FILE]
+    return ReportFolder(out_dir, "active", inputs=inputs, overwrite=overwrite, legacy=_legacy_active, names=names)
+
+
+def write_active_report(
+    result: ActiveResult,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path | None] = (),
+    complete: bool = True,
+) -> dict[str, Path]:
+    """Write the files of :data:`ACTIVE_FILES` and ``params.json`` into ``out_dir`` all at once; returns their paths.
+
+    ``overwrite`` replaces exactly what the previous active report there wrote (a stale rescan plan never survives
+    beside a new one); ``complete`` is recorded in ``params.json`` (false for an interrupted run).
+    """
+    with check_active_dir(out_dir, overwrite, inputs) as folder:
+        write_active_files(result, folder.stage, complete)
+        out = folder.commit()
+    return {key: out / name for key, name in ACTIVE_FILES.items()}
+
+
+def write_active_files(result: ActiveResult, folder: str | Path, complete: bool = True) -> dict[str, Path]:
+    """Write the report into the existing ``folder``; ``params.json`` (config, completeness, owned files) last."""
     from napari_sparse_sem.active.export import write_rescan
 
-    paths = check_active_dir(out_dir, overwrite)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    out = Path(folder)
+    paths = {key: out / name for key, name in ACTIVE_FILES.items()}
     curves = mean_curves(result)
-    _write_json(
+    write_json(
         paths["metrics_json"],
         {
             "version": __version__,
@@ -73,7 +106,7 @@ def write_active_report(result: ActiveResult, out_dir: str | Path, overwrite: bo
             "curves": curves,
         },
     )
-    _write_csv(paths["metrics_csv"], result.records, RECORD_KEYS)
+    write_csv(paths["metrics_csv"], result.records, RECORD_KEYS)
     paths["rescan"].mkdir(exist_ok=True)
     for item in result.slices:
         write_rescan(
@@ -81,10 +114,21 @@ def write_active_report(result: ActiveResult, out_dir: str | Path, overwrite: bo
             item.final_mask.shape,
             paths["rescan"] / f"slice_{item.z:04d}",
             metadata={"slice": item.z, "config": result.config.to_dict()},
-            overwrite=overwrite,
         )
     figure = active_figure(result, curves)
     figure.savefig(paths["figure"], dpi=120)
+    params = {
+        "command": "active",
+        "config": result.config.to_dict(),
+        "source": result.source,
+        "slices_done": [item.z for item in result.slices],
+        "package": PACKAGE,
+        "version": __version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "complete": bool(complete),
+        "files": owned_entries(out),
+    }
+    write_json(out / PARAMS_FILE, params)
     return paths
 
 

@@ -3,6 +3,11 @@
 Nothing here imports napari or Qt: the reader returns plain ``(data, kwargs, layer_type)`` tuples and the writers
 take napari's plain layer data and attribute dict, so the hooks are testable (and usable) without a viewer. Volumes
 with a known voxel size open with ``scale`` = voxel size in nm; masks we saved (kind='mask') open as Labels.
+
+Neither hook surprises napari: ``get_reader`` returns None for anything it cannot judge, and ``read_layers`` returns
+layer data or raises a one-line ``VolumeReadError`` (corrupt, truncated, implausible file) or ``ValueError``
+(unsupported content such as RGB or 4D data), which napari shows as a notification. ``FileNotFoundError`` only
+happens when the path disappears between the two calls.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .readers import detect_format, read_volume
+from .readers import VolumeReadError, detect_format, read_volume
 from .volume import Volume
 from .writers import write_volume
 
@@ -36,12 +41,21 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:
-    """Read ``path`` (lazily) into one napari layer-data tuple."""
+    """Read ``path`` (lazily) into one napari layer-data tuple.
+
+    Raises VolumeReadError or ValueError with a one-line message for files it cannot read (see the module docstring).
+    """
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
             raise ValueError(f"expected one path, got {len(path)}; open the files one at a time")
         path = path[0]
-    return [volume_layer_data(read_volume(path))]
+    try:
+        return [volume_layer_data(read_volume(path))]
+    except (ValueError, FileNotFoundError):  # VolumeReadError is a ValueError
+        raise
+    except Exception as err:  # read_volume words its errors; this is the last net before napari
+        text = " ".join(str(err).split())[:200]
+        raise VolumeReadError(f"{path} could not be read ({type(err).__name__}: {text})") from err
 
 
 def volume_layer_data(volume: Volume) -> LayerData:

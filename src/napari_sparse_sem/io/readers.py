@@ -17,14 +17,38 @@ Lazy reading (the default) keeps memory bounded by what is touched:
   everything and close the file at once.
 
 Import cost is kept low: zarr, dask, h5py and mrcfile are imported only when a file of that kind is read.
+
+Hostile files (issue #15). :func:`read_volume` returns a :class:`Volume` or raises one of three things:
+``FileNotFoundError`` (no such path), a plain ``ValueError`` for a readable file we do not support (unknown type,
+RGB, 4D, a dataset name that is wrong or missing) or :class:`VolumeReadError` (also a ``ValueError``) for a file that
+cannot be read: corrupt, truncated, a header that lies, or too big to be real. Every message is one line that names
+the file. Anything else a library raises (``ZeroDivisionError``, ``struct.error``, a codec's ``DeflateError``,
+``MemoryError`` ...) is turned into a :class:`VolumeReadError`; ``KeyboardInterrupt`` and ``SystemExit`` pass.
+To get there:
+
+* headers are checked before any array is made: one slice at most :data:`MAX_SLICE_BYTES`, the volume at most
+  :data:`MAX_VOLUME_BYTES`, and what the file can hold bounds what it may claim (uncompressed data must fit in the
+  file; compressed TIFF/PNG data at most :data:`MAX_COMPRESSION_RATIO` times the file size);
+* pixels are decoded once at open: the whole volume when it is at most :data:`EAGER_DECODE_BYTES`, else the middle
+  slice (napari draws it first) and the first slice when that is small. The decoded pixels are dropped: laziness
+  and the ``lazy`` metadata are unchanged (memory-mapped data needs no decoding and is not read);
+* lazy arrays that decode (compressed TIFF, zarr, HDF5) read through a wrapper, so a corrupt chunk met later, when
+  napari draws another slice, raises a :class:`VolumeReadError` naming the file and slice, not a codec error;
+* zarr chunks that are not stored read as the fill value. When an array has at most :data:`MAX_COUNTED_CHUNKS`
+  chunks we count them: missing ones give a ``UserWarning`` and ``metadata['missing_chunks']``. It is a warning, not
+  an error: other tools skip chunks that hold only the fill value on purpose (``write_empty_chunks`` is off by default
+  in zarr 3), so there a deleted chunk cannot be told from an empty one. Our writers store every chunk, so in a store
+  we wrote a missing chunk means damage.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import struct
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +59,20 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from .guards import (
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    MAX_CHUNKS_PER_AXIS,
+    MAX_COMPRESSION_RATIO,
+    MAX_COUNTED_CHUNKS,
+    MAX_SLICE_BYTES,
+    VolumeReadError,
+    check_size,
+    decode_now,
+    lazy_array,
+    read_errors,
+    short_error,
+    size_text,
+)
 from .volume import Volume, as_zyx
 
 METADATA_KEY = "napari_sparse_sem"
@@ -54,6 +92,7 @@ READER_KEYS = (
     "ome_scale",
     "voxel_size_nm",
     "voxel_size_note",
+    "missing_chunks",
 )
 """Metadata keys that describe a file read (set by readers/hooks), not saved parameters; writers drop them."""
 
@@ -199,13 +238,19 @@ def read_volume(path: str | Path, *, dataset: str | None = None, lazy: bool = Tr
 
     ``dataset`` names the array inside an HDF5 file or a zarr group ('file.h5:/group/ds' works too). A lazy HDF5
     volume keeps its file open while the array lives. ``metadata`` = saved parameters (files we wrote) overlaid
-    with 'format', 'source_path', 'dtype', 'lazy' (and 'dataset' where it applies). Masks we saved come back as
-    bool. Raises FileNotFoundError for a missing path and ValueError for unsupported, corrupt, RGB or 4D+ data.
+    with 'format', 'source_path', 'dtype', 'lazy' (and 'dataset', 'missing_chunks' where they apply). Masks we saved
+    come back as bool. Raises FileNotFoundError for a missing path, VolumeReadError for a file that cannot be read
+    (corrupt, truncated, implausible header) and ValueError for unsupported, RGB or 4D+ data or a wrong dataset.
     """
     file, inner = split_h5_path(path)
     if inner is not None and dataset is not None and inner.strip("/") != dataset.strip("/"):
         raise ValueError(f"{path!s} names dataset {inner!r} but dataset={dataset!r} was also given; use one of them")
     dataset = dataset if dataset is not None else inner
+    with read_errors(file), _quiet_tifffile():
+        return _read_volume(file, dataset, lazy)
+
+
+def _read_volume(file: Path, dataset: str | None, lazy: bool) -> Volume:
     if not file.exists():
         raise FileNotFoundError(f"{file} does not exist")
     fmt = detect_format(file)
@@ -217,10 +262,14 @@ def read_volume(path: str | Path, *, dataset: str | None = None, lazy: bool = Tr
         raise ValueError(f"{file} has an unsupported file type {file.suffix!r}; supported: {_supported_text()}")
     if dataset is not None and fmt not in ("hdf5", "zarr"):
         raise ValueError(f"dataset={dataset!r} only applies to HDF5 files and zarr groups, not to {fmt} ({file})")
+    if fmt in ("tiff", "mrc", "hdf5") and not file.is_file():  # a pipe or device would block or never end
+        raise VolumeReadError(f"{file} is not a regular file; save the volume to a file first")
 
     raw = _READERS[fmt](file, dataset, lazy)
     data = as_zyx(raw.data, what=str(file))
-    saved = raw.saved or {}
+    check_size(file, data.shape, data.dtype)
+    decode_now(data, file)
+    saved = raw.saved if isinstance(raw.saved, dict) else {}
     params = saved.get("parameters") if isinstance(saved.get("parameters"), dict) else {}
     voxel_size = _voxel(saved["voxel_size_nm"]) if saved.get("voxel_size_nm") else None
     data = _restore_dtype(data, saved, params, lazy)
@@ -236,19 +285,23 @@ def read_volume(path: str | Path, *, dataset: str | None = None, lazy: bool = Tr
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The parameters saved by :func:`write_volume` in a TIFF or zarr we wrote; {} for foreign files or formats."""
+    """The parameters saved by :func:`write_volume` in a TIFF or zarr we wrote; {} for foreign files or formats.
+
+    Raises FileNotFoundError for a missing path and VolumeReadError for a TIFF that cannot be opened.
+    """
     file, _ = split_h5_path(path)
     if not file.exists():
         raise FileNotFoundError(f"{file} does not exist")
-    fmt = detect_format(file)
-    saved: dict[str, Any] | None = None
-    if fmt == "tiff":
-        with _open_tiff(file) as tif:
-            saved = _saved_from_tiff(tif)
-    elif fmt == "zarr":
-        saved = _saved_from_zarr(file)
-    params = (saved or {}).get("parameters")
-    return dict(params) if isinstance(params, dict) else {}
+    with read_errors(file), _quiet_tifffile():
+        fmt = detect_format(file)
+        saved: dict[str, Any] | None = None
+        if fmt == "tiff" and file.is_file():
+            with _open_tiff(file) as tif:
+                saved = _saved_from_tiff(tif)
+        elif fmt == "zarr":
+            saved = _saved_from_zarr(file)
+        params = (saved or {}).get("parameters")
+        return dict(params) if isinstance(params, dict) else {}
 
 
 def _stem(file: Path) -> str:
@@ -310,12 +363,16 @@ def _quiet_tifffile() -> Iterator[None]:
 
 @contextmanager
 def _open_tiff(file: Path) -> Iterator[tifffile.TiffFile]:
-    """Open a TIFF, turning tifffile's errors into a ValueError that names the file."""
+    """Open a TIFF, turning tifffile's errors into a VolumeReadError that names the file."""
     try:
         with _quiet_tifffile():
             tif = tifffile.TiffFile(file)
-    except (tifffile.TiffFileError, ValueError, struct.error, OSError, IndexError) as err:
-        raise ValueError(f"{file} is not a readable TIFF file; it may be corrupt or truncated ({err})") from err
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # tifffile raises many types for broken headers
+        raise VolumeReadError(
+            f"{file} is not a readable TIFF file; it may be corrupt or truncated ({short_error(err)})"
+        ) from err
     try:
         yield tif
     finally:
@@ -328,7 +385,7 @@ def _saved_from_tiff(tif: tifffile.TiffFile) -> dict[str, Any] | None:
 
 
 def _check_tiff_complete(tif: tifffile.TiffFile, file: Path) -> None:
-    """Raise ValueError when the file ends before its pages or pixel data do (truncated or corrupt)."""
+    """Raise VolumeReadError when the file ends before its pages or pixel data do (truncated or corrupt)."""
     size = file.stat().st_size
     broken = f"{file} is corrupt or truncated: "
     with _quiet_tifffile():
@@ -337,14 +394,18 @@ def _check_tiff_complete(tif: tifffile.TiffFile, file: Path) -> None:
             count = len(pages)
             last = pages[count - 1]
         except Exception as err:  # tifffile raises many types for broken IFD chains
-            raise ValueError(broken + f"cannot read its pages ({err})") from err
-        series = tif.series[0] if tif.series else None
+            raise VolumeReadError(broken + f"cannot read its pages ({short_error(err)})") from err
+        try:
+            series = tif.series[0] if tif.series else None
+        except Exception as err:
+            raise VolumeReadError(broken + f"cannot make sense of its pages ({short_error(err)})") from err
     if series is not None and series.dataoffset is not None and series.dataoffset + series.nbytes > size:
         needed = series.dataoffset + series.nbytes
-        raise ValueError(broken + f"the pixel data needs {needed} bytes, the file has {size}")
-    ends = [o + n for o, n in zip(last.dataoffsets, last.databytecounts, strict=True) if n]
-    if ends and max(ends) > size:
-        raise ValueError(broken + f"its last page's data ends at byte {max(ends)}, the file has {size}")
+        raise VolumeReadError(broken + f"the pixel data needs {needed} bytes, the file has {size}")
+    for which, page in (("first", pages.first), ("last", last)):
+        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False) if n]
+        if ends and max(ends) > size:
+            raise VolumeReadError(broken + f"its {which} page's data ends at byte {max(ends)}, the file has {size}")
     info = tif.tiff
     with open(file, "rb") as fh:
         fh.seek(last.offset)
@@ -354,14 +415,18 @@ def _check_tiff_complete(tif: tifffile.TiffFile, file: Path) -> None:
     if len(raw_next) == info.offsetsize:
         (next_ifd,) = struct.unpack(info.offsetformat, raw_next)
         if next_ifd != 0 and next_ifd >= size:
-            raise ValueError(broken + f"page {count} points to a next page at byte {next_ifd}, beyond its {size} bytes")
+            raise VolumeReadError(
+                broken + f"page {count} points to a next page at byte {next_ifd}, beyond its {size} bytes"
+            )
     else:
-        raise ValueError(broken + "its last page directory is cut off")
+        raise VolumeReadError(broken + "its last page directory is cut off")
     ij = tif.imagej_metadata or {}
     if series is not None and isinstance(ij.get("images"), int):
         planes = _planes(series.shape, series.axes)
         if planes < ij["images"]:
-            raise ValueError(broken + f"ImageJ metadata announces {ij['images']} images but only {planes} were found")
+            raise VolumeReadError(
+                broken + f"ImageJ metadata announces {ij['images']} images but only {planes} were found"
+            )
 
 
 def _planes(shape: tuple[int, ...], axes: str) -> int:
@@ -450,24 +515,28 @@ def _read_tiff(file: Path, dataset: str | None, lazy: bool) -> _Raw:
     with _open_tiff(file) as tif:
         _check_tiff_complete(tif, file)
         if not tif.series:
-            raise ValueError(f"{file} holds no image data")
+            raise VolumeReadError(f"{file} holds no image data")
         series = tif.series[0]
         axes, shape = series.axes, series.shape
+        _check_tiff_size(tif, series, file)
         saved = _saved_from_tiff(tif)
         nz = _planes(shape, axes)
         voxel = _tiff_voxel_size(tif, nz)
         photometric = tif.pages.first.photometric
+        if _planar_stack(tif, series, file):
+            axes, photometric = "ZYX", tifffile.PHOTOMETRIC.MINISBLACK
         memmappable = series.dataoffset is not None and tif.pages.first.compression == 1
         try:
             if not lazy:
-                with _quiet_tifffile():
-                    data = series.asarray()
+                data = series.asarray()
             elif memmappable:
                 data = tifffile.memmap(file, series=0, mode="r")
             else:
                 data = None
-        except (ValueError, OSError, tifffile.TiffFileError) as err:
-            raise ValueError(f"{file} is corrupt or truncated: reading its pixels failed ({err})") from err
+        except Exception as err:
+            raise VolumeReadError(
+                f"{file} is corrupt or truncated: reading its pixels failed ({short_error(err)})"
+            ) from err
     if data is None:
         data = _tiff_dask(file)
     if tuple(data.shape) != tuple(shape):
@@ -475,26 +544,86 @@ def _read_tiff(file: Path, dataset: str | None, lazy: bool) -> _Raw:
     return _Raw(_tiff_reduce_axes(data, axes, file, photometric), voxel, saved)
 
 
+def _tiff_ratio(page: Any, dtype: np.dtype) -> float:
+    """How many decoded bytes one stored byte of ``page`` can give (compression bound times bit-depth expansion)."""
+    try:
+        ratio = float(MAX_COMPRESSION_RATIO.get(int(page.compression), DEFAULT_MAX_COMPRESSION_RATIO))
+        bits = int(page.bitspersample)
+    except (TypeError, ValueError):
+        return float(DEFAULT_MAX_COMPRESSION_RATIO)
+    if 0 < bits < 8 * dtype.itemsize:  # 1-bit masks decode to one byte per pixel, 12-bit data to uint16
+        ratio *= 8 * dtype.itemsize / bits
+    return ratio
+
+
+def _check_tiff_size(tif: tifffile.TiffFile, series: Any, file: Path) -> None:
+    """Refuse a TIFF whose header claims more pixels than is plausible or than the file can hold."""
+    page = tif.pages.first
+    if series.dtype is None:
+        raise VolumeReadError(
+            f"{file}: its pixel type (BitsPerSample {page.bitspersample}, SampleFormat {page.sampleformat}) cannot be "
+            "decoded; the file is corrupt or uses a pixel type we do not support"
+        )
+    dtype = np.dtype(series.dtype)
+    check_size(
+        file,
+        series.shape,
+        dtype,
+        plane_axes=3 if series.axes.endswith("S") else 2,
+        stored=file.stat().st_size,
+        ratio=_tiff_ratio(page, dtype),
+        what="its TIFF header",
+    )
+
+
+def _planar_stack(tif: tifffile.TiffFile, series: Any, file: Path) -> bool:
+    """True (with a warning) for an (n, y, x) array, n = 3 or 4, that tifffile stored as planar RGB(A).
+
+    ``tifffile.imwrite(path, stack)`` stores a 3- or 4-slice grayscale stack that way unless it is told otherwise,
+    and the file cannot tell it from a colour image saved with ``photometric='rgb'``. We read it as slices, which is
+    what a FIB-SEM stack is far more likely to be; chunky RGB (y, x, 3) and RGB from other writers are still refused.
+    """
+    page = tif.pages.first
+    if series.axes != "SYX" or series.shape[0] not in (3, 4):
+        return False
+    if page.photometric != tifffile.PHOTOMETRIC.RGB or page.planarconfig != tifffile.PLANARCONFIG.SEPARATE:
+        return False
+    shaped = tif.shaped_metadata if tif.is_shaped else None
+    if not shaped or list(shaped[0].get("shape", [])) != list(series.shape):
+        return False
+    n = series.shape[0]
+    warnings.warn(
+        f"{file} is stored as planar RGB{'A' if n == 4 else ''}, which is how tifffile saves any ({n}, y, x) array "
+        f"unless told otherwise; it is read as {n} grayscale slices. If it is a colour image, convert it to "
+        "grayscale first (e.g. Fiji: Image > Type > 8-bit).",
+        UserWarning,
+        stacklevel=5,
+    )
+    return True
+
+
 def _tiff_dask(file: Path) -> Any:
     """Lazy dask view of a compressed or non-contiguous TIFF through tifffile's zarr store (keeps the file open)."""
-    import dask.array as da
     import zarr
 
     store = tifffile.imread(file, aszarr=True, series=0, level=0)
     array = zarr.open(store, mode="r")
     if isinstance(array, zarr.Group):  # multi-resolution TIFF: level 0 only
         array = array["0"]
-    return da.from_zarr(array)
+    return lazy_array(array, file, array.chunks)
 
 
 # ------------------------------------------------------------------------------------------------ slice folders
 
 
 def _slice_props(file: Path) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, number of planes) of one slice file, read from its header only."""
+    """(shape, dtype, number of planes) of one slice file, read from its header only (and checked for plausibility)."""
     if file.suffix.lower() in TIFF_SUFFIXES:
         with _open_tiff(file) as tif:
+            if not tif.series:
+                raise VolumeReadError(f"{file} holds no image data")
             series = tif.series[0]
+            _check_tiff_size(tif, series, file)
             planes = _planes(series.shape, series.axes)
             shape = tuple(n for n, a in zip(series.shape, series.axes, strict=True) if a in "YXS")
             return shape, np.dtype(series.dtype), planes
@@ -503,21 +632,38 @@ def _slice_props(file: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     try:
         props = iio.improps(file)
     except Exception as err:  # imageio raises plugin-specific errors
-        raise ValueError(f"{file} is not a readable image; it may be corrupt or truncated ({err})") from err
-    return tuple(props.shape), np.dtype(props.dtype), 1
+        raise VolumeReadError(
+            f"{file} is not a readable image; it may be corrupt or truncated ({short_error(err)})"
+        ) from err
+    shape, dtype = tuple(int(n) for n in props.shape), np.dtype(props.dtype)
+    # PNG is deflate; 1-bit pixels expand 8 times on decoding
+    check_size(
+        file, shape, dtype, plane_axes=len(shape), stored=file.stat().st_size, ratio=8 * MAX_COMPRESSION_RATIO[8]
+    )
+    return shape, dtype, 1
 
 
-def _read_slice(file: Path) -> np.ndarray:
-    if file.suffix.lower() in TIFF_SUFFIXES:
-        with _open_tiff(file) as tif:
-            _check_tiff_complete(tif, file)
-            return tif.series[0].asarray().reshape(tif.series[0].shape[-2:])
-    import imageio.v3 as iio
-
+def _read_slice(file: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Decode one slice file; VolumeReadError when it cannot be decoded or does not have the expected shape/dtype."""
     try:
-        return np.asarray(iio.imread(file))
-    except Exception as err:  # imageio raises plugin-specific errors
-        raise ValueError(f"{file} could not be read; it may be corrupt or truncated ({err})") from err
+        if file.suffix.lower() in TIFF_SUFFIXES:
+            with _quiet_tifffile(), _open_tiff(file) as tif:
+                _check_tiff_complete(tif, file)
+                plane = tif.series[0].asarray().reshape(tif.series[0].shape[-2:])
+        else:
+            import imageio.v3 as iio
+
+            plane = np.asarray(iio.imread(file))
+    except VolumeReadError:
+        raise
+    except Exception as err:  # tifffile, imageio and codecs raise many types
+        raise VolumeReadError(f"{file} could not be read; it may be corrupt or truncated ({short_error(err)})") from err
+    if plane.shape != shape or plane.dtype != dtype:
+        raise VolumeReadError(
+            f"{file} decodes to shape {plane.shape} {plane.dtype}, but its header said {shape} {dtype}; "
+            "the file is probably corrupt"
+        )
+    return plane
 
 
 def _read_folder(folder: Path, dataset: str | None, lazy: bool) -> _Raw:
@@ -549,11 +695,12 @@ def _read_folder(folder: Path, dataset: str | None, lazy: bool) -> _Raw:
         import dask.array as da
 
         read = dask.delayed(_read_slice, pure=True)
-        data = da.stack([da.from_delayed(read(f), shape=shape, dtype=dtype) for f in files])
+        data = da.stack([da.from_delayed(read(f, shape, dtype), shape=shape, dtype=dtype) for f in files])
     else:
+        check_size(folder, (len(files), *shape), dtype)
         data = np.empty((len(files), *shape), dtype=dtype)
         for z, file in enumerate(files):
-            data[z] = _read_slice(file)
+            data[z] = _read_slice(file, shape, dtype)
     return _Raw(data, voxel, None, extra)
 
 
@@ -578,9 +725,9 @@ def _saved_from_zarr(file: Path) -> dict[str, Any] | None:
 
     try:
         node = zarr.open(str(file), mode="r")
-    except Exception:
+        saved = dict(node.attrs).get(METADATA_KEY)
+    except Exception:  # unreadable store or attributes: the reader itself reports that
         return None
-    saved = dict(node.attrs).get(METADATA_KEY)
     return saved if isinstance(saved, dict) else None
 
 
@@ -617,12 +764,16 @@ def _ome_scale(multiscale: dict[str, Any], dataset: dict[str, Any], ndim: int) -
 
 
 def _read_ome(group: Any, multiscales: list[dict[str, Any]], file: Path, lazy: bool) -> _Raw:
+    import zarr
+
     multiscale = multiscales[0]
     level0 = multiscale["datasets"][0]
     array = group[level0["path"]]
+    if not isinstance(array, zarr.Array):
+        raise VolumeReadError(f"{file}: its OME metadata names {level0['path']!r} as level 0, which is not an array")
     axes = _ome_axes(multiscale, array.ndim)
     if len(axes) != array.ndim:
-        raise ValueError(f"{file}: OME metadata lists {len(axes)} axes but level 0 has {array.ndim} dimensions")
+        raise VolumeReadError(f"{file}: OME metadata lists {len(axes)} axes but level 0 has {array.ndim} dimensions")
     scale = _ome_scale(multiscale, level0, array.ndim)
     index: list[Any] = []
     kept: list[int] = []
@@ -643,24 +794,73 @@ def _read_ome(group: Any, multiscales: list[dict[str, Any]], file: Path, lazy: b
         raise ValueError(
             f"{file} has {len(kept)} spatial/unknown axes ({names}); only 2D and 3D (z, y, x) images are supported"
         )
-    data = _zarr_data(array, lazy)[tuple(index)]
+    data = _zarr_data(array, lazy, file)[tuple(index)]
     voxel = None
     factors = [unit_to_nm(axes[i]["unit"]) for i in kept]
     if scale is not None and all(f is not None for f in factors):
         sizes = [scale[i] * f for i, f in zip(kept, factors, strict=True)]  # type: ignore[operator]
         voxel = _voxel(sizes if len(sizes) == 3 else [sizes[-1], *sizes])
     extra = {"dataset": str(level0["path"]), "n_levels": len(multiscale["datasets"])}
+    extra.update(_missing_chunks(array, file))
     if voxel is None and scale is not None:
         extra["ome_scale"] = [scale[i] for i in kept]
     return _Raw(data, voxel, None, extra)
 
 
-def _zarr_data(array: Any, lazy: bool) -> Any:
+def _zarr_data(array: Any, lazy: bool, file: Path) -> Any:
+    """The array's data (a dask array when lazy), after checking its shape and chunks are plausible."""
+    _check_zarr(array, file)
     if lazy:
-        import dask.array as da
-
-        return da.from_zarr(array)
+        return lazy_array(array, file, array.chunks)
     return array[...]
+
+
+def _check_zarr(array: Any, file: Path) -> None:
+    """Refuse zarr metadata that no real volume has: huge shapes, empty or huge chunks, absurd chunk counts."""
+    shape, chunks = tuple(int(n) for n in array.shape), tuple(int(n) for n in array.chunks)
+    if len(chunks) != len(shape) or any(c <= 0 for c in chunks):
+        raise VolumeReadError(
+            f"{file}: its zarr metadata gives chunk shape {chunks} for shape {shape}; the metadata is corrupt"
+        )
+    check_size(file, shape, array.dtype, what="its zarr metadata")
+    chunk_bytes = math.prod(chunks) * np.dtype(array.dtype).itemsize
+    if chunk_bytes > MAX_SLICE_BYTES:
+        raise VolumeReadError(
+            f"{file}: its zarr metadata gives chunks of {chunks} ({size_text(chunk_bytes)} each), more than the "
+            f"{size_text(MAX_SLICE_BYTES)} limit; the metadata is probably corrupt"
+        )
+    counts = [-(-n // c) for n, c in zip(shape, chunks, strict=True)]
+    if max(counts, default=0) > MAX_CHUNKS_PER_AXIS:
+        raise VolumeReadError(
+            f"{file}: shape {shape} in chunks of {chunks} makes {max(counts)} chunks along one axis, more than the "
+            f"{MAX_CHUNKS_PER_AXIS} limit; the metadata is probably corrupt"
+        )
+
+
+def _missing_chunks(array: Any, file: Path) -> dict[str, int]:
+    """{'missing_chunks': n} for an array with at most MAX_COUNTED_CHUNKS chunks (warning when n > 0), else {}.
+
+    zarr reads a chunk that is not stored as the fill value: that is normal for chunks that only ever held the fill
+    value (zarr 3 does not write them unless asked; our writers ask), and silent data loss for a deleted one. The two
+    look the same, so we warn.
+    """
+    try:
+        total = int(array.nchunks)
+        if total > MAX_COUNTED_CHUNKS:
+            return {}
+        missing = total - int(array.nchunks_initialized)
+    except Exception:  # a store that cannot be listed: nothing to report
+        return {}
+    if missing > 0:
+        fill = array.fill_value.item() if hasattr(array.fill_value, "item") else array.fill_value
+        warnings.warn(
+            f"{file}: {missing} of {total} chunks are missing; those regions read as the fill value "
+            f"{fill} (zarr does not store chunks that hold only the fill value, so this may be "
+            "intended, but a deleted or lost chunk looks the same)",
+            UserWarning,
+            stacklevel=5,
+        )
+    return {"missing_chunks": missing}
 
 
 def _read_zarr(file: Path, dataset: str | None, lazy: bool) -> _Raw:
@@ -670,13 +870,17 @@ def _read_zarr(file: Path, dataset: str | None, lazy: bool) -> _Raw:
         raise FileNotFoundError(f"{file} does not exist")
     try:
         node = zarr.open(str(file), mode="r")
+    except FileNotFoundError as err:  # zarr's GroupNotFoundError: the path exists but holds no zarr metadata
+        raise VolumeReadError(
+            f"{file} is not a zarr store: it has no zarr metadata ({', '.join(ZARR_MARKERS)})"
+        ) from err
     except Exception as err:  # zarr raises several types for unreadable stores
-        raise ValueError(f"{file} is not a readable zarr store ({err})") from err
+        raise VolumeReadError(f"{file} is not a readable zarr store; it may be corrupt ({short_error(err)})") from err
     saved = _saved_from_zarr(file)
     if isinstance(node, zarr.Array):
         if dataset is not None:
             raise ValueError(f"{file} is a single zarr array; dataset={dataset!r} does not apply")
-        return _Raw(_zarr_data(node, lazy), None, saved)
+        return _Raw(_zarr_data(node, lazy, file), None, saved, _missing_chunks(node, file))
     attrs = dict(node.attrs)
     multiscales = _ome_multiscales(attrs)
     if dataset is None and multiscales is not None:
@@ -701,7 +905,7 @@ def _read_zarr(file: Path, dataset: str | None, lazy: bool) -> _Raw:
     array = node[name]
     if saved is None:
         saved = dict(array.attrs).get(METADATA_KEY) if isinstance(dict(array.attrs).get(METADATA_KEY), dict) else None
-    return _Raw(_zarr_data(array, lazy), None, saved, {"dataset": name})
+    return _Raw(_zarr_data(array, lazy, file), None, saved, {"dataset": name, **_missing_chunks(array, file)})
 
 
 # ----------------------------------------------------------------------------------------------------------- MRC
@@ -713,6 +917,7 @@ def _read_mrc(file: Path, dataset: str | None, lazy: bool) -> _Raw:
     import mrcfile
     import mrcfile.utils
 
+    _check_mrc_extended_header(file)
     try:
         with mrcfile.open(file, mode="r", header_only=True) as mrc:
             header = mrc.header
@@ -720,18 +925,41 @@ def _read_mrc(file: Path, dataset: str | None, lazy: bool) -> _Raw:
             shape = mrcfile.utils.data_shape_from_header(header)
             offset = header.nbytes + int(header.nsymbt)
             angstrom = mrc.voxel_size
-    except (ValueError, OSError) as err:
-        raise ValueError(f"{file} is not a valid MRC file; it may be corrupt or truncated ({err})") from err
-    needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # mrcfile raises ValueError mostly, numpy others for a broken header
+        raise VolumeReadError(
+            f"{file} is not a valid MRC file; it may be corrupt or truncated ({short_error(err)})"
+        ) from err
     size = file.stat().st_size
+    check_size(file, shape, dtype, what="its MRC header")
+    needed = offset + math.prod(int(n) for n in shape) * dtype.itemsize
     if size < needed:
-        raise ValueError(f"{file} is corrupt or truncated: its header describes {needed} bytes, the file has {size}")
+        raise VolumeReadError(
+            f"{file} is corrupt or truncated: its header describes {needed} bytes, the file has {size}"
+        )
     voxel = _voxel((float(angstrom.z) / 10, float(angstrom.y) / 10, float(angstrom.x) / 10))
     if lazy:
         data = np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=shape)
     else:
-        data = np.fromfile(file, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+        data = np.fromfile(file, dtype=dtype, count=math.prod(shape), offset=offset).reshape(shape)
     return _Raw(data, voxel)
+
+
+def _check_mrc_extended_header(file: Path) -> None:
+    """Refuse an extended-header size (NSYMBT) beyond the file before mrcfile tries to read (and allocate) it."""
+    with open(file, "rb") as fh:
+        header = fh.read(1024)
+    if len(header) < 1024 or header[212] not in (0x11, 0x44):
+        return  # mrcfile reports a short header or an unknown machine stamp
+    order = ">" if header[212] == 0x11 else "<"  # MACHST: 0x11 big-endian, 0x44 little-endian
+    (nsymbt,) = struct.unpack(order + "i", header[92:96])
+    size = file.stat().st_size
+    if nsymbt < 0 or 1024 + nsymbt > size:
+        raise VolumeReadError(
+            f"{file} is corrupt or truncated: its MRC header announces an extended header of {nsymbt} bytes, the "
+            f"file has {size}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------- HDF5
@@ -765,8 +993,12 @@ def _read_hdf5(file: Path, dataset: str | None, lazy: bool) -> _Raw:
 
     try:
         handle = h5py.File(file, "r")
-    except OSError as err:
-        raise ValueError(f"{file} is not a readable HDF5 file; it may be corrupt or truncated ({err})") from err
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # h5py raises OSError mostly
+        raise VolumeReadError(
+            f"{file} is not a readable HDF5 file; it may be corrupt or truncated ({short_error(err)})"
+        ) from err
     try:
         candidates: list[str] = []
         handle.visititems(
@@ -789,12 +1021,11 @@ def _read_hdf5(file: Path, dataset: str | None, lazy: bool) -> _Raw:
                 f"or the path syntax '{file}:{candidates[0]}'"
             )
         dset = handle[key]
+        _check_hdf5(dset, file)
         voxel = _h5_voxel_size(dset, dset.ndim)
         if lazy:
-            import dask.array as da
-
             chunks = (1, *dset.shape[1:]) if dset.ndim == 3 else dset.shape
-            data = da.from_array(dset, chunks=chunks, lock=True)  # keeps `handle` open while data lives
+            data = lazy_array(dset, file, chunks, lock=True)  # keeps `handle` open while data lives
         else:
             data = dset[()]
             handle.close()
@@ -802,6 +1033,22 @@ def _read_hdf5(file: Path, dataset: str | None, lazy: bool) -> _Raw:
         handle.close()
         raise
     return _Raw(data, voxel, None, {"dataset": key})
+
+
+def _check_hdf5(dset: Any, file: Path) -> None:
+    """Refuse an implausible dataset shape, and a contiguous dataset whose data would end beyond the file."""
+    check_size(file, dset.shape, dset.dtype, what=f"its HDF5 dataset {dset.name!r}")
+    try:
+        offset = dset.id.get_offset()  # None unless contiguous and allocated
+    except Exception:
+        offset = None
+    if offset is not None and dset.chunks is None:
+        needed = int(offset) + math.prod(int(n) for n in dset.shape) * np.dtype(dset.dtype).itemsize
+        size = file.stat().st_size
+        if needed > size:
+            raise VolumeReadError(
+                f"{file} is corrupt or truncated: dataset {dset.name!r} needs bytes up to {needed}, the file has {size}"
+            )
 
 
 _READERS = {"tiff": _read_tiff, "folder": _read_folder, "zarr": _read_zarr, "mrc": _read_mrc, "hdf5": _read_hdf5}

@@ -135,7 +135,7 @@ def write_volume(
     created. Returns the written path.
     """
     target = Path(path).expanduser()
-    kind = _target_kind(target)
+    kind = output_kind(target)
     array = as_zyx(data if hasattr(data, "ndim") and hasattr(data, "dtype") else np.asarray(data), "data to write")
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "biuf":
@@ -150,9 +150,9 @@ def write_volume(
             _write_tiff(tmp, array, voxel, block)
         else:
             _write_zarr(tmp, array, voxel, block, name=target.stem)
-        _move_into_place(tmp, target)
+        move_into_place(tmp, target)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
     return target
 
 
@@ -174,7 +174,8 @@ def metadata_block(
     }
 
 
-def _target_kind(target: Path) -> str:
+def output_kind(target: Path) -> str:
+    """'tiff' or 'zarr' from the name of a file to write; other names are a ValueError listing what we write."""
     suffix = target.suffix.lower()
     if suffix in TIFF_SUFFIXES:
         return "tiff"
@@ -209,7 +210,7 @@ def _check_target(target: Path, overwrite: bool) -> None:
         raise ValueError(f"{target} is a folder that is not a zarr store; refusing to replace it — choose another name")
 
 
-def _move_into_place(tmp: Path, target: Path) -> None:
+def move_into_place(tmp: Path, target: Path) -> None:
     """Replace ``target`` by ``tmp``; an old zarr folder is removed only after the new one is in place."""
     if target.is_dir() and not target.is_symlink():
         backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
@@ -227,7 +228,8 @@ def _move_into_place(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Remove a file, link or folder (zarr store) if it exists."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
@@ -318,6 +320,7 @@ def _write_zarr(
         compressors=numcodecs.Blosc(cname="zstd", clevel=3),
         fill_value=0,
         chunk_key_encoding={"name": "v2", "separator": "/"},
+        config={"write_empty_chunks": True},  # every chunk on disk: a missing one then means damage (readers warn)
     )
     for z, plane in enumerate(_slices(array, dtype)):
         out[z] = plane

@@ -188,7 +188,7 @@ def load_weights(path: str | Path, device: str = "cpu") -> tuple[dict[str, Any],
     """``(tensors, card)`` of the weights file ``path``; tensors are placed on ``device``.
 
     Errors: :class:`FileNotFoundError` for a missing file or card; :class:`ValueError` for a file that is not
-    safetensors (pickles are never loaded) or a card whose ``sha256`` names another file.
+    safetensors (pickles are never loaded), a card whose ``sha256`` names another file, or NaN/infinite weights.
     """
     from safetensors.torch import load_file
 
@@ -204,4 +204,25 @@ def load_weights(path: str | Path, device: str = "cpu") -> tuple[dict[str, Any],
         tensors = load_file(str(path), device=str(device))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise ValueError(f"cannot read the safetensors file {path}: {exc}") from None
+    check_finite(tensors, path)
     return tensors, card
+
+
+def check_finite(tensors: dict[str, Any], path: str | Path) -> None:
+    """``ValueError`` naming the file and tensors when any floating-point tensor holds NaN or infinity.
+
+    Such weights (a diverged training, a damaged file whose card was re-made) would silently turn every output pixel
+    into NaN or 0, so they are refused at load time."""
+    import torch
+
+    bad = [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(
+            f"{path} holds NaN or infinite values in {len(bad)} tensor(s) ({shown}); these weights are broken (a "
+            "diverged training?) — use other weights or train again"
+        )

@@ -86,6 +86,18 @@ def check_slab(sparse: np.ndarray, mask: np.ndarray, center: int) -> tuple[np.nd
     return sparse, mask
 
 
+def check_finite(image: np.ndarray, what: str) -> np.ndarray:
+    """``image`` unchanged, or a ``ValueError`` when it holds NaN/infinity: a broken network (weights, options) must
+    stop the run with a clear message instead of leaving zeros or NaN in a result that looks finished."""
+    if not np.all(np.isfinite(image)):
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise ValueError(
+            f"{what} has {bad} NaN/infinite pixels; its weights or options are broken (nothing of it was kept) — "
+            "check them or choose another method"
+        )
+    return image
+
+
 _REGISTRY: dict[str, type[Reconstructor]] = {}
 
 

@@ -93,9 +93,9 @@ def load_generator(path: str | Path | None, variant: str, device: str = "cpu") -
         )
     tensors, card = load_weights(path)
     if card.get("kind") != CARD_KIND:
+        what = f"a {card['kind']!r} network" if card.get("kind") else "a network whose model card names no kind"
         raise ValueError(
-            f"{path} holds a {card.get('kind', 'different')!r} network, not a partial-scan GAN generator; pick "
-            "weights written by `sparse-sem train-gan`"
+            f"{path} holds {what}, not a partial-scan GAN generator; pick weights written by `sparse-sem train-gan`"
         )
     try:
         config = GANConfig.from_dict(dict(card["architecture"]))

@@ -5,7 +5,8 @@ the volume's ends) from the sparse values and the mask, asks the method for the 
 ``out[z]`` and yields a :class:`~napari_sparse_sem.runtime.Progress` whose ``partial`` is a :class:`SliceDone`.
 Inputs may be numpy, dask or zarr arrays: only the slab is read (each slice once, kept while it is in the window),
 so memory stays bounded by the slab, and ``out`` may be a zarr array. Stopping the generator (``close()``, or
-``run_job``'s ``should_stop``) keeps the finished slices in ``out``; untouched slices stay 0.
+``run_job``'s ``should_stop``) keeps the finished slices in ``out``; untouched slices stay 0. A method that returns
+NaN or infinity stops the run with a clear error before that slice is stored: a broken result is never kept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_sparse_sem.recon.base import FitPreview, Reconstructor, method_class
+from napari_sparse_sem.recon.base import FitPreview, Reconstructor, check_finite, method_class
 from napari_sparse_sem.runtime import Job, Progress
 
 __all__ = ["SliceDone", "reconstruct_volume"]
@@ -186,7 +187,7 @@ def reconstruct_volume(
                     yield Progress(i, total, f"slice {z}: {event.message}", partial)
             finally:
                 inner.close()
-            image = np.asarray(image, dtype=np.float32)
+            image = check_finite(np.asarray(image, dtype=np.float32), f"the {reconstructor.name!r} result of slice {z}")
             if flat_input:
                 out[...] = image
             else:

@@ -219,7 +219,9 @@ def save_stack(stack: SimulatedStack, out: str | Path, overwrite: bool = False) 
     arrays["solid"] = stack.solid.astype(np.uint8)
     for name, data in arrays.items():
         dtype = bool if name == "solid" else data.dtype
-        array = root.create_array(name, shape=data.shape, chunks=(1, *data.shape[1:]), dtype=data.dtype)
+        array = root.create_array(
+            name, shape=data.shape, chunks=(1, *data.shape[1:]), dtype=data.dtype, config={"write_empty_chunks": True}
+        )  # every chunk written, so readers can tell a missing chunk from an all-zero slice
         array[:] = data
         array.attrs[METADATA_KEY] = metadata_block(dtype, stack.voxel_size_nm, {**stack.metadata, "what": name})
     root.attrs["simulated_stack"] = {"arrays": list(arrays), **stack.metadata}

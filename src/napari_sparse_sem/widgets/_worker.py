@@ -4,18 +4,27 @@
 line. It drives the job with napari's generator ``thread_worker`` machinery, so the Qt event loop keeps running, the
 activity dock shows a napari progress bar, and Cancel (``worker.quit()``) stops the job between two yields. Progress
 events are delivered on the GUI thread, which is where widgets may touch layers.
+
+A stopped job is closed in its worker thread as soon as the worker ends (:class:`JobWorker`), so its cleanup (a
+checkpoint, the finished slices, released GPU memory) also runs when napari quits the workers because the viewer is
+closing. While a job runs, SIGTERM and SIGHUP (``kill``, a logout, a cluster's time limit) are handled like Ctrl-C in
+napari: every running job is cancelled at its next step, its cleanup runs, then the windows close
+(:func:`stop_all_jobs`).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from napari_sparse_sem.runtime import Job, Progress
 
@@ -26,6 +35,63 @@ OK_STYLE = ""
 def _drive(job: Job[Any]) -> Generator[Progress, None, Any]:
     """The worker's generator: re-yield the job's events and return its result."""
     return (yield from job)
+
+
+class JobWorker(GeneratorWorker):
+    """A generator worker that closes its generator in the worker thread when it ends, however it ends.
+
+    napari's own worker leaves a quit generator suspended until it is garbage collected; a job's cleanup (saving a
+    checkpoint, keeping finished slices) must not wait for that — least of all when the viewer closes and napari
+    quits every worker."""
+
+    def work(self) -> Any:
+        try:
+            return super().work()
+        finally:
+            self._gen.close()
+
+
+_RUNNING: weakref.WeakSet[JobPanel] = weakref.WeakSet()
+_PREVIOUS_HANDLERS: dict[int, Any] = {}
+_RECEIVED: list[int] = []
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def stop_all_jobs(signum: int | None = None, frame: Any = None, *, close_windows: bool = True) -> int:
+    """Cancel every running job (each stops at its next step and keeps what it finished), then close the windows so
+    napari quits the way it does on Ctrl-C. The handler of SIGTERM/SIGHUP while a job runs; returns the jobs asked."""
+    panels = [panel for panel in list(_RUNNING) if panel.busy]
+    if signum is not None:
+        _RECEIVED.append(int(signum))
+    for panel in panels:
+        panel.cancel()
+    if close_windows and signum is not None:
+        QTimer.singleShot(0, QApplication.closeAllWindows)
+    return len(panels)
+
+
+def received_stop_signal() -> int | None:
+    """The last SIGTERM/SIGHUP that stopped the jobs of this session (for the exit status of a launcher), or None."""
+    return _RECEIVED[-1] if _RECEIVED else None
+
+
+def _install_stop_handlers() -> None:
+    """Handle SIGTERM/SIGHUP with :func:`stop_all_jobs` while jobs run (main thread; only where nobody else did)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        if signum not in _PREVIOUS_HANDLERS and signal.getsignal(signum) in (signal.SIG_DFL, None):
+            _PREVIOUS_HANDLERS[signum] = signal.getsignal(signum)
+            signal.signal(signum, stop_all_jobs)
+
+
+def _restore_stop_handlers() -> None:
+    if any(panel.busy for panel in list(_RUNNING)) or threading.current_thread() is not threading.main_thread():
+        return
+    for signum, handler in list(_PREVIOUS_HANDLERS.items()):
+        if signal.getsignal(signum) is stop_all_jobs:
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        del _PREVIOUS_HANDLERS[signum]
 
 
 def error_text(exc: BaseException) -> str:
@@ -73,6 +139,10 @@ class JobPanel(QWidget):
         self._pbar: napari_progress | None = None
         self._failed = False
         self._callbacks: dict[str, Callable[..., None] | None] = {}
+        # Python runs signal handlers only when the main thread runs Python code: tick while a job runs.
+        self._signal_tick = QTimer(self)
+        self._signal_tick.setInterval(250)
+        self._signal_tick.timeout.connect(lambda: None)
 
     # -- state ---------------------------------------------------------------------------------------------------
     @property
@@ -126,13 +196,16 @@ class JobPanel(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
 
-        worker = create_worker(_drive, job, _ignore_errors=True, _start_thread=False)
+        worker = create_worker(_drive, job, _ignore_errors=True, _start_thread=False, _worker_class=JobWorker)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
         self.worker = worker
+        _RUNNING.add(self)
+        _install_stop_handlers()
+        self._signal_tick.start()
         worker.start()
         return worker
 
@@ -208,9 +281,12 @@ class JobPanel(QWidget):
             self.progress_bar.setRange(0, 1)
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        # The worker thread is done with the generator: close the job so its ``finally`` blocks run now.
+        # The worker closed the job already (JobWorker); closing again is a no-op, and covers a job never started.
         if job is not None:
             job.close()
         if pbar is not None:
             pbar.close()
+        self._signal_tick.stop()
+        _RUNNING.discard(self)
+        _restore_stop_handlers()
         self.finished.emit()

@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select, SpinBox
 from napari.layers import Image, Shapes
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog, QPushButton, QSplitter, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QMessageBox, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, compare_job, result_from_runs, summary
 from napari_sparse_sem.io.volume import Volume, as_zyx
@@ -385,7 +385,21 @@ class CompareWidget(QWidget):
         if not folder:
             return
         try:
-            paths = self.save_report(folder)
+            try:
+                paths = self.save_report(folder)
+            except FileExistsError as exc:
+                answer = QMessageBox.question(
+                    self,
+                    "Write the report here?",
+                    f"{str(exc).split('; ', 1)[0]}.\n\nWrite the report anyway? Files of an earlier report are "
+                    "replaced; other files are kept.",
+                    QMessageBox.Yes | QMessageBox.No,
+                    QMessageBox.No,
+                )
+                if answer != QMessageBox.Yes:
+                    self.panel.set_status("report not saved")
+                    return
+                paths = self.save_report(folder, overwrite=True)
         except (ValueError, FileExistsError, OSError) as exc:
             self.panel.show_error(str(exc))
             return
