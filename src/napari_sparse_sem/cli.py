@@ -1439,8 +1439,17 @@ def _mount_subcommands() -> None:
 _mount_subcommands()
 
 
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Warnings (e.g. a zarr store with missing chunks) as one yellow ``Warning: …`` line, without source locations."""
+    _stderr().print(f"Warning: {message}", style="yellow", markup=False)
+
+
 def main() -> None:
-    """Console-script entry point (``sparse-sem``): every command runs with Ctrl-C, SIGTERM and SIGHUP handled."""
+    """Console-script entry point (``sparse-sem``): every command runs with Ctrl-C, SIGTERM and SIGHUP handled, and
+    warnings shown as plain lines."""
+    import warnings
+
+    warnings.showwarning = _show_warning
     with stop_signals():
         app()
 

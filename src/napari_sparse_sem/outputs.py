@@ -112,30 +112,15 @@ def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**28 else f"{nbytes / 2**20:.1f} MiB"
 
 
-def check_output_file(
-    out: str | Path,
-    inputs: Iterable[str | Path | None] = (),
-    *,
-    overwrite: bool = False,
-    kinds: tuple[str, ...] = ("tiff", "zarr"),
-) -> Path:
-    """Check a volume output before any work: extension (one of ``kinds``), not an input, not an existing file unless
-    ``overwrite``, a writable folder. Returns ``out`` as a Path."""
-    from napari_sparse_sem.io.readers import _is_zarr_dir
-    from napari_sparse_sem.io.writers import WRITE_FORMATS, output_kind
+def check_output_file(out: str | Path, inputs: Iterable[str | Path | None] = (), *, overwrite: bool = False) -> Path:
+    """Check a volume output before any work: a name we can write (.tif or .zarr), not an input or inside one, not
+    an existing file unless ``overwrite``, a writable folder. Returns ``out`` as a Path."""
+    from napari_sparse_sem.io.writers import check_target, output_kind
 
     path = Path(out).expanduser()
-    kind = output_kind(path)
-    if kind not in kinds:
-        raise ValueError(f"cannot write {path.name!r} here; use one of: " + "; ".join(WRITE_FORMATS[k] for k in kinds))
+    output_kind(path)
     check_not_input(path, inputs)
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise FileExistsError(f"{path} already exists; use --overwrite to replace it or choose another --out")
-        if path.is_dir() and not _is_zarr_dir(path):
-            raise ValueError(
-                f"{path} is a folder that is not a zarr store; refusing to replace it — choose another name"
-            )
+    check_target(path, overwrite)
     check_writable_folder(path.parent)
     return path
 

@@ -854,9 +854,8 @@ def _missing_chunks(array: Any, file: Path) -> dict[str, int]:
     if missing > 0:
         fill = array.fill_value.item() if hasattr(array.fill_value, "item") else array.fill_value
         warnings.warn(
-            f"{file}: {missing} of {total} chunks are missing; those regions read as the fill value "
-            f"{fill} (zarr does not store chunks that hold only the fill value, so this may be "
-            "intended, but a deleted or lost chunk looks the same)",
+            f"{file}: {missing} of {total} chunks are missing; those regions read as the fill value {fill} (some "
+            "tools skip chunks that hold only the fill value, ours never do: a deleted or lost chunk looks the same)",
             UserWarning,
             stacklevel=5,
         )

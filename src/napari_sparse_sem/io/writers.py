@@ -142,7 +142,7 @@ def write_volume(
         raise ValueError(f"cannot save data of dtype {dtype}; convert it to an integer, float or bool array first")
     voxel = _check_voxel_size(voxel_size)
     block = metadata_block(dtype, voxel, metadata, stacklevel=4)
-    _check_target(target, overwrite)
+    check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.partial-{uuid.uuid4().hex[:8]}{target.suffix}")
     try:
@@ -201,11 +201,14 @@ def _check_voxel_size(voxel_size: Any) -> tuple[float, float, float] | None:
     return tuple(values)  # type: ignore[return-value]
 
 
-def _check_target(target: Path, overwrite: bool) -> None:
+def check_target(target: Path, overwrite: bool) -> None:
+    """An existing ``target`` is replaced only with ``overwrite``, and a folder only when it is a zarr store."""
     if not (target.exists() or target.is_symlink()):
         return
     if not overwrite:
-        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it, or choose another name")
+        raise FileExistsError(
+            f"{target} already exists; use --overwrite (overwrite=True) to replace it, or choose another name"
+        )
     if target.is_dir() and not _is_zarr_dir(target):
         raise ValueError(f"{target} is a folder that is not a zarr store; refusing to replace it — choose another name")
 
