@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
+from qtpy.QtWidgets import QMessageBox
 
 from napari_sparse_sem.active.scan import parse_initial
 from napari_sparse_sem.sampling.patterns import slice_mask
@@ -201,11 +202,11 @@ def test_2d_image_export_refuses_to_overwrite(viewer, small_stack, wait_done, tm
     monkeypatch.setattr(
         active_module.QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "rescan.csv"), "")
     )
-    monkeypatch.setattr(active_module.QMessageBox, "question", lambda *a, **k: answers.pop(0))
-    answers.append(active_module.QMessageBox.No)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    answers.append(QMessageBox.No)
     widget.export_button.click()
     assert "nothing was written" in widget.panel.status.text() and files[0].stat().st_mtime_ns == stamp
-    answers.append(active_module.QMessageBox.Yes)
+    answers.append(QMessageBox.Yes)
     widget.export_button.click()
     assert "rescan plan written: 3 files" in widget.panel.status.text()
     assert files[0].stat().st_mtime_ns != stamp and not answers

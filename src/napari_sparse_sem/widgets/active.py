@@ -21,7 +21,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, SpinBox
 from matplotlib.colors import to_rgba_array
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QMessageBox, QPushButton, QSplitter, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from napari_sparse_sem.active.pipeline import ActiveResult, ActiveSlice, WDPPConfig, active_job, round_counts
 from napari_sparse_sem.active.report import slice_curves
@@ -29,6 +29,7 @@ from napari_sparse_sem.io.volume import as_zyx, to_float01, value_range
 from napari_sparse_sem.metrics import DEFAULT_FRACTIONS
 from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.runtime import Job, Progress, available_devices
+from napari_sparse_sem.widgets._dialogs import write_or_ask
 from napari_sparse_sem.widgets._dip_options import DIPOptions
 from napari_sparse_sem.widgets._layers import (
     SEP,
@@ -703,23 +704,15 @@ class ActiveWidget(QWidget):
         prefix = Path(path)
         if prefix.suffix.lower() in (".tif", ".tiff", ".csv", ".json"):
             prefix = prefix.with_suffix("")
-        try:
-            try:
-                files = self.export_rescan(prefix)
-            except FileExistsError as exc:
-                answer = QMessageBox.question(
-                    self,
-                    "Overwrite rescan files?",
-                    f"{exc}.\n\nOverwrite them?",
-                    QMessageBox.Yes | QMessageBox.No,
-                    QMessageBox.No,
-                )
-                if answer != QMessageBox.Yes:
-                    self.panel.set_status("export cancelled; nothing was written")
-                    return
-                files = self.export_rescan(prefix, overwrite=True)
-        except (ValueError, FileExistsError, OSError) as exc:
-            self.panel.show_error(str(exc))
+        files = write_or_ask(
+            self,
+            self.panel,
+            lambda overwrite: self.export_rescan(prefix, overwrite=overwrite),
+            title="Overwrite rescan files?",
+            question="Overwrite them?",
+            declined="export cancelled; nothing was written",
+        )
+        if files is None:
             return
         self.panel.notify(f"rescan plan written: {len(files)} files in {files[0].parent}")
 

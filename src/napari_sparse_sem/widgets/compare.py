@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select, SpinBox
 from napari.layers import Image, Shapes
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog, QMessageBox, QPushButton, QSplitter, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, compare_job, result_from_runs, summary
 from napari_sparse_sem.io.volume import Volume, as_zyx
@@ -26,6 +26,7 @@ from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.recon.gan import GAN_METHODS
 from napari_sparse_sem.runtime import Progress, available_devices
 from napari_sparse_sem.sampling.spec import PATTERNS
+from napari_sparse_sem.widgets._dialogs import write_or_ask
 from napari_sparse_sem.widgets._dip_options import DIPOptions
 from napari_sparse_sem.widgets._gan_weights import GANWeights
 from napari_sparse_sem.widgets._layers import (
@@ -384,24 +385,15 @@ class CompareWidget(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Save comparison report into folder")
         if not folder:
             return
-        try:
-            try:
-                paths = self.save_report(folder)
-            except FileExistsError as exc:
-                answer = QMessageBox.question(
-                    self,
-                    "Write the report here?",
-                    f"{str(exc).split('; ', 1)[0]}.\n\nWrite the report anyway? Files of an earlier report are "
-                    "replaced; other files are kept.",
-                    QMessageBox.Yes | QMessageBox.No,
-                    QMessageBox.No,
-                )
-                if answer != QMessageBox.Yes:
-                    self.panel.set_status("report not saved")
-                    return
-                paths = self.save_report(folder, overwrite=True)
-        except (ValueError, FileExistsError, OSError) as exc:
-            self.panel.show_error(str(exc))
+        paths = write_or_ask(
+            self,
+            self.panel,
+            lambda overwrite: self.save_report(folder, overwrite=overwrite),
+            title="Write the report here?",
+            question="Write the report anyway? Files of an earlier report are replaced; other files are kept.",
+            declined="report not saved",
+        )
+        if paths is None:
             return
         self.panel.notify(f"report saved: {paths['figure'].parent}")
 
