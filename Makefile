@@ -9,6 +9,8 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?= cpu
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed
+# numba's cache=True would write its cache files beside the sources of the editable install; keep them in the venv.
+export NUMBA_CACHE_DIR ?= $(abspath $(VENV))/numba-cache
 
 .PHONY: setup torch system-deps demo test lint format bench screenshots clean
 
