@@ -99,22 +99,33 @@ _STOP = _StopState()
 
 
 @contextmanager
+def _signal_handlers(handler: Callable[[int], Any]) -> Iterator[None]:
+    """Install ``handler(signum)`` for each of :data:`STOP_SIGNALS` while the block runs, then put the previous
+    handlers back; a no-op outside the main thread (Python only lets it set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, handler(signum))
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextmanager
 def stop_signals() -> Iterator[None]:
     """Handle Ctrl-C, SIGTERM and SIGHUP as described in the module docstring while the block runs (main thread only;
     elsewhere a no-op). The previous handlers come back afterwards."""
     global _STOP
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     outer, _STOP = _STOP, _StopState()
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    state = _STOP
     try:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, _STOP.on_signal)
-        yield
+        with _signal_handlers(lambda signum: state.on_signal):
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         _STOP = outer
 
 
@@ -122,17 +133,8 @@ def stop_signals() -> Iterator[None]:
 def default_signals() -> Iterator[None]:
     """Give the stop signals their default handlers while the block runs (e.g. napari's event loop, which handles
     Ctrl-C itself and whose widgets handle SIGTERM/SIGHUP while a job runs); the previous handlers come back after."""
-    if threading.current_thread() is not threading.main_thread():
+    with _signal_handlers(lambda signum: signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL):
         yield
-        return
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    try:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def run_job(

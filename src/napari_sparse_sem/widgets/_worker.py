@@ -26,6 +26,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from napari_sparse_sem import runtime
 from napari_sparse_sem.runtime import Job, Progress
 
 ERROR_STYLE = "color: #ff7070;"
@@ -54,10 +55,10 @@ class JobWorker(GeneratorWorker):
 _RUNNING: weakref.WeakSet[JobPanel] = weakref.WeakSet()
 _PREVIOUS_HANDLERS: dict[int, Any] = {}
 _RECEIVED: list[int] = []
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+STOP_SIGNALS = tuple(signum for signum in runtime.STOP_SIGNALS if signum != signal.SIGINT)  # napari owns Ctrl-C
 
 
-def stop_all_jobs(signum: int | None = None, frame: Any = None, *, close_windows: bool = True) -> int:
+def stop_all_jobs(signum: int | None = None, frame: Any = None) -> int:
     """Cancel every running job (each stops at its next step and keeps what it finished), then close the windows so
     napari quits the way it does on Ctrl-C. The handler of SIGTERM/SIGHUP while a job runs; returns the jobs asked."""
     panels = [panel for panel in list(_RUNNING) if panel.busy]
@@ -65,7 +66,7 @@ def stop_all_jobs(signum: int | None = None, frame: Any = None, *, close_windows
         _RECEIVED.append(int(signum))
     for panel in panels:
         panel.cancel()
-    if close_windows and signum is not None:
+    if signum is not None:
         QTimer.singleShot(0, QApplication.closeAllWindows)
     return len(panels)
 
