@@ -32,7 +32,8 @@ class ParamInfo:
     ``low``/``high`` bound numbers (``low_open``/``high_open`` exclude the bound itself); ``choices`` restrict
     values to a list; ``percent`` means the value is a fraction that faces show and accept as a percentage; ``flag``
     is the CLI option's name (default: the field name with dashes) and ``cli``/``widget`` say whether a face shows
-    the field at all (advanced fields stay in config files); ``nullable`` allows ``None`` (e.g. "derived").
+    the field at all (advanced fields stay in config files); ``nullable`` allows ``None``, which faces show as
+    ``none_means`` (e.g. "derived", "a fresh random seed").
     """
 
     help: str = ""
@@ -45,6 +46,7 @@ class ParamInfo:
     high_open: bool = False
     choices: tuple[Any, ...] | None = None
     nullable: bool = False
+    none_means: str = "derived"
     flag: str | None = None
     cli: bool = True
     widget: bool = True
@@ -65,6 +67,7 @@ def param(
     high_open: bool = False,
     choices: Sequence[Any] | None = None,
     nullable: bool | None = None,
+    none_means: str = "derived",
     flag: str | None = None,
     cli: bool = True,
     widget: bool = True,
@@ -82,6 +85,7 @@ def param(
         high_open=high_open,
         choices=tuple(choices) if choices is not None else None,
         nullable=(default is None) if nullable is None else nullable,
+        none_means=none_means,
         flag=flag,
         cli=cli,
         widget=widget,
@@ -121,8 +125,18 @@ class FieldView:
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    module = sys.modules.get(cls.__module__)
-    return typing.get_type_hints(cls, vars(module) if module else None)
+    """Resolved field annotations; a name only imported for type checking resolves to ``Any``."""
+    try:
+        return typing.get_type_hints(cls)
+    except NameError:
+        module = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
+        hints: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            try:
+                hints[f.name] = eval(f.type, module) if isinstance(f.type, str) else f.type
+            except NameError:
+                hints[f.name] = Any
+        return hints
 
 
 def fields_of(spec: type[Spec] | Spec) -> list[FieldView]:
