@@ -18,7 +18,7 @@ import tifffile
 import zarr
 from fuzz_corpus import CASE_NAMES, CASES, acceptable, build_corpus, try_hook, try_read_volume
 
-from napari_sparse_sem.io import VolumeReadError, guards, read_metadata, read_volume, readers, write_volume
+from napari_sparse_sem.io import VolumeReadError, guards, read_metadata, read_volume, write_volume, zarr_reader
 from napari_sparse_sem.io.napari_hooks import get_reader, read_layers
 
 VALID = {case.name for case in CASES if case.expect_volume}
@@ -224,7 +224,7 @@ def test_complete_zarr_reads_quietly_and_large_ones_are_not_counted(tmp_path, mo
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_volume(path).metadata["missing_chunks"] == 0
-    monkeypatch.setattr(readers, "MAX_COUNTED_CHUNKS", 2)
+    monkeypatch.setattr(zarr_reader, "MAX_COUNTED_CHUNKS", 2)
     assert "missing_chunks" not in read_volume(path).metadata
 
 
