@@ -11,7 +11,9 @@ record written by a newer schema is refused with advice instead of being half re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
 import sys
 import types
 import typing
@@ -124,6 +126,7 @@ class FieldView:
         return self.type
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     """Resolved field annotations; a name only imported for type checking resolves to ``Any``."""
     try:
@@ -187,16 +190,17 @@ def check_value(name: str, value: Any, info: ParamInfo) -> None:
         raise ValueError(f"{name} must be one of {list(info.choices)}, got {value!r}")
     if info.low is None and info.high is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number, got {value!r}")
     too_low = info.low is not None and (value <= info.low if info.low_open else value < info.low)
     too_high = info.high is not None and (value >= info.high if info.high_open else value > info.high)
     if not math.isfinite(value) or too_low or too_high:
-        left = "(" if info.low_open else "["
-        right = ")" if info.high_open else "]"
+        left = "(" if info.low_open or info.low is None else "["
+        right = ")" if info.high_open or info.high is None else "]"
         low = "-inf" if info.low is None else f"{info.low:g}"
         high = "inf" if info.high is None else f"{info.high:g}"
-        hint = f" ({value * 100:g} % is a fraction of {value:g}; write 0.05 for 5 %)" if info.percent else ""
+        example = (value / 100, value) if 1 < value <= 100 else (0.05, 5)
+        hint = f" (a fraction, not a percentage: write {example[0]:g} for {example[1]:g} %)" if info.percent else ""
         raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}{hint}")
 
 

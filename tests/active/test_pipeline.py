@@ -22,11 +22,11 @@ def _mean(result, sampler: str, key: str = "psnr") -> float:
 def test_config_refuses_bad_values():
     with pytest.raises(ValueError, match="lowres factor"):
         WDPPConfig(initial="lowres:1")
-    with pytest.raises(ValueError, match="total fraction"):
+    with pytest.raises(ValueError, match=r"budget must be in \(0, 1\)"):
         WDPPConfig(budget=1.5)
-    with pytest.raises(ValueError, match="unknown error estimator"):
+    with pytest.raises(ValueError, match="estimator must be one of"):
         WDPPConfig(estimator="psychic")
-    with pytest.raises(ValueError, match="unknown sampler"):
+    with pytest.raises(ValueError, match="sampler must be one of"):
         WDPPConfig(sampler="dice")
     with pytest.raises(ValueError, match="sigma"):
         WDPPConfig(sigma="wide")

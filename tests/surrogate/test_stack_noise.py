@@ -72,5 +72,5 @@ def test_coarser_pixels_resample_through_the_model_grid() -> None:
 def test_bad_stack_settings_are_clear() -> None:
     with pytest.raises(ValueError, match="not both"):
         StackSpec(dose=10.0, snr=5.0)
-    with pytest.raises(ValueError, match="--detector"):
+    with pytest.raises(ValueError, match="detector must be one of"):
         StackSpec(detector="xray")

@@ -9,16 +9,16 @@ protocol: closing the job keeps the slices already yielded).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from napari_sparse_sem.active.scan import parse_initial
 from napari_sparse_sem.active.wdpp import DPP_MODES, SAMPLERS, RescanSelection, select_rescan
+from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.recon.base import check_finite
 from napari_sparse_sem.runtime import Progress, pick_device
 
@@ -46,7 +46,7 @@ RECORD_KEYS: tuple[str, ...] = (
 
 
 @dataclass
-class WDPPConfig:
+class WDPPConfig(Spec):
     """Parameters of an active acquisition.
 
     ``initial`` is the first scan (``lowres:4``, ``random:0.05`` ...); ``budget`` the *total* fraction of pixels
@@ -59,38 +59,51 @@ class WDPPConfig:
     ``hexgrid``, ``lowres``).
     """
 
-    initial: str = "lowres:4"
-    budget: float = 0.10
-    rounds: int = 1
-    estimator: str = "gradient"
-    estimator_weights: str | None = None
-    sampler: str = "wdpp"
-    mode: str = "greedy"
-    condition: bool = True
-    gamma: float = 1.0
-    sigma: float | str = "auto"
-    recon: str = "linear"
-    recon_options: dict[str, Any] = field(default_factory=dict)
-    baselines: tuple[str, ...] = ()
-    seed: int = 0
-    device: str = "auto"
+    kind = "WDPPConfig"
 
-    def __post_init__(self) -> None:
+    initial: str = param("lowres:4", label="initial scan", help="The first scan, e.g. lowres:4 or random:0.05.")
+    budget: float = param(
+        0.10,
+        percent=True,
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+        label="total budget",
+        help="Total fraction of pixels scanned (initial scan + rescans); the speed-up is 1 / budget.",
+    )
+    rounds: int = param(1, low=1, help="Estimate-and-select rounds the rescan budget is split over.")
+    estimator: str = param(
+        "gradient", choices=ESTIMATOR_NAMES, label="error estimator", help="How the reconstruction error is estimated."
+    )
+    estimator_weights: str | None = param(
+        None, label="estimator weights", help="Weights (.safetensors) of the unet estimator (none: the shipped ones)."
+    )
+    sampler: str = param("wdpp", choices=SAMPLERS, help="How rescan pixels are picked from the error estimate.")
+    mode: str = param(
+        "greedy", choices=DPP_MODES, label="WDPP mode", help="greedy (MAP, deterministic) or sample (a DPP draw)."
+    )
+    condition: bool = param(True, help="The WDPP keeps away from the pixels already scanned too.")
+    gamma: float = param(1.0, low=0.0, label="γ", help="WDPP exponent: saliency (high) vs spread (low).")
+    sigma: float | str = param("auto", unit="px", label="σ", help="WDPP kernel width in pixels, or auto.")
+    recon: str = param("linear", label="reconstruction", help="Reconstruction method of the initial and final scans.")
+    recon_options: dict[str, Any] = param(
+        default_factory=dict, cli=False, widget=False, help="Options of the reconstruction method."
+    )
+    baselines: tuple[str, ...] = param(
+        (), help="Static mask patterns scored at the same total coverage for comparison (e.g. random, hexgrid)."
+    )
+    seed: int = param(0, low=0, help="Random seed of the scans and the sampler.")
+    device: str = param("auto", help="auto, cpu, cuda or mps.")
+
+    def validate(self) -> None:
         from napari_sparse_sem.sampling.spec import PATTERNS
 
-        self.initial_spec()  # raises on a bad initial scan
-        if not np.isfinite(self.budget) or not 0 < self.budget < 1:
-            raise ValueError(f"budget is the total fraction of pixels scanned, in (0, 1), got {self.budget}")
-        if isinstance(self.rounds, bool) or int(self.rounds) != self.rounds or self.rounds < 1:
+        if int(self.rounds) != self.rounds:
             raise ValueError(f"rounds must be a positive integer, got {self.rounds}")
-        if self.estimator not in ESTIMATOR_NAMES:
-            raise ValueError(f"unknown error estimator {self.estimator!r}; choose one of {list(ESTIMATOR_NAMES)}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {list(SAMPLERS)}")
-        if self.mode not in DPP_MODES:
-            raise ValueError(f"unknown WDPP mode {self.mode!r}; choose one of {list(DPP_MODES)}")
-        if not np.isfinite(self.gamma) or self.gamma < 0:
-            raise ValueError(f"gamma must be a non-negative number, got {self.gamma}")
+        if int(self.seed) != self.seed:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed}")
+        self.initial_spec()  # raises on a bad initial scan
         if self.sigma != "auto":
             try:
                 sigma = float(self.sigma)
@@ -103,24 +116,9 @@ class WDPPConfig:
         unknown = [b for b in self.baselines if b not in PATTERNS]
         if unknown:
             raise ValueError(f"unknown baseline pattern(s) {unknown}; choose from {list(PATTERNS)}")
-        if isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed}")
 
     def initial_spec(self):  # -> MaskSpec
         return parse_initial(self.initial, seed=self.seed)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["baselines"] = list(self.baselines)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WDPPConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown WDPPConfig field(s) {unknown}; known: {sorted(names)}")
-        return cls(**data)
 
 
 @dataclass

@@ -27,12 +27,14 @@ convolution starts at zero, which keeps the deep un-normalised stack stable from
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from napari_sparse_sem.params import Spec, param
 
 FILLS = ("zeros", "nearest")
 """How unscanned pixels are filled before the generator sees them: ``zeros`` (Ede) or the nearest scanned value."""
@@ -79,13 +81,15 @@ def _positive_ints(name: str, values: Any, count: int | None = None) -> tuple[in
 
 
 @dataclass
-class GANConfig:
+class GANConfig(Spec):
     """Architecture of the generator and discriminators; saved in the model card so weights can be rebuilt.
 
     ``outer_widths``: (full-size stem, half-size features, decoder); ``inner_widths``: the four down-sampling widths
     (up-sampling mirrors them); ``disc_crop``: side ``d`` of the smallest discriminator crop (crops of d, 2d, 4d);
     ``context``: neighbour slices on each side in the input (0: Ede's 2D generator).
     """
+
+    kind = "GAN config"
 
     @property
     def in_channels(self) -> int:
@@ -97,22 +101,28 @@ class GANConfig:
         """The channel of the filled scan of the slice being restored."""
         return 2 * self.context
 
-    fill: str = "nearest"
-    outer_widths: tuple[int, int, int] = (16, 32, 16)
-    inner_stem: int = 32
-    inner_widths: tuple[int, int, int, int] = (48, 64, 96, 128)
-    inner_blocks: int = 3
-    outer_blocks: int = 2
-    trainer_width: int = 32
-    disc_widths: tuple[int, int, int, int] = (32, 64, 128, 128)
-    disc_crop: int = 32
-    context: int = 0
+    fill: str = param("nearest", choices=FILLS, help="How unscanned pixels are filled: zeros (Ede) or nearest.")
+    outer_widths: tuple[int, int, int] = param(
+        (16, 32, 16), widget=False, help="Channels of the outer network: (full-size stem, half-size features, decoder)."
+    )
+    inner_stem: int = param(32, low=1, widget=False, help="Channels of the inner network's stem.")
+    inner_widths: tuple[int, int, int, int] = param(
+        (48, 64, 96, 128), widget=False, help="Channels of the inner network's four down-sampling steps."
+    )
+    inner_blocks: int = param(3, low=0, widget=False, help="Residual blocks of the inner network (at 1/32 size).")
+    outer_blocks: int = param(2, low=0, widget=False, help="Residual blocks of the outer network (at half size).")
+    trainer_width: int = param(32, low=1, widget=False, help="Channels of the auxiliary trainer head.")
+    disc_widths: tuple[int, int, int, int] = param(
+        (32, 64, 128, 128), widget=False, help="Channels of the discriminators' four stride-2 convolutions."
+    )
+    disc_crop: int = param(
+        32, low=16, unit="px", widget=False, help="Side d of the smallest discriminator crop (crops of d, 2d, 4d)."
+    )
+    context: int = param(0, low=0, high=8, help="Neighbour slices on each side in the input (0: a 2D generator).")
 
-    def __post_init__(self) -> None:
-        if isinstance(self.context, bool) or not isinstance(self.context, int) or not 0 <= self.context <= 8:
+    def validate(self) -> None:
+        if not isinstance(self.context, int):
             raise ValueError(f"context must be a whole number of neighbour slices in 0..8, got {self.context!r}")
-        if self.fill not in FILLS:
-            raise ValueError(f"fill must be one of {FILLS}, got {self.fill!r}")
         self.outer_widths = _positive_ints("outer_widths", self.outer_widths, 3)  # type: ignore[assignment]
         self.inner_widths = _positive_ints("inner_widths", self.inner_widths, INNER_LEVELS)  # type: ignore[assignment]
         self.disc_widths = _positive_ints("disc_widths", self.disc_widths, 4)  # type: ignore[assignment]
@@ -120,22 +130,8 @@ class GANConfig:
             _positive_ints(name, [getattr(self, name)])
         for name in ("inner_blocks", "outer_blocks"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if not isinstance(value, int):
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.disc_crop < 16:
-            raise ValueError(f"disc_crop must be at least 16 px (four stride-2 convolutions), got {self.disc_crop}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GANConfig:
-        """The config saved by :meth:`to_dict`; unknown keys are a clear error (a card for another network)."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown GAN config fields {unknown}; expected some of {sorted(names)}")
-        return cls(**data)
 
 
 def gan_config(preset: str = "compact", **overrides: Any) -> GANConfig:

@@ -11,55 +11,40 @@ output is cropped back. The default (16 base channels, 3 levels) has about 0.47 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from napari_sparse_sem.params import Spec, param
 
 NORMS = ("batch", "group", "none")
 UPSAMPLING = ("bilinear", "transpose")
 
 
 @dataclass
-class UNetConfig:
+class UNetConfig(Spec):
     """Architecture of a :class:`UNet`; saved in model cards so the network can be rebuilt from its weights."""
 
-    in_channels: int
-    out_channels: int
-    base_channels: int = 16
-    levels: int = 3
-    norm: str = "batch"
-    upsampling: str = "bilinear"
-    dropout: float = 0.0
+    kind = "U-Net config"
 
-    def __post_init__(self) -> None:
-        for name in ("in_channels", "out_channels", "base_channels"):
+    in_channels: int = param(low=1, widget=False, help="Input channels.")
+    out_channels: int = param(low=1, widget=False, help="Output channels (logits).")
+    base_channels: int = param(16, low=1, help="Channels of the first level; they double at every level down.")
+    levels: int = param(3, low=1, high=8, help="Down-sampling steps (2×2 max pooling).")
+    norm: str = param("batch", choices=NORMS, label="normalisation", help="batch, group (4 channels each) or none.")
+    upsampling: str = param(
+        "bilinear", choices=UPSAMPLING, help="Decoder up-sampling: bilinear + 1×1 convolution, or transposed."
+    )
+    dropout: float = param(0.0, low=0.0, high=1.0, high_open=True, help="Dropout probability in every block.")
+
+    def validate(self) -> None:
+        for name in ("in_channels", "out_channels", "base_channels", "levels"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.levels, bool) or not isinstance(self.levels, int) or not 1 <= self.levels <= 8:
-            raise ValueError(f"levels must be an integer in 1..8, got {self.levels!r}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+            if not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         if self.norm == "group" and self.base_channels % 4:
             raise ValueError("norm='group' uses 4 channels per group: base_channels must be a multiple of 4")
-        if self.upsampling not in UPSAMPLING:
-            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
-        """The config saved by :meth:`to_dict`; unknown keys are a clear error (a card for another architecture)."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown U-Net config fields {unknown}; expected some of {sorted(names)}")
-        return cls(**data)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -13,12 +13,13 @@ window are lost, so the margin keeps the image free of edge effects) and a guard
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.runtime import Job, Progress, run_job
 from napari_sparse_sem.surrogate.geometry import GeometrySpec, generate, table1_presets, voxelize
 from napari_sparse_sem.surrogate.materials import kanaya_okayama_range_nm
@@ -28,28 +29,26 @@ FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSpec(Spec):
     """What :func:`make_dataset` writes: counts, image size, Table 1 size scale, pixel size and the MC settings."""
 
-    geometries: int = 12
-    held_out: int = 2
-    cuts: int = 3
-    spacing: float = 10.0
-    size: int = 128
-    scale: float = 0.5
-    pixel_size_nm: float = 5.0
-    seed: int = 0
-    mc: MCConfig = field(default_factory=MCConfig)
+    kind = "dataset"
 
-    def __post_init__(self) -> None:
-        if self.geometries < 0 or self.held_out < 0 or self.geometries + self.held_out < 1:
+    geometries: int = param(12, low=0, help="Training geometries (Table 1 spheres and cylinders).")
+    held_out: int = param(2, low=0, help="Held-out cube geometries (the generalisation test).")
+    cuts: int = param(3, low=1, help="Cut planes per geometry.")
+    spacing: float = param(10.0, low=0.0, low_open=True, unit="voxels", help="Distance between the cut planes.")
+    size: int = param(128, low=16, high=2048, unit="px", help="Image side of every sample (square).")
+    scale: float = param(0.5, low=0.05, high=4.0, help="Factor on Table 1's particle sizes.")
+    pixel_size_nm: float = param(
+        5.0, low=0.0, low_open=True, unit="nm", label="pixel size", help="Physical size of one voxel."
+    )
+    seed: int = param(0, help="Random seed of the geometry plan and the particle draws.")
+    mc: MCConfig = param(default_factory=MCConfig, label="Monte Carlo", help="Settings of the Monte Carlo teacher.")
+
+    def validate(self) -> None:
+        if self.geometries + self.held_out < 1:
             raise ValueError("ask for at least one geometry (--geometries and --held-out are counts >= 0)")
-        if self.cuts < 1 or self.spacing <= 0:
-            raise ValueError("--cuts must be >= 1 and --spacing positive")
-        if not 16 <= self.size <= 2048:
-            raise ValueError(f"--size must be within 16–2048 pixels, got {self.size}")
-        if not 0.05 <= self.scale <= 4:
-            raise ValueError(f"--scale must be within 0.05–4, got {self.scale}")
 
     @property
     def range_voxels(self) -> int:
@@ -76,10 +75,6 @@ class DatasetSpec:
         """Heights z0 of the cut planes, top first."""
         top = float(self.window()[0] - 1)
         return [top - k * self.spacing for k in range(self.cuts)]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters."""
-        return {**asdict(self), "mc": self.mc.to_dict()}
 
 
 def plan_geometries(spec: DatasetSpec) -> list[tuple[str, str, GeometrySpec]]:
@@ -118,6 +113,14 @@ def plan_geometries(spec: DatasetSpec) -> list[tuple[str, str, GeometrySpec]]:
     return plan
 
 
+def _same_spec(saved: Any, spec: DatasetSpec) -> bool:
+    """Whether a store's saved spec (with or without a schema version) describes ``spec``."""
+    try:
+        return DatasetSpec.from_dict(saved) == spec
+    except (TypeError, ValueError):
+        return False
+
+
 def make_dataset(spec: DatasetSpec, out: str | Path, resume: bool = False, overwrite: bool = False) -> Job[dict]:
     """Write the dataset to the zarr store ``out``; one progress event per finished sample; returns a summary."""
     import zarr
@@ -133,7 +136,7 @@ def make_dataset(spec: DatasetSpec, out: str | Path, resume: bool = False, overw
     s, m = spec.size, spec.margin
     if out.exists() and resume:
         root = zarr.open_group(str(out), mode="r+")
-        if root.attrs.get("spec") != spec.to_dict():
+        if not _same_spec(root.attrs.get("spec"), spec):
             raise ValueError(f"{out} was written with other parameters; resume with the same ones or choose --out")
     elif out.exists() and not overwrite:
         raise FileExistsError(

@@ -45,12 +45,12 @@ def _mc_seconds(attrs: dict[str, Any], index: int, rows: int) -> float:
     from napari_sparse_sem.runtime import run_job
     from napari_sparse_sem.surrogate.dataset import DatasetSpec
     from napari_sparse_sem.surrogate.geometry import GeometrySpec, generate
-    from napari_sparse_sem.surrogate.montecarlo import MCConfig, simulate_slice
+    from napari_sparse_sem.surrogate.montecarlo import simulate_slice
 
     spec = attrs["spec"]
     sample = attrs["samples"][index]
-    mc = MCConfig.from_dict(spec["mc"])
-    dataset_spec = DatasetSpec(**{**spec, "mc": mc})
+    dataset_spec = DatasetSpec.from_dict(spec)
+    mc = dataset_spec.mc
     primitives = generate(GeometrySpec.from_dict(sample["geometry"]))
     m, s = dataset_spec.margin, dataset_spec.size
     rows = max(1, min(rows, s))

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from napari_sparse_sem.params import Spec, param
 
 SPHERE, CYLINDER, CUBE = 0, 1, 2
 KIND_NAMES = ("sphere", "cylinder", "cube")
@@ -32,7 +33,7 @@ ORIENTATIONS = ("uniform", "vmf")
 
 
 @dataclass(frozen=True)
-class GeometrySpec:
+class GeometrySpec(Spec):
     """Parameters of a Boolean model in a voxel window; lengths in voxels, ``pixel_size_nm`` per voxel.
 
     ``shape`` is ``spheres``, ``cylinders``, ``cubes`` or ``mixture``; a mixture draws each particle's kind with the
@@ -41,40 +42,53 @@ class GeometrySpec:
     Mises–Fisher about z with concentration ``kappa``; cubes get a uniformly random rotation.
     """
 
-    shape: str = "spheres"
-    porosity: float = 0.5
-    radius: tuple[float, float] = (10.0, 15.0)
-    height: tuple[float, float] = (100.0, 150.0)
-    edge: tuple[float, float] = (20.0, 30.0)
-    orientation: str = "uniform"
-    kappa: float = 20.0
-    mixture: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
-    window: tuple[int, int, int] = (128, 256, 256)
-    pixel_size_nm: float = 5.0
-    seed: int = 0
+    kind = "geometry"
 
-    def __post_init__(self) -> None:
-        if self.shape not in SHAPES:
-            raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
-        if self.orientation not in ORIENTATIONS:
-            raise ValueError(f"orientation must be one of {', '.join(ORIENTATIONS)}, got {self.orientation!r}")
-        if not 0.0 < self.porosity < 1.0:
-            raise ValueError(
-                f"porosity is the pore fraction and must lie strictly between 0 and 1, got {self.porosity}"
-            )
+    shape: str = param("spheres", choices=SHAPES, help="Particle shape: spheres, cylinders, cubes or a mixture.")
+    porosity: float = param(
+        0.5,
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+        step=0.05,
+        label="porosity Φ",
+        help="Pore fraction Φ of the volume, strictly between 0 and 1.",
+    )
+    radius: tuple[float, float] = param(
+        (10.0, 15.0), unit="voxels", help="Sphere/cylinder radius interval (low, high); radii are uniform on it."
+    )
+    height: tuple[float, float] = param(
+        (100.0, 150.0), unit="voxels", help="Cylinder full-height interval (low, high)."
+    )
+    edge: tuple[float, float] = param((20.0, 30.0), unit="voxels", help="Cube full-edge interval (low, high).")
+    orientation: str = param(
+        "uniform", choices=ORIENTATIONS, help="Cylinder axes: uniform on the sphere or von Mises–Fisher about z (vmf)."
+    )
+    kappa: float = param(
+        20.0, low=0.0, low_open=True, label="κ", help="Concentration of the von Mises–Fisher cylinder axes about z."
+    )
+    mixture: tuple[float, float, float] = param(
+        (1 / 3, 1 / 3, 1 / 3), help="Weights of (spheres, cylinders, cubes) in a mixture; normalised to sum 1."
+    )
+    window: tuple[int, int, int] = param(
+        (128, 256, 256), unit="voxels", help="Size of the voxel window (depth, height, width)."
+    )
+    pixel_size_nm: float = param(
+        5.0, low=0.0, low_open=True, unit="nm", label="pixel size", help="Physical size of one voxel."
+    )
+    seed: int = param(0, help="Random seed of the particle draw.")
+
+    def validate(self) -> None:
         for name in ("radius", "height", "edge"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
                 raise ValueError(f"{name} must be an interval 0 < low <= high, got ({low}, {high})")
         if len(self.window) != 3 or min(self.window) < 1:
             raise ValueError(f"window is (depth, height, width) in voxels, each >= 1, got {self.window}")
-        if self.pixel_size_nm <= 0:
-            raise ValueError(f"pixel_size_nm must be positive, got {self.pixel_size_nm}")
         weights = np.asarray(self.mixture, dtype=float)
         if weights.shape != (3,) or weights.min() < 0 or weights.sum() <= 0:
             raise ValueError(f"mixture is three non-negative weights (spheres, cylinders, cubes), got {self.mixture}")
-        if self.kappa <= 0:
-            raise ValueError(f"kappa must be positive, got {self.kappa}")
 
     @property
     def kind_probabilities(self) -> np.ndarray:
@@ -107,19 +121,6 @@ class GeometrySpec:
             self.edge[1] * math.sqrt(3) / 2,
         )
         return max(e for e, p in zip(extents, self.kind_probabilities, strict=True) if p > 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GeometrySpec:
-        """The spec saved by :meth:`to_dict` (lists become tuples; unknown keys are an error)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown geometry parameters: {', '.join(sorted(unknown))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def _uniform_moment(interval: tuple[float, float], power: int) -> float:

@@ -18,11 +18,12 @@ Representations (the paper's Table 3 ablation): ``ehf+normals`` (7 channels), ``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.recon.tiles import Tiling
 from napari_sparse_sem.runtime import Job, Progress
 
@@ -36,57 +37,81 @@ SIGNALS = ("bse", "se")
 
 
 @dataclass(frozen=True)
-class SurrogateConfig:
+class SurrogateConfig(Spec):
     """Architecture and the fixed scales of the surrogate; saved in every model card so the network can be rebuilt.
 
     ``pixel_size_nm``, ``energy_kev`` and ``element`` record the Monte Carlo settings the network was trained for:
     other pixel sizes are handled by resampling the geometry (:func:`predict_primitives`), other beams need retraining.
     """
 
-    layout: str = "resnet34-half"
-    representation: str = "ehf+normals"
-    depth_scale: float = 32.0
-    output_scale: tuple[float, float] = (0.1, 1.0)
-    pixel_size_nm: float = 5.0
-    energy_kev: float = 2.0
-    element: str = "C"
-    no_surface: float = 32.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    kind = "surrogate config"
 
-    def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
-        if self.representation not in REPRESENTATIONS:
-            raise ValueError(f"representation must be one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}")
-        if self.depth_scale <= 0 or min(self.output_scale) <= 0:
-            raise ValueError("depth_scale and output_scale must be positive")
+    layout: str = param(
+        "resnet34-half", choices=tuple(LAYOUTS), help="Encoder layout: resnet34 (paper), resnet34-half or compact."
+    )
+    representation: str = param(
+        "ehf+normals",
+        choices=tuple(REPRESENTATIONS),
+        help="Input channels: ehf+normals (7), ehf (4) or heightfield (1) (the paper's Table 3 ablation).",
+    )
+    depth_scale: float = param(
+        32.0,
+        low=0.0,
+        low_open=True,
+        unit="voxels",
+        cli=False,
+        widget=False,
+        help="Heightfield depths are divided by this before the network sees them.",
+    )
+    output_scale: tuple[float, float] = param(
+        (0.1, 1.0), cli=False, widget=False, help="The (BSE, SE) outputs are divided by these in training (> 0)."
+    )
+    pixel_size_nm: float = param(
+        5.0,
+        low=0.0,
+        low_open=True,
+        unit="nm",
+        label="pixel size",
+        cli=False,
+        widget=False,
+        help="Pixel size of the Monte Carlo data the network was trained on.",
+    )
+    energy_kev: float = param(
+        2.0,
+        low=0.0,
+        low_open=True,
+        unit="keV",
+        label="beam energy",
+        cli=False,
+        widget=False,
+        help="Beam energy of the Monte Carlo data the network was trained on.",
+    )
+    element: str = param(
+        "C", cli=False, widget=False, help="Target element of the Monte Carlo data the network was trained on."
+    )
+    no_surface: float = param(
+        32.0,
+        unit="voxels",
+        cli=False,
+        widget=False,
+        help="Heightfield value where a ray meets no surface (the dataset's guard depth).",
+    )
+    extra: dict[str, Any] = param(
+        default_factory=dict, cli=False, widget=False, help="Free-form notes kept with the config."
+    )
+
+    def validate(self) -> None:
+        if len(self.output_scale) != 2 or min(self.output_scale) <= 0:
+            raise ValueError(f"output_scale must be two positive numbers (BSE, SE), got {self.output_scale}")
 
     @property
     def channels(self) -> tuple[int, ...]:
         """Which of the 7 heightfield channels the network reads."""
         return REPRESENTATIONS[self.representation]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters."""
-        data = asdict(self)
-        data["output_scale"] = list(self.output_scale)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SurrogateConfig:
-        """The config saved by :meth:`to_dict` (unknown keys are an error that names them)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown surrogate config fields {unknown}; the weights need a newer napari-sparse-sem")
-        data = dict(data)
-        if "output_scale" in data:
-            data["output_scale"] = tuple(float(v) for v in data["output_scale"])
-        return cls(**data)
-
     def with_(self, **changes: Any) -> SurrogateConfig:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
+        """A copy with some fields changed (the same as :meth:`replace`)."""
+        return self.replace(**changes)
 
 
 def build_network(config: SurrogateConfig) -> Any:
@@ -250,7 +275,15 @@ def load_surrogate(path: Any = None, device: str = "auto") -> Surrogate:
             f"{path} holds {card.get('model', 'unknown')!r} weights, not the SEM surrogate: give a file written by "
             "`sparse-sem surrogate train`"
         )
-    config = SurrogateConfig.from_dict(card["config"])
+    try:
+        config = SurrogateConfig.from_dict(card["config"])
+    except KeyError:
+        raise ValueError(f"the model card of {path} has no surrogate 'config' to rebuild the network from") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"the model card of {path} has no valid surrogate config: {exc} (weights written by a newer "
+            "napari-sparse-sem need that version)"
+        ) from None
     net = build_network(config)
     state = {
         name: tensor.to(torch.float32) if tensor.is_floating_point() else tensor for name, tensor in tensors.items()

@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.runtime import Job, Progress
 from napari_sparse_sem.surrogate.geometry import Primitives
-from napari_sparse_sem.surrogate.materials import Material, material
+from napari_sparse_sem.surrogate.materials import ELEMENTS, Material, material
 
 AVOGADRO = 6.02214076e23
 TABLE_STEP_KEV = 0.001  # 1 eV lookup tables
 
 
 @dataclass(frozen=True)
-class MCConfig:
+class MCConfig(Spec):
     """Parameters of a Monte Carlo run (energies in keV unless named ``_ev``; lengths in nm).
 
     ``se_per_kev`` is the number of secondary electrons made per keV lost (1/ε with ε ≈ 33 eV per SE, which puts the
@@ -40,46 +41,48 @@ class MCConfig:
     ``cutoff_kev`` ends a trajectory; ``bse_acceptance_deg`` is the BSE detector's half-angle about +z.
     """
 
-    energy_kev: float = 2.0
-    electrons_per_pixel: int = 100
-    element: str = "C"
-    cutoff_kev: float = 0.05
-    bse_min_ev: float = 50.0
-    bse_acceptance_deg: float = 90.0
-    se_escape_depth_nm: float = 3.0
-    se_per_kev: float = 30.0
-    tilt_deg: float = 0.0
-    seed: int = 0
+    kind = "Monte Carlo"
 
-    def __post_init__(self) -> None:
+    energy_kev: float = param(2.0, low=0.1, high=50.0, unit="keV", label="beam energy", help="Primary beam energy.")
+    electrons_per_pixel: int = param(
+        100, low=1, label="electrons / pixel", help="Primary electrons traced per pixel (more: less MC noise)."
+    )
+    element: str = param("C", help=f"Target element ({', '.join(ELEMENTS)}; case does not matter).")
+    cutoff_kev: float = param(
+        0.05, low=0.0, low_open=True, unit="keV", label="cutoff", help="Energy at which a trajectory ends (< beam)."
+    )
+    bse_min_ev: float = param(
+        50.0, low=0.0, unit="eV", label="BSE minimum", help="Lowest energy an escaping electron counts as BSE."
+    )
+    bse_acceptance_deg: float = param(
+        90.0,
+        low=0.0,
+        high=90.0,
+        low_open=True,
+        unit="°",
+        label="BSE acceptance",
+        help="Half-angle of the BSE detector's acceptance cone about +z.",
+    )
+    se_escape_depth_nm: float = param(
+        3.0, low=0.0, low_open=True, unit="nm", label="SE escape depth", help="Attenuation length λ_SE of the SE."
+    )
+    se_per_kev: float = param(
+        30.0, low=0.0, unit="1/keV", label="SE per keV", help="Secondary electrons made per keV the primaries lose."
+    )
+    tilt_deg: float = param(
+        0.0, low=0.0, high=89.0, high_open=True, unit="°", label="tilt", help="Beam tilt from the surface normal."
+    )
+    seed: int = param(0, help="Random seed of the electron trajectories.")
+
+    def validate(self) -> None:
         material(self.element)  # raises a clear error for unknown elements
-        if not 0.1 <= self.energy_kev <= 50.0:
-            raise ValueError(f"energy_kev must be within 0.1–50 keV, got {self.energy_kev}")
-        if not 0.0 < self.cutoff_kev < self.energy_kev:
+        if self.cutoff_kev >= self.energy_kev:
             raise ValueError(f"cutoff_kev must lie between 0 and the beam energy, got {self.cutoff_kev}")
-        if self.electrons_per_pixel < 1:
-            raise ValueError(f"electrons_per_pixel must be >= 1, got {self.electrons_per_pixel}")
-        if not 0.0 <= self.tilt_deg < 89.0:
-            raise ValueError(f"tilt_deg must lie in [0, 89), got {self.tilt_deg}")
-        if not 0.0 < self.bse_acceptance_deg <= 90.0:
-            raise ValueError(f"bse_acceptance_deg must lie in (0, 90], got {self.bse_acceptance_deg}")
-        if self.se_escape_depth_nm <= 0 or self.se_per_kev < 0:
-            raise ValueError("se_escape_depth_nm must be positive and se_per_kev non-negative")
 
     @property
     def material(self) -> Material:
         """The target element."""
         return material(self.element)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MCConfig:
-        """The config saved by :meth:`to_dict`."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def physics_tables(m: Material, energy_kev: float) -> np.ndarray:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.runtime import Job, Progress
 from napari_sparse_sem.surrogate.geometry import GeometrySpec, Primitives, generate, voxelize
 
@@ -28,43 +29,43 @@ DETECTORS = ("both", "bse", "se")
 
 
 @dataclass(frozen=True)
-class StackSpec:
+class StackSpec(Spec):
     """What to simulate: ``slices`` cut planes ``spacing`` voxels apart over a ``size`` × ``size`` field of view.
 
     ``dose`` (electrons per pixel) or ``snr`` (measured in flat solid areas, the paper's way; 8.33 in its data) adds
     shot noise; neither gives the noise-free expectation.
     """
 
-    slices: int = 64
-    spacing: float = 1.0
-    size: int = 256
-    detector: str = "both"
-    dose: float | None = None
-    snr: float | None = None
-    seed: int = 0
+    kind = "stack"
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.slices <= 100_000:
-            raise ValueError(f"--slices must be within 1–100000, got {self.slices}")
-        if self.spacing <= 0:
-            raise ValueError(f"--spacing must be positive, got {self.spacing}")
-        if not 16 <= self.size <= 8192:
-            raise ValueError(f"--size must be within 16–8192 pixels, got {self.size}")
-        if self.detector not in DETECTORS:
-            raise ValueError(f"--detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
+    slices: int = param(64, low=1, high=100_000, help="Number of slices (cut planes) to simulate.")
+    spacing: float = param(1.0, low=0.0, low_open=True, unit="voxels", label="slice spacing Δz", help="Slice spacing.")
+    size: int = param(256, low=16, high=8192, unit="px", help="Image side (square field of view).")
+    detector: str = param("both", choices=DETECTORS, help="Detector images to make: bse, se or both.")
+    dose: float | None = param(
+        None,
+        low=0.0,
+        low_open=True,
+        unit="e⁻/px",
+        help="Shot noise for this many electrons per pixel (none: noise-free; not with an SNR).",
+    )
+    snr: float | None = param(
+        None,
+        low=0.0,
+        low_open=True,
+        label="SNR",
+        help="Shot noise for this SNR in flat solid areas (paper: 8.33; not with a dose).",
+    )
+    seed: int = param(0, help="Random seed of the shot noise.")
+
+    def validate(self) -> None:
         if self.dose is not None and self.snr is not None:
             raise ValueError("give a dose or an SNR for the noise, not both")
-        if (self.dose is not None and self.dose <= 0) or (self.snr is not None and self.snr <= 0):
-            raise ValueError("the dose and the SNR must be positive")
 
     @property
     def signals(self) -> tuple[str, ...]:
         """The detector images to make."""
         return ("bse", "se") if self.detector == "both" else (self.detector,)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters."""
-        return asdict(self)
 
 
 @dataclass
