@@ -19,7 +19,7 @@ from napari_sparse_sem.compare import (
     summary,
 )
 from napari_sparse_sem.io.volume import Volume
-from napari_sparse_sem.report import REPORT_FILES, write_report
+from napari_sparse_sem.compare.report import REPORT_FILES, write_report
 from napari_sparse_sem.runtime import Progress, run_job
 from napari_sparse_sem.sampling.spec import PATTERNS, AcquisitionSpec
 
@@ -84,7 +84,7 @@ def test_spec_round_trips_through_json() -> None:
     assert again == spec
     assert again.acquisition_spec().dose == 20.0 and again.acquisition_spec().dwell_us == 1.0
     assert again.context_for("linear3d") == 2 and again.context_for("linear") == 0
-    with pytest.raises(ValueError, match=r"unknown comparison setting.*covrage"):
+    with pytest.raises(ValueError, match=r"unknown comparison field.*covrage"):
         CompareSpec.from_dict({"covrage": [0.1]})
 
 

@@ -7,7 +7,7 @@ asked, and a replaced report leaves no stale rescan plan behind."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from napari_sparse_sem import __version__
-from napari_sparse_sem.active.pipeline import RECORD_KEYS, ActiveResult, ActiveSlice
+from napari_sparse_sem.active.pipeline import RECORD_KEYS, ActiveResult, ActiveSlice, WDPPConfig, active_job
+from napari_sparse_sem.compare.report import write_csv, write_json
 from napari_sparse_sem.metrics import DEFAULT_FRACTIONS, sparsification_curve, sparsification_error_area
 from napari_sparse_sem.outputs import PACKAGE, PARAMS_FILE, ReportFolder, owned_entries
-from napari_sparse_sem.report import write_csv, write_json
+from napari_sparse_sem.runtime import Progress
 
 ACTIVE_FILES: dict[str, str] = {
     "metrics_json": "metrics.json",
@@ -87,6 +88,41 @@ def write_active_report(
         write_active_files(result, folder.stage, complete)
         out = folder.commit()
     return {key: out / name for key, name in ACTIVE_FILES.items()}
+
+
+def run_active(
+    volume: np.ndarray,
+    config: WDPPConfig,
+    out_dir: str | Path,
+    slices: list[int],
+    z_offset: int,
+    *,
+    overwrite: bool = False,
+    source: dict[str, Any] | None = None,
+    inputs: Iterable[str | Path | None] = (),
+    on_progress: Callable[[Progress], None] | None = None,
+) -> ActiveResult:
+    """Run :func:`active_job` on ``slices`` of ``volume`` (float32 in [0, 1]) and write the report into ``out_dir`` all
+    at once (checked before the work; never one of ``inputs``). A stop or an error after some slices finished writes
+    those (``complete: false``): a stop raises :class:`~napari_sparse_sem.partial.Interrupted`, an error is raised
+    again saying what was kept."""
+    from napari_sparse_sem.partial import run_into_report
+
+    source = dict(source or {})
+    with check_active_dir(out_dir, overwrite, inputs) as folder:
+        result = run_into_report(
+            active_job(volume, config, slices, z_offset),
+            ActiveSlice,
+            folder,
+            lambda done: write_active_files(ActiveResult(done, config, source), folder.stage, complete=False),
+            len(slices),
+            "slice",
+            on_progress,
+        )
+        result.source.update(source)
+        write_active_files(result, folder.stage, complete=True)
+        folder.commit()
+    return result
 
 
 def write_active_files(result: ActiveResult, folder: str | Path, complete: bool = True) -> dict[str, Path]:

@@ -1,0 +1,181 @@
+"""Reconstruct a sparse stack on disk into a volume file, slice by slice, keeping what finished when the run stops.
+
+The application service behind ``sparse-sem reconstruct`` (and usable from Python): the inputs stay lazy, finished
+slices go to a disk-backed scratch array and are written out slice by slice, so memory is bounded by the slabs the
+method reads, not the volume. The sparse stack's :class:`~napari_sparse_sem.sampling.record.AcquisitionRecord` says
+how its values are stored and is passed on to the reconstruction's metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_sparse_sem import __version__
+from napari_sparse_sem.partial import Interrupted
+from napari_sparse_sem.runtime import Progress, run_job
+
+__all__ = ["Interrupted", "reconstruct_to_file"]
+
+
+def _read(path: Path) -> Any:
+    from napari_sparse_sem.io import read_volume
+    from napari_sparse_sem.io.readers import split_h5_path
+
+    if not split_h5_path(path)[0].exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    return read_volume(path, lazy=True)
+
+
+def _nonzero(plane: np.ndarray) -> np.ndarray:
+    return plane != 0
+
+
+class _SlabWindow:
+    """Slices ``first .. first + len(block)`` of a volume of ``shape``, stored in ``block``: the driver writes
+    ``out[z]`` with volume indices while the scratch holds only the requested slices."""
+
+    def __init__(self, block: np.ndarray, first: int, shape: tuple[int, ...]) -> None:
+        self.block, self.first, self.shape = block, first, tuple(shape)
+
+    def __setitem__(self, z: int, value: np.ndarray) -> None:
+        self.block[z - self.first] = value
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        return self.block[z - self.first]
+
+
+def _stored_range(record: Any, meta: dict[str, Any], sparse: Any) -> tuple[float, float]:
+    """The stored values of ``sparse`` that map to [0, 1]: from its acquisition record, else its saved value range,
+    else measured."""
+    from napari_sparse_sem.io.volume import value_range
+
+    if record is not None:
+        return record.stored_range
+    if "value_range" in meta:
+        return tuple(meta["value_range"])  # type: ignore[return-value]
+    return value_range(sparse)
+
+
+def reconstruct_to_file(
+    sparse_path: Path,
+    mask_path: Path,
+    method: str,
+    out: Path,
+    *,
+    slices: tuple[int, int] | None = None,
+    device: str = "auto",
+    options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Reconstruct slices ``A:B`` of a sparse stack and write them to ``out``; returns the saved metadata.
+
+    The output path, the free space and the inputs are checked before any work. When the run stops early — Ctrl-C or
+    a stop signal (raised from anywhere, including ``on_progress``), or an error on a later slice — the finished
+    leading slices are written with ``complete: false``; a stop then raises :class:`Interrupted`, an error is raised
+    again saying what was kept.
+    """
+    from napari_sparse_sem.compare.spec import check_method_options, region_bounds
+    from napari_sparse_sem.io import write_volume
+    from napari_sparse_sem.io.volume import SliceMap, as_zyx, from_float01, to_float01
+    from napari_sparse_sem.outputs import check_output_file, check_volume_space, scratch_array
+    from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
+    from napari_sparse_sem.runtime import pick_device
+    from napari_sparse_sem.sampling.record import AcquisitionRecord
+
+    options = dict(options or {})
+    check_method_options(method, options)
+    check_output_file(out, [sparse_path, mask_path], overwrite=overwrite)
+    sparse_vol, mask_vol = _read(sparse_path), _read(mask_path)
+    sparse = as_zyx(sparse_vol.data, str(sparse_path))
+    mask = as_zyx(mask_vol.data, str(mask_path))
+    if tuple(sparse.shape) != tuple(mask.shape):
+        raise ValueError(
+            f"the sparse stack {tuple(sparse.shape)} and the mask {tuple(mask.shape)} must have the same shape"
+        )
+    resolved = pick_device(device)
+    a, b, *_ = region_bounds(sparse.shape, slices, None)
+    meta_in = sparse_vol.metadata if isinstance(sparse_vol.metadata, dict) else {}
+    record = AcquisitionRecord.from_metadata(meta_in)
+    vrange = _stored_range(record, meta_in, sparse)
+    scaled = SliceMap(sparse, functools.partial(to_float01, what=str(sparse_path), value_range_=vrange), np.float32)
+    scanned = SliceMap(mask, _nonzero, bool)
+    stored_dtype = sparse.dtype if sparse.dtype.kind in "iuf" else np.dtype(np.float32)
+    wanted = list(range(a, b))
+    finished: set[int] = set()
+    scratch_dir = out.parent if out.parent.is_dir() else None
+
+    # ignore_cleanup_errors: on Windows the memory-mapped file may still be open when the folder goes.
+    with tempfile.TemporaryDirectory(prefix=".sparse-sem-", dir=scratch_dir, ignore_cleanup_errors=True) as scratch:
+        block_shape = (b - a, *tuple(sparse.shape)[1:])
+        out_block = scratch_array(scratch, "reconstruction", np.float32, block_shape)
+        check_volume_space([(out, stored_dtype)], block_shape)
+
+        def save(n_done: int, complete: bool, seconds: float) -> dict[str, Any]:
+            to_source = functools.partial(from_float01, dtype=stored_dtype, value_range_=vrange)
+            stored = SliceMap(out_block[:n_done], to_source, stored_dtype)
+            meta = {
+                "kind": "reconstruction",
+                "method": method,
+                "options": options,
+                "device": resolved,
+                "sparse": str(sparse_path),
+                "mask": str(mask_path),
+                "slices": [a, a + n_done],
+                "requested_slices": [a, b],
+                "complete": complete,
+                "seconds": seconds,
+                "value_range": [float(vrange[0]), float(vrange[1])],
+                "version": __version__,
+            }
+            if record is not None:
+                meta.update(record.to_metadata())
+            write_volume(out, stored, voxel_size=sparse_vol.voxel_size, metadata=meta, overwrite=True)
+            return meta
+
+        start = time.perf_counter()
+        job = reconstruct_volume(
+            scaled,
+            scanned,
+            method,
+            device=resolved,
+            options=options,
+            slices=wanted,
+            out=_SlabWindow(out_block, a, tuple(sparse.shape)),
+        )
+
+        def feed(event: Progress) -> None:
+            if isinstance(event.partial, SliceDone):
+                finished.add(int(event.partial.z))
+            if on_progress is not None:
+                on_progress(event)
+
+        try:
+            run_job(job, feed)
+        except BaseException as exc:
+            n_done = 0
+            while a + n_done in finished and n_done < len(wanted):
+                n_done += 1
+            written = None
+            if n_done:
+                try:
+                    save(n_done, False, time.perf_counter() - start)
+                    written = out
+                except Exception:  # e.g. the disk is full: the first error says why nothing could be kept
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(n_done, len(wanted), written, getattr(exc, "signum", 2)) from None
+            if written is not None and isinstance(exc, ValueError):
+                raise ValueError(
+                    f"{exc} (the {n_done} slices finished before it are in {out}, marked complete: false)"
+                ) from exc
+            raise
+        return save(len(wanted), True, time.perf_counter() - start)
