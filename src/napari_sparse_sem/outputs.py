@@ -108,6 +108,16 @@ def check_free_space(folder: str | Path, nbytes: int, what: str) -> None:
         )
 
 
+def check_volume_space(targets: Iterable[tuple[Path, Any]], shape: tuple[int, ...]) -> None:
+    """Enough free space for the TIFF volumes among ``targets`` ((path, dtype) pairs) of ``shape``, before the work:
+    TIFFs are written uncompressed, so their size is known; zarr outputs are compressed and not estimated."""
+    n = int(np.prod(shape, dtype=np.int64))
+    tiffs = [(Path(path), np.dtype(dtype)) for path, dtype in targets if Path(path).suffix.lower() in (".tif", ".tiff")]
+    if tiffs:
+        needed = sum(n * max(dtype.itemsize, 1) for _, dtype in tiffs)
+        check_free_space(tiffs[0][0].parent, needed, ", ".join(path.name for path, _ in tiffs))
+
+
 def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**28 else f"{nbytes / 2**20:.1f} MiB"
 
