@@ -13,11 +13,15 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
-from napari_sparse_sem.cli import Interrupted, _previous_demo, app, parse_roi, reconstruct_to_file, sibling_path
+from napari_sparse_sem.cli import app
+from napari_sparse_sem.cli.common import parse_roi, sibling_path
+from napari_sparse_sem.cli.demo import previous_demo
 from napari_sparse_sem.compare import RECORD_KEYS
 from napari_sparse_sem.io import read_metadata, read_volume
 from napari_sparse_sem.metrics import psnr
+from napari_sparse_sem.recon.to_file import Interrupted, reconstruct_to_file
 from napari_sparse_sem.recon.volume import SliceDone
+from napari_sparse_sem.sampling.record import AcquisitionRecord
 
 runner = CliRunner()
 
@@ -129,7 +133,11 @@ def test_simulate_reconstruct_round_trip(crop_tif: Path, flyem_crop_uint8: np.nd
     assert sparse.exists() and mask_path.exists()
     assert "achieved 20.0" in result.stdout and "dense" in result.stdout
     meta = read_metadata(sparse)
-    assert meta["mask_spec"]["coverage"] == 0.2 and meta["mask_spec"]["seed"] == 3 and meta["kind"] == "sparse"
+    record = AcquisitionRecord.from_metadata(meta)
+    assert record.mask_spec.coverage == 0.2 and record.mask_spec.seed == 3 and meta["kind"] == "sparse"
+    assert record.stored_range == record.value_range == (0.0, 255.0) and record.source == str(crop_tif)
+    assert 0 < record.scan_s < record.dense_s and abs(record.coverage - 0.2) < 0.01 and record.n_slices == 4
+    assert AcquisitionRecord.from_metadata(read_metadata(mask_path)) == record
     truth = flyem_crop_uint8[10:14, 60:188, 60:188]
     sparse_data = np.asarray(read_volume(sparse).data)
     mask = np.asarray(read_volume(mask_path).data).astype(bool)
@@ -146,6 +154,7 @@ def test_simulate_reconstruct_round_trip(crop_tif: Path, flyem_crop_uint8: np.nd
     for z in range(4):
         assert psnr(truth[z] / 255.0, recon[z] / 255.0) > 24.0
     assert read_metadata(recon_path)["method"] == "linear"
+    assert AcquisitionRecord.from_metadata(read_metadata(recon_path)) == record  # passed on to the reconstruction
 
     # zarr output, a sub-range of slices, an explicit option, a fixed mask and shot noise
     sparse_zarr = tmp_path / "noisy.zarr"
@@ -320,7 +329,7 @@ def test_headless_demo_writes_a_report(tmp_path: Path) -> None:
     assert json.loads((out / "params.json").read_text())["source"]["demo"] is True
     assert (out / "comparison.png").stat().st_size > 100_000
     assert str(out.resolve()) in result.stdout.replace("\n", "")
-    assert _previous_demo(out)  # so the next demo run replaces it without --overwrite
+    assert previous_demo(out)  # so the next demo run replaces it without --overwrite
 
     foreign = tmp_path / "mine"
     foreign.mkdir()

@@ -18,7 +18,8 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
-from napari_sparse_sem.cli import LogProgress, app
+from napari_sparse_sem.cli import app
+from napari_sparse_sem.cli.common import LogProgress
 from napari_sparse_sem.io import read_metadata, read_volume
 from napari_sparse_sem.runtime import Progress
 

@@ -1,6 +1,6 @@
 """``sparse-sem surrogate ...``: porous geometries, the Monte Carlo teacher and the surrogate's training data.
 
-Kept apart from :mod:`napari_sparse_sem.cli` (which mounts it) so each command module stays small.
+A typer group of its own, mounted by :mod:`napari_sparse_sem.cli`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from napari_sparse_sem.cli import QuietOption, _clean_errors, _stdout, _stopped, progress_bar
+from napari_sparse_sem.cli.common import QuietOption, clean_errors, progress_bar, stdout_console, stopped
 from napari_sparse_sem.runtime import run_job
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ surrogate_app = typer.Typer(
 
 
 @surrogate_app.command()
-@_clean_errors
+@clean_errors
 def backscatter(
     element: Annotated[str, typer.Option(help="Target element: C, Al, Si, Cu, Ag or Au.")] = "C",
     energy: Annotated[float, typer.Option(help="Beam energy in keV.")] = 20.0,
@@ -50,7 +50,7 @@ def backscatter(
 
 
 @surrogate_app.command()
-@_clean_errors
+@clean_errors
 def geometry(
     out: Annotated[Path, typer.Option(help="Where to write the primitive list (.npz).")],
     shape: ShapeOption = "spheres",
@@ -76,11 +76,11 @@ def geometry(
     measured = 1.0 - float(voxelize(primitives).mean())
     summary = {"out": str(path), "particles": len(primitives), **primitives.counts(), "porosity_target": porosity}
     summary["porosity_voxelised"] = round(measured, 4)
-    _stdout().print(json.dumps(summary), markup=False)
+    stdout_console().print(json.dumps(summary), markup=False)
 
 
 @surrogate_app.command("make-dataset")
-@_clean_errors
+@clean_errors
 def make_dataset_command(
     out: Annotated[Path, typer.Option(help="Zarr store to write (a folder ending in .zarr).")],
     geometries: Annotated[int, typer.Option(help="Training geometries (spheres and cylinders, Table 1 sets).")] = 12,
@@ -119,12 +119,12 @@ def make_dataset_command(
             summary = run_job(make_dataset(spec, out, resume=resume, overwrite=overwrite), update)
     except KeyboardInterrupt as exc:
         kept = f"the finished samples are in {out}; continue with --resume." if out.exists() else "nothing written."
-        raise _stopped(exc, kept) from None
-    _stdout().print(json.dumps(summary), markup=False)
+        raise stopped(exc, kept) from None
+    stdout_console().print(json.dumps(summary), markup=False)
 
 
 @surrogate_app.command()
-@_clean_errors
+@clean_errors
 def train(
     dataset: Annotated[Path, typer.Argument(help="A make-dataset zarr store.")],
     out: Annotated[Path, typer.Option(help="Weights file to write (.safetensors; a model card .json goes beside it).")],
@@ -178,12 +178,12 @@ def train(
             result = run_job(job, update)
     except KeyboardInterrupt as exc:
         kept = f"saved a checkpoint to {out}; continue with --resume." if out.exists() else "nothing written."
-        raise _stopped(exc, kept) from None
-    _stdout().print(json.dumps(result), markup=False)
+        raise stopped(exc, kept) from None
+    stdout_console().print(json.dumps(result), markup=False)
 
 
 @surrogate_app.command("simulate-stack")
-@_clean_errors
+@clean_errors
 def simulate_stack_command(
     out: Annotated[Path, typer.Option(help="Zarr store to write: arrays bse, se, solid (and *_clean with noise).")],
     shape: ShapeOption = "spheres",
@@ -235,11 +235,11 @@ def simulate_stack_command(
     summary |= {
         k: stack.metadata[k] for k in ("particles", "porosity_voxelised", "seconds", "dose_electrons_per_pixel")
     }
-    _stdout().print(json.dumps(summary), markup=False)
+    stdout_console().print(json.dumps(summary), markup=False)
 
 
 @surrogate_app.command()
-@_clean_errors
+@clean_errors
 def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for metrics.json (and eval.zarr when it makes the data).")],
     dataset: Annotated[Path | None, typer.Option(help="An evaluation store from make-dataset (default: make one).")] = (
@@ -282,13 +282,13 @@ def evaluate(
             with progress_bar("evaluation set (Monte Carlo)", quiet) as update:
                 run_job(make_dataset(spec, dataset, resume=dataset.exists()), update)
         except KeyboardInterrupt as exc:
-            raise _stopped(exc, f"the finished evaluation samples are in {dataset}; run again to continue.") from None
+            raise stopped(exc, f"the finished evaluation samples are in {dataset}; run again to continue.") from None
     with progress_bar("evaluate", quiet) as update:
         result = run_job(evaluate_job(surrogate, dataset, mc_rows=mc_rows), update)
     result |= {"dataset": str(dataset), "weights": str(weights or "shipped")}
     write_json(path, _no_nan(result))
-    _stdout().print(_metrics_table(result["records"]), markup=False)
-    _stdout().print(f"wrote {path}", markup=False)
+    stdout_console().print(_metrics_table(result["records"]), markup=False)
+    stdout_console().print(f"wrote {path}", markup=False)
 
 
 def _no_nan(value: Any) -> Any:

@@ -1,0 +1,372 @@
+"""What every ``sparse-sem`` command shares: the consoles, progress on stderr, the error boundary and exit codes, and
+the parsers of the text forms flags take (``A:B``, ``Y0:Y1,X0:X1``, ``5%``, ``KEY=VALUE``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from napari_sparse_sem.runtime import Progress, interrupt_exit_code, signal_name
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C; SIGTERM and SIGHUP give 143 and 129 (128 + the signal number, as shells report)."""
+LOG_INTERVAL_S = 10.0
+"""Without a terminal, a progress line at least this often (and one per finished step, at most one a second)."""
+_COMPOUND_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif")
+
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
+
+
+# ---------------------------------------------------------------------------------------------- consoles and errors
+
+
+def stderr_console() -> Any:
+    """A rich console on stderr (progress, errors, warnings)."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def stdout_console() -> Any:
+    """A rich console on stdout (tables and results); 160 columns when piped, so table rows stay whole."""
+    from rich.console import Console
+
+    console = Console(soft_wrap=True, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # piped or captured: keep table rows whole instead of wrapping at 80 columns
+    return console
+
+
+def echo(text: str) -> None:
+    """One plain line on stdout."""
+    stdout_console().print(text, markup=False)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print ``Error: message`` in red on stderr; returns the exit to raise."""
+    stderr_console().print(f"Error: {message}", style="bold red", markup=False)
+    return typer.Exit(code)
+
+
+def stopped(exc: BaseException, what: str) -> typer.Exit:
+    """Say how a stop by Ctrl-C/SIGTERM/SIGHUP ended (``what`` was kept) and exit with the signal's status."""
+    signum = getattr(exc, "signum", 2)
+    label = "Interrupted" if signum == 2 else f"Stopped by {signal_name(signum)}"
+    stderr_console().print(f"{label}: {what}", markup=False)
+    return typer.Exit(interrupt_exit_code(exc))
+
+
+_OS_ADVICE = {
+    28: "the disk is full: free some space or write elsewhere",  # ENOSPC
+    30: "the file system is read-only: choose another --out",  # EROFS
+    13: "permission denied: choose a folder you may write to",  # EACCES
+    1: "operation not permitted: choose a folder you may write to",  # EPERM
+    122: "the disk quota is exceeded: free some space or write elsewhere",  # EDQUOT
+}
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OS error: the path, what went wrong and what to do."""
+    where = exc.filename or ""
+    reason = exc.strerror or str(exc)
+    advice = _OS_ADVICE.get(exc.errno or 0)
+    text = f"{where}: {reason}" if where else reason
+    return f"{text} ({advice})" if advice and advice not in text else text
+
+
+def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One error boundary for every command: expected user errors and OS errors (full or read-only disk, permissions)
+    become one red line on stderr and exit code 2 (no traceback); a stop that kept finished work
+    (:class:`~napari_sparse_sem.partial.Interrupted`) says what it kept, and any stop ends with the signal's exit
+    status. Scratch and staging folders are removed by the ``with`` blocks they live in."""
+    from napari_sparse_sem.partial import Interrupted
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Interrupted as stop:
+            raise stopped(stop, stop.kept()) from None
+        except FileNotFoundError as exc:
+            raise fail(f"file not found: {exc.filename}" if exc.filename else str(exc)) from None
+        except (ValueError, FileExistsError) as exc:
+            raise fail(str(exc)) from None
+        except OSError as exc:
+            raise fail(os_error_text(exc)) from None
+        except KeyboardInterrupt as exc:
+            raise stopped(exc, "nothing was finished; nothing written.") from None
+
+    return wrapper
+
+
+def show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Warnings (e.g. a zarr store with missing chunks) as one yellow ``Warning: …`` line, without source locations."""
+    stderr_console().print(f"Warning: {message}", style="yellow", markup=False)
+
+
+# --------------------------------------------------------------------------------------------------------- progress
+
+
+@contextmanager
+def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[Progress], None]]:
+    """Progress on stderr, fed by the yielded callback: a rich bar on a terminal, plain log lines otherwise (see
+    :class:`LogProgress`), nothing when ``quiet``. Output starts at the first event, so input errors (found before
+    any work) come without an empty bar."""
+    if quiet:
+        yield lambda event: None
+        return
+    if not sys.stderr.isatty():
+        yield LogProgress(label, sys.stderr)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    bar = Bar(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr_console(),
+    )
+    task: list[Any] = []
+
+    def update(event: Progress) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task(label, total=None))
+        message = event.message or label
+        bar.update(task[0], completed=event.step, total=event.total or None, description=message[:70])
+
+    try:
+        yield update
+    finally:
+        if task:
+            bar.stop()
+
+
+class LogProgress:
+    """Progress for a log file (stderr not a terminal, e.g. a cluster job): whole plain lines with step/total,
+    elapsed time and ETA — one per finished step (at most one a second) and at least one every
+    :data:`LOG_INTERVAL_S` while work goes on, plus the last step."""
+
+    def __init__(self, label: str, stream: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self.label, self.stream, self.clock = label, stream, clock
+        self.start = clock()
+        self.last_print = -np.inf
+        self.last_step = -1
+
+    def __call__(self, event: Progress) -> None:
+        now = self.clock()
+        advanced = event.step != self.last_step
+        final = event.total > 0 and event.step >= event.total
+        due = now - self.last_print >= LOG_INTERVAL_S or (advanced and now - self.last_print >= 1.0)
+        if (final and advanced) or due:
+            self.stream.write(self.line(event, now - self.start) + "\n")
+            self.stream.flush()
+            self.last_print, self.last_step = now, event.step
+
+    def line(self, event: Progress, elapsed: float) -> str:
+        """``label: 5/8 (62 %) · elapsed 2.0 min · ETA 1.2 min · message``."""
+        parts = [f"{self.label}: {event.step}/{event.total}" if event.total > 0 else f"{self.label}: {event.step}"]
+        if event.total > 0:
+            parts[0] += f" ({100 * event.step / event.total:.0f} %)"
+        parts.append(f"elapsed {format_seconds(elapsed)}")
+        if event.total > 0 and 0 < event.step < event.total:
+            parts.append(f"ETA {format_seconds(elapsed / event.step * (event.total - event.step))}")
+        if event.message:
+            parts.append(event.message)
+        return " · ".join(parts)
+
+
+def format_seconds(seconds: float) -> str:
+    """``850 µs``, ``12.5 ms``, ``3.20 s``, ``4.1 min``."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+# ---------------------------------------------------------------------------------------------------------- parsers
+
+
+def parse_range(text: str | None, what: str = "--slices") -> tuple[int, int] | None:
+    """``"A:B"`` → ``(A, B)`` (half-open); ``None``/empty → ``None``."""
+    if text is None or not str(text).strip():
+        return None
+    parts = str(text).strip().split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        a, b = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise ValueError(f"{what} expects A:B with whole numbers (half-open, e.g. 120:130), got {text!r}") from None
+    if not 0 <= a < b:
+        raise ValueError(f"{what} {a}:{b} must satisfy 0 <= A < B (A:B is half-open: slices A to B-1)")
+    return a, b
+
+
+def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
+    """``"Y0:Y1,X0:X1"`` → ``(y0, y1, x0, x1)``; ``None``/empty → ``None``."""
+    if text is None or not str(text).strip():
+        return None
+    parts = str(text).replace(" ", "").split(",")
+    if len(parts) != 2:
+        raise ValueError(f"--roi expects Y0:Y1,X0:X1 (rows, then columns; e.g. 0:128,64:192), got {text!r}")
+    try:
+        ys = parse_range(parts[0], "--roi rows")
+        xs = parse_range(parts[1], "--roi columns")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (in --roi {text!r}, which expects Y0:Y1,X0:X1)") from None
+    assert ys is not None and xs is not None
+    return ys[0], ys[1], xs[0], xs[1]
+
+
+def parse_list(text: str | None, what: str) -> list[str] | None:
+    """``"a,b , c"`` → ``["a", "b", "c"]``; ``None`` → ``None``."""
+    if text is None:
+        return None
+    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"{what} needs at least one value (comma-separated), got {text!r}")
+    return items
+
+
+def parse_coverage(text: str, what: str = "--coverage", whole_allowed: bool = True) -> float:
+    """``"0.05"`` or ``"5%"`` → 0.05; in (0, 1], or (0, 1) when a whole scan makes no sense (``whole_allowed``)."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ValueError(f"{what} expects a fraction such as 0.05 (or 5%), got {text!r}") from None
+    ok = 0 < value <= 1 if whole_allowed else 0 < value < 1
+    if not np.isfinite(value) or not ok:
+        interval = "(0, 1]" if whole_allowed else "(0, 1): a whole scan leaves nothing to choose"
+        raise ValueError(f"{what} must be in {interval} (a fraction of pixels, e.g. 0.05 for 5 %), got {text}")
+    return value
+
+
+def parse_float_or_auto(text: str, what: str) -> float | str:
+    """``"auto"`` → ``"auto"``, else the number."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what} expects a number or auto, got {text!r}") from None
+
+
+def _option_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_options(items: list[str] | None, per_method: bool = False) -> dict[str, Any]:
+    """``["key=value", ...]`` → dict (values parsed as JSON when possible: numbers, true/false, lists).
+
+    With ``per_method`` the keys read ``method.key`` and the result is ``{method: {key: value}}``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            form = "METHOD.KEY=VALUE (e.g. linear3d.context=5)" if per_method else "KEY=VALUE (e.g. context=5)"
+            raise ValueError(f"--option expects {form}, got {item!r}")
+        if per_method:
+            method, dot, name = key.partition(".")
+            if not dot or not method or not name:
+                raise ValueError(f"--option expects METHOD.KEY=VALUE (e.g. linear3d.context=5), got {item!r}")
+            out.setdefault(method, {})[name] = _option_value(value)
+        else:
+            out[key] = _option_value(value)
+    return out
+
+
+def weights_option(weights: Path | None, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``{method: {"weights": path}}`` for the GAN methods among ``methods`` (``--weights`` names their file)."""
+    if weights is None:
+        return {}
+    from napari_sparse_sem.nn.weights import check_safetensors
+    from napari_sparse_sem.recon.gan import GAN_METHODS, SHIPPED_GAN_WEIGHTS
+
+    targets = [m for m in methods if m in GAN_METHODS]
+    if not targets:
+        raise ValueError(f"--weights applies to {' and '.join(GAN_METHODS)}; add one to --method")
+    if str(weights) not in SHIPPED_GAN_WEIGHTS:
+        check_safetensors(weights)  # a clear error before any work
+    return {name: {"weights": str(weights)} for name in targets}
+
+
+def dip_options(preset: str | None, config_file: Path | None) -> dict[str, Any]:
+    """Options for the DIP methods from ``--dip-config FILE.json`` (read first) and ``--dip-preset`` (wins)."""
+    options: dict[str, Any] = {}
+    if config_file is not None:
+        from napari_sparse_sem.recon.dip import load_dip_options
+
+        options.update(load_dip_options(config_file))
+    if preset is not None:
+        from napari_sparse_sem.recon.dip import PRESETS
+
+        if preset not in PRESETS:
+            raise ValueError(f"--dip-preset must be one of {list(PRESETS)}, got {preset!r}")
+        options["preset"] = preset
+    return options
+
+
+def method_help(value: str | None) -> str | None:
+    """``--method help``: list every registered reconstruction method with its one-line description and exit (before
+    the other options are checked, like ``--help``)."""
+    if value is None or value.strip().lower() != "help":
+        return value
+    from napari_sparse_sem.recon.base import available_methods, method_class
+
+    out = stdout_console()
+    out.print("Reconstruction methods (--method NAME; compare takes a comma list):", markup=False)
+    for name in available_methods():
+        out.print(f"  {name:<11} {method_class(name).description}", markup=False)
+    raise typer.Exit(0)
+
+
+# ------------------------------------------------------------------------------------------------------ files, region
+
+
+def sibling_path(path: Path, tag: str) -> Path:
+    """``out.tif`` → ``out_mask.tif`` (``tag="_mask"``); compound suffixes such as ``.ome.zarr`` are kept whole."""
+    name = path.name
+    for suffix in _COMPOUND_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + tag + name[-len(suffix) :])
+    return path.with_name(path.stem + tag + path.suffix)
+
+
+def read_input(path: Path, dataset: str | None = None) -> Any:
+    """The volume at ``path`` (lazy); a missing path is a ``FileNotFoundError`` naming it."""
+    from napari_sparse_sem.io import read_volume
+    from napari_sparse_sem.io.readers import split_h5_path
+
+    if not split_h5_path(path)[0].exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    return read_volume(path, dataset=dataset, lazy=True)
+
+
+def region(shape: tuple[int, ...], slices: tuple[int, int] | None, roi: tuple[int, int, int, int] | None) -> tuple:
+    """Resolved ``(a, b, y0, y1, x0, x1)`` inside ``shape``; out-of-range requests are clear errors."""
+    from napari_sparse_sem.compare.spec import region_bounds
+
+    return region_bounds(shape, slices, roi)

@@ -1,0 +1,109 @@
+"""``sparse-sem simulate``: a sparse scan of a dense stack, written as the sparse stack and its mask."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from napari_sparse_sem import __version__
+from napari_sparse_sem.cli.common import (
+    QuietOption,
+    clean_errors,
+    format_seconds,
+    parse_coverage,
+    parse_range,
+    parse_roi,
+    progress_bar,
+    read_input,
+    region,
+    sibling_path,
+    stdout_console,
+)
+from napari_sparse_sem.runtime import run_job
+
+
+@clean_errors
+def simulate(
+    volume: Annotated[Path, typer.Argument(help="Dense input volume.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Sparse output (.tif or .zarr); the mask goes to *_mask.")],
+    pattern: Annotated[str, typer.Option(help="Mask pattern (MaskSpec.pattern).")] = "random",
+    coverage: Annotated[str, typer.Option(help="Fraction of pixels scanned, e.g. 0.05 or 5%.")] = "0.05",
+    per_slice: Annotated[bool, typer.Option("--per-slice/--fixed-mask", help="New mask per slice or one.")] = True,
+    dose: Annotated[
+        float | None, typer.Option(help="Electrons per scanned pixel (shot noise); none = noiseless.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of masks and noise.")] = 0,
+    slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input.")] = None,
+    roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1 of every slice.")] = None,
+    jitter: Annotated[
+        float | None, typer.Option(help="grid/hexgrid jitter (fraction of spacing); default: grid 0.5, hexgrid 0.")
+    ] = None,
+    lines_mode: Annotated[str, typer.Option(help="lines pattern: regular or random.")] = "regular",
+    lowres_factor: Annotated[int | None, typer.Option(help="lowres: every f-th pixel (default from coverage).")] = None,
+    dwell_us: Annotated[float, typer.Option(help="Dwell time per pixel (µs).")] = 3.0,
+    settle_us: Annotated[float, typer.Option(help="Settle time per beam jump (µs).")] = 1.0,
+    move_us_per_px: Annotated[float, typer.Option(help="Beam travel time per pixel of a jump (µs).")] = 0.001,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Simulate a sparse scan of VOLUME: write the sparse stack to OUT and its mask beside it (OUT stem + _mask)."""
+    from napari_sparse_sem.io import write_volume
+    from napari_sparse_sem.io.volume import SliceMap, as_zyx, to_float01, value_range
+    from napari_sparse_sem.outputs import check_output_file, check_volume_space, scratch_array, staged_files
+    from napari_sparse_sem.sampling import AcquisitionSpec, MaskSpec, simulate_job
+
+    mask_spec = MaskSpec(
+        pattern=pattern,
+        coverage=parse_coverage(coverage),
+        per_slice=per_slice,
+        seed=seed,
+        jitter=jitter,
+        lines_mode=lines_mode,
+        lowres_factor=lowres_factor,
+    )
+    acq = AcquisitionSpec(dwell_us=dwell_us, settle_us=settle_us, move_us_per_px=move_us_per_px, dose=dose, seed=seed)
+    sl, roi_box = parse_range(slices), parse_roi(roi)
+    mask_out = sibling_path(out, "_mask")
+    for target in (out, mask_out):
+        check_output_file(target, [volume], overwrite=overwrite)
+    vol = read_input(volume)
+    data = as_zyx(vol.data, str(volume))
+    a, b, y0, y1, x0, x1 = region(data.shape, sl, roi_box)
+    # Slice by slice into disk-backed arrays, then written out slice by slice: memory stays bounded by one slice.
+    block = data[a:b, y0:y1, x0:x1]
+    vrange = value_range(block)
+    dense = SliceMap(block, lambda plane: to_float01(plane, str(volume), vrange), np.float32)
+    out_dtype = block.dtype if block.dtype.kind in "iuf" else np.dtype(np.float32)
+    scratch_dir = out.parent if out.parent.is_dir() else None
+    with tempfile.TemporaryDirectory(prefix=".sparse-sem-", dir=scratch_dir, ignore_cleanup_errors=True) as scratch:
+        shape = (b - a, y1 - y0, x1 - x0)
+        stored = scratch_array(scratch, "sparse", out_dtype, shape)
+        mask = scratch_array(scratch, "mask", bool, shape)
+        check_volume_space([(out, out_dtype), (mask_out, np.dtype(np.uint8))], shape)
+        job = simulate_job(dense, mask_spec, acq, sparse_out=stored, mask_out=mask, stored_range=vrange, z_offset=a)
+        with progress_bar("simulate", quiet) as update:
+            scan = run_job(job, update)
+        record = scan.record(str(volume), vrange, slices=(a, b), roi=(y0, y1, x0, x1))
+        meta = {"kind": "sparse", **record.to_metadata(), "mask_file": mask_out.name, "version": __version__}
+        mask_meta = {"kind": "mask", **record.to_metadata(), "sparse_file": out.name, "version": __version__}
+        with staged_files([out, mask_out]) as (staged_sparse, staged_mask):
+            write_volume(staged_sparse, stored, voxel_size=vol.voxel_size, metadata=meta)
+            write_volume(staged_mask, mask, voxel_size=vol.voxel_size, metadata=mask_meta)
+    con = stdout_console()
+    con.print(f"wrote {out} (sparse, {out_dtype}, shape {shape}) and {mask_out} (mask)", markup=False)
+    con.print(
+        f"coverage: requested {100 * mask_spec.coverage:.2f} %, achieved {100 * scan.coverage.mean():.2f} % "
+        f"(per slice {100 * scan.coverage.min():.2f}..{100 * scan.coverage.max():.2f} %)",
+        markup=False,
+    )
+    con.print(f"beam path: {np.mean(scan.path_length_px):,.0f} px per slice", markup=False)
+    total, dense_total = float(np.sum(scan.scan_s)), scan.dense_s
+    con.print(
+        f"time estimate: {format_seconds(total)} for {len(scan.scan_s)} slice(s) vs {format_seconds(dense_total)} "
+        f"dense ({dense_total / max(total, 1e-12):.1f}x faster)",
+        markup=False,
+    )
