@@ -16,85 +16,94 @@ scored 0.394, the same as the 0.45 M default. A regression of |error| / ε by MS
 the correlation) reached 0.421: much of the error at ×4 is pixel noise of the reference, which no estimator can
 predict.
 
-The job follows the runtime protocol: it yields :class:`~napari_sparse_sem.runtime.Progress` events whose ``partial``
-is a :class:`TrainingStatus` (loss so far) and returns a summary dict. Closing the generator early (cancel, Ctrl-C)
-still saves what was trained so far as a checkpoint whose model card says ``"stopped": "cancelled"``.
+The loop is :func:`napari_sparse_sem.nn.training.run_training` (budget, logging, divergence guard, stop, device
+release); this module supplies the samples, batches and loss. The job yields
+:class:`~napari_sparse_sem.runtime.Progress` events whose ``partial`` is a :class:`TrainingStatus` (loss so far) and
+returns a summary dict. Closing the generator early (cancel, Ctrl-C) still saves what was trained so far as a
+checkpoint whose model card says ``"stopped": "cancelled"``; a non-finite loss stops the training with an error and
+writes nothing.
 """
 
 from __future__ import annotations
 
 import math
 import platform
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from napari_sparse_sem.active.error_estimation import UNET_INPUTS, binarized_error, unet_inputs
 from napari_sparse_sem.active.scan import parse_initial
-from napari_sparse_sem.runtime import Job, Progress, checked_slices, expected_total
+from napari_sparse_sem.nn.training import Budget, Trainer, run_training
+from napari_sparse_sem.params import Spec, param
+from napari_sparse_sem.runtime import Job, Progress, checked_slices
 
 SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
-class EstimatorTrainingConfig:
+class EstimatorTrainingConfig(Spec):
     """Parameters of :func:`train_estimator_job`. Training stops after ``iterations`` batches or ``minutes`` of
     training, whichever comes first (either may be ``None``, not both). ``balance`` weights the positive class by the
     measured negatives/positives ratio; ``thresholds`` are the multiples of the mean error ε that are classified (one
     output each; Mi: just 1)."""
 
-    initial: list[str] = field(default_factory=lambda: ["lowres:4"])
-    recon: str = "linear"
-    crop: int = 96
-    batch_size: int = 16
-    iterations: int | None = 2000
-    minutes: float | None = None
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    balance: bool = False
-    thresholds: list[float] = field(default_factory=lambda: [1.0])
-    seed: int = 0
-    base_channels: int = 16
-    levels: int = 3
-    log_every: int = 10
+    kind: ClassVar[str] = "estimator-training"
+
+    initial: list[str] = param(
+        default_factory=lambda: ["lowres:4"],
+        help="Initial scans whose errors the estimator learns: lowres:F or PATTERN:COVERAGE (one or more).",
+    )
+    recon: str = param("linear", help="Reconstruction method of the initial scan.")
+    crop: int = param(96, unit="px", low=1, help="Side of the random square training crops.")
+    batch_size: int = param(16, low=1, help="Crops per batch.")
+    iterations: int | None = param(
+        2000, nullable=True, low=1, help="Training batches (with minutes: whichever ends first)."
+    )
+    minutes: float | None = param(None, unit="min", low=0, low_open=True, help="Training time budget.")
+    lr: float = param(1e-3, low=0, low_open=True, help="Adam learning rate.")
+    schedule: str = param(
+        "cosine", choices=SCHEDULES, cli=False, help="Learning rate schedule: cosine decay to 5 % or constant."
+    )
+    balance: bool = param(False, help="Weight the positive class by the negatives/positives ratio.")
+    thresholds: list[float] = param(
+        default_factory=lambda: [1.0],
+        cli=False,
+        widget=False,
+        help="Multiples of the mean error that are classified (one output each; the estimate is their mean).",
+    )
+    seed: int = param(0, low=0, help="Seed of crops, augmentation, initial weights and random scans.")
+    base_channels: int = param(16, low=1, help="U-Net channels of the first level (doubling per level).")
+    levels: int = param(3, low=1, help="U-Net down-sampling levels.")
+    log_every: int = param(10, low=1, cli=False, widget=False, help="Iterations per logged loss (their mean).")
 
     def __post_init__(self) -> None:
         if isinstance(self.initial, str):
             self.initial = [self.initial]
         self.initial = [str(t) for t in self.initial]
+        self.thresholds = [float(t) for t in self.thresholds]
+        super().__post_init__()
+
+    def validate(self) -> None:
         if not self.initial:
             raise ValueError("initial needs at least one initial scan, e.g. ['lowres:4']")
         for text in self.initial:
             parse_initial(text)  # a clear error for a bad spec, before any work
         if self.iterations is None and self.minutes is None:
             raise ValueError("give a training budget: iterations, minutes or both")
-        if self.iterations is not None and int(self.iterations) < 1:
-            raise ValueError(f"iterations must be a positive integer, got {self.iterations}")
-        if self.minutes is not None and not (np.isfinite(self.minutes) and self.minutes > 0):
-            raise ValueError(f"minutes must be a positive number, got {self.minutes}")
         if int(self.crop) < 2**self.levels:
             raise ValueError(f"crop must be at least 2**levels = {2**self.levels} pixels, got {self.crop}")
-        for name in ("batch_size", "base_channels", "levels", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        self.thresholds = [float(t) for t in self.thresholds]
         if not self.thresholds or min(self.thresholds) <= 0 or sorted(set(self.thresholds)) != self.thresholds:
             raise ValueError(
                 f"thresholds must be increasing positive multiples of the mean error, got {self.thresholds}"
             )
-        if isinstance(self.seed, bool) or int(self.seed) < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def budget(self) -> Budget:
+        """The training budget (iterations and/or minutes)."""
+        return Budget(self.iterations, self.minutes)
 
 
 @dataclass
@@ -186,6 +195,147 @@ def _learning_rate(config: EstimatorTrainingConfig, progress: float) -> float:
     return config.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
+class _EstimatorTrainer(Trainer[dict[str, Any]]):
+    """The error estimator's part of the training loop: crops of the prepared samples, binary cross-entropy, the
+    model card."""
+
+    def __init__(
+        self,
+        config: EstimatorTrainingConfig,
+        samples: list[_Sample],
+        size: int,
+        slices: list[int],
+        out_path: Path,
+        device: str,
+        card_fields: dict[str, Any],
+    ) -> None:
+        import torch
+
+        from napari_sparse_sem.nn.unet import UNet, UNetConfig
+
+        super().__init__()
+        self.config, self.samples, self.size, self.slices, self.out_path = config, samples, size, slices, out_path
+        self.card_fields = card_fields
+        self.budget = config.budget()
+        self.device = device
+        self.log_every = int(config.log_every)
+        self.positive = np.mean([s.target.mean(axis=(1, 2)) for s in samples], axis=0)  # per threshold
+        if not np.all((self.positive > 0) & (self.positive < 1)):
+            raise ValueError("the reconstructions are exact (or wrong everywhere): there is no error to learn")
+        self.pos_weight = (1.0 - self.positive) / self.positive if config.balance else np.ones_like(self.positive)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.unet_config = UNetConfig(
+            len(UNET_INPUTS), len(config.thresholds), base_channels=config.base_channels, levels=config.levels
+        )
+        self.model = UNet(self.unet_config).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        weight = torch.tensor(self.pos_weight, dtype=torch.float32, device=device).reshape(-1, 1, 1)
+        self.loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
+        self.curve: list[float] = []  # mean loss per log interval
+        self._loss: Any = None
+
+    def losses(self) -> dict[str, float]:
+        import torch
+
+        progress = self.budget.fraction(self.state.iteration, self.state.seconds)
+        for group in self.optimizer.param_groups:
+            group["lr"] = _learning_rate(self.config, progress)
+        x, y = _crop_batch(self.samples, self.size, self.config.batch_size, self.rng)
+        xt = torch.from_numpy(x).to(self.device)
+        yt = torch.from_numpy(y).to(self.device)
+        self._loss = self.loss_fn(self.model(xt), yt)
+        return {"loss": float(self._loss.detach())}
+
+    def update(self) -> dict[str, float]:
+        loss, self._loss = self._loss, None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {}
+
+    def progress(self, means: Mapping[str, float]) -> Progress:
+        iteration, seconds = self.state.iteration, self.state.seconds
+        self.curve.append(means["loss"])
+        total = self.budget.expected_total(iteration, seconds)
+        status = TrainingStatus("train", iteration, total, seconds, list(self.curve))
+        return Progress(iteration, total, f"training: iteration {iteration}, loss {self.curve[-1]:.4f}", status)
+
+    def finish(self) -> dict[str, Any]:
+        means = self.state.window_means()
+        if "loss" in means:
+            self.curve.append(means["loss"])
+        self.model.eval()
+        return self.save(final=True)
+
+    def save(self, final: bool) -> dict[str, Any]:
+        """Write the weights and their model card (the estimator keeps no separate training state)."""
+        import torch
+
+        from napari_sparse_sem import __version__
+        from napari_sparse_sem.nn.unet import count_parameters
+        from napari_sparse_sem.nn.weights import save_weights
+
+        config, state = self.config, self.state
+        window = state.window_means()
+        final_loss = window["loss"] if "loss" in window else (self.curve[-1] if self.curve else float("nan"))
+        training = {
+            **config.to_dict(),
+            "iterations_done": state.iteration,
+            "seconds": round(state.seconds, 1),
+            "final_loss": final_loss,
+            "loss_curve": [round(v, 5) for v in self.curve],
+            "positive_fraction": [round(float(v), 4) for v in self.positive],
+            "pos_weight": [round(float(v), 4) for v in self.pos_weight],
+            "crop_used": self.size,
+            "stopped": state.stopped,
+            "completed": state.completed,
+            "device": self.device,
+        }
+        fields = self.card_fields
+        card: dict[str, Any] = {
+            "task": "binarized-error",
+            "description": (
+                "Mi et al. (MICCAI 2020) binarized error estimation: sigmoid(output k) = P(|I_HR - I_SR| > t_k ε), "
+                "ε = the image's mean absolute reconstruction error, t_k = thresholds; the estimate is their mean"
+            ),
+            "inputs": list(UNET_INPUTS),
+            "thresholds": list(config.thresholds),
+            "input_normalisation": "recon and sparse standardised by the recon's mean and std; mask 0/1",
+            "architecture": {
+                "name": "unet",
+                "config": self.unet_config.to_dict(),
+                "parameters": count_parameters(self.model),
+            },
+            "data": {
+                "file": fields["data_name"],
+                "slices": self.slices,
+                "shape": [int(s) for s in self.samples[0].recon.shape],
+            },
+            "initial": list(config.initial),
+            "recon": config.recon,
+            "training": training,
+            "command": fields["command"],
+            "metrics": fields["metrics"] or {},
+            "software": {
+                "napari_sparse_sem": __version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+        }
+        state_dict = {name: tensor for name, tensor in self.model.state_dict().items()}
+        path, card_file = save_weights(self.out_path, state_dict, card, overwrite=True)
+        return {
+            "path": path,
+            "card_path": card_file,
+            "iterations": state.iteration,
+            "seconds": state.seconds,
+            "final_loss": final_loss,
+            "stopped": state.stopped,
+            "card": card,
+        }
+
+
 def train_estimator_job(
     volume: Any,
     slices: Sequence[int],
@@ -209,11 +359,7 @@ def train_estimator_job(
     (``iterations``/``time``) and the whole card under ``card``. When the generator is closed early, what was trained so
     far is saved (card ``"stopped": "cancelled"``, ``"completed": false``) — nothing is saved before the first batch.
     """
-    import torch
-
-    from napari_sparse_sem import __version__
-    from napari_sparse_sem.nn.unet import UNet, UNetConfig, count_parameters
-    from napari_sparse_sem.nn.weights import SUFFIX, card_path, save_weights
+    from napari_sparse_sem.nn.weights import SUFFIX, card_path
     from napari_sparse_sem.runtime import pick_device
 
     config = config or EstimatorTrainingConfig()
@@ -234,124 +380,7 @@ def train_estimator_job(
     size = min(int(config.crop), *(min(s.recon.shape) for s in samples))
     if size < 2**config.levels:
         raise ValueError(f"the slices are too small ({size} px) for a U-Net of {config.levels} levels")
-    positive = np.mean([s.target.mean(axis=(1, 2)) for s in samples], axis=0)  # per threshold
-    if not np.all((positive > 0) & (positive < 1)):
-        raise ValueError("the reconstructions are exact (or wrong everywhere): there is no error to learn")
-    pos_weight = (1.0 - positive) / positive if config.balance else np.ones_like(positive)
-
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    unet_config = UNetConfig(
-        len(UNET_INPUTS), len(config.thresholds), base_channels=config.base_channels, levels=config.levels
-    )
-    model = UNet(unet_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    weight = torch.tensor(pos_weight, dtype=torch.float32, device=device).reshape(-1, 1, 1)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
-    budget_s = None if config.minutes is None else 60.0 * float(config.minutes)
-
-    losses: list[float] = []  # mean per log interval
-    window: list[float] = []
-    iteration = 0
-    train_s = 0.0
-    stopped = "cancelled"
-
-    def save() -> dict[str, Any]:
-        final = float(np.mean(window)) if window else (losses[-1] if losses else float("nan"))
-        training = {
-            **config.to_dict(),
-            "iterations_done": iteration,
-            "seconds": round(train_s, 1),
-            "final_loss": final,
-            "loss_curve": [round(v, 5) for v in losses],
-            "positive_fraction": [round(float(v), 4) for v in positive],
-            "pos_weight": [round(float(v), 4) for v in pos_weight],
-            "crop_used": size,
-            "stopped": stopped,
-            "completed": stopped != "cancelled",
-            "device": device,
-        }
-        card: dict[str, Any] = {
-            "task": "binarized-error",
-            "description": (
-                "Mi et al. (MICCAI 2020) binarized error estimation: sigmoid(output k) = P(|I_HR - I_SR| > t_k ε), "
-                "ε = the image's mean absolute reconstruction error, t_k = thresholds; the estimate is their mean"
-            ),
-            "inputs": list(UNET_INPUTS),
-            "thresholds": list(config.thresholds),
-            "input_normalisation": "recon and sparse standardised by the recon's mean and std; mask 0/1",
-            "architecture": {"name": "unet", "config": unet_config.to_dict(), "parameters": count_parameters(model)},
-            "data": {
-                "file": data_name,
-                "slices": slices,
-                "shape": [int(s) for s in samples[0].recon.shape],
-            },
-            "initial": list(config.initial),
-            "recon": config.recon,
-            "training": training,
-            "command": command,
-            "metrics": metrics or {},
-            "software": {
-                "napari_sparse_sem": __version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },
-        }
-        state = {name: tensor for name, tensor in model.state_dict().items()}
-        path, card_file = save_weights(out_path, state, card, overwrite=True)
-        return {
-            "path": path,
-            "card_path": card_file,
-            "iterations": iteration,
-            "seconds": train_s,
-            "final_loss": final,
-            "stopped": stopped,
-            "card": card,
-        }
-
-    model.train()
-    start = time.perf_counter()
-    try:
-        while True:
-            elapsed = time.perf_counter() - start
-            progress = 0.0
-            if config.iterations is not None:
-                progress = iteration / config.iterations
-            if budget_s is not None:
-                progress = max(progress, elapsed / budget_s)
-            if config.iterations is not None and iteration >= config.iterations:
-                stopped = "iterations"
-                break
-            if budget_s is not None and elapsed >= budget_s:
-                stopped = "time"
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(config, progress)
-            x, y = _crop_batch(samples, size, config.batch_size, rng)
-            xt = torch.from_numpy(x).to(device)
-            yt = torch.from_numpy(y).to(device)
-            loss = loss_fn(model(xt), yt)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            iteration += 1
-            window.append(float(loss.detach()))
-            train_s = time.perf_counter() - start
-            if iteration % config.log_every == 0:
-                losses.append(float(np.mean(window)))
-                window = []
-                total = expected_total(config.iterations, iteration, train_s, budget_s)
-                status = TrainingStatus("train", iteration, total, train_s, list(losses))
-                yield Progress(iteration, total, f"training: iteration {iteration}, loss {losses[-1]:.4f}", status)
-    except GeneratorExit:
-        if iteration:
-            model.eval()
-            save()
-        raise
-    finally:
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-    if window:
-        losses.append(float(np.mean(window)))
-    model.eval()
-    return save()
+    card_fields = {"data_name": data_name, "command": command, "metrics": metrics}
+    trainer = _EstimatorTrainer(config, samples, size, slices, out_path, device, card_fields)
+    trainer.model.train()
+    return (yield from run_training(trainer))

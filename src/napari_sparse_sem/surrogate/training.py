@@ -4,57 +4,72 @@ As in the paper: L1 loss on the two output images, Adam with learning rate 10⁻
 cannot be fetched here, and ours are 7-channel inputs anyway). Ours besides: random crops with the 8 flips/rotations
 of the square (the normal map's x/y components flip and swap with the image, so the physics stays right; the beam is
 along −z, so these symmetries hold), a cosine learning-rate decay, a time or iteration budget, checkpoints that make
-a run resumable, and validation on the store's held-out (cube) samples.
+a run resumable, and validation on the store's held-out (cube) samples. The loop itself (budget, checkpoints, stop,
+divergence guard, device release) is :func:`napari_sparse_sem.nn.training.run_training`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from napari_sparse_sem.runtime import Job, Progress, expected_total
+from napari_sparse_sem.nn.curves import Panel, Series, curves_json, plot_curves, write_curves_json
+from napari_sparse_sem.nn.training import Budget, Trainer, run_training
+from napari_sparse_sem.params import Spec, param
+from napari_sparse_sem.runtime import Job, Progress
 from napari_sparse_sem.surrogate.model import SIGNALS, SurrogateConfig, build_network, network_inputs, network_tensors
 
 
 @dataclass(frozen=True)
-class SurrogateTrainingConfig:
+class SurrogateTrainingConfig(Spec):
     """Training parameters (the network's own are in ``model``); ``minutes`` and ``iterations`` both cap the run."""
 
-    model: SurrogateConfig = field(default_factory=SurrogateConfig)
-    iterations: int | None = None
-    minutes: float | None = None
-    batch: int = 16
-    crop: int = 96
-    lr: float = 1e-3
-    loss: str = "l2"
-    validate_every: int = 250
-    checkpoint_every: int = 500
-    seed: int = 0
-    device: str = "auto"
+    kind: ClassVar[str] = "surrogate-training"
+
+    model: SurrogateConfig = param(
+        default_factory=SurrogateConfig,
+        cli=False,
+        widget=False,
+        help="The network (layout, input representation); its scales are set from the dataset.",
+    )
+    iterations: int | None = param(None, low=1, help="Stop after this many iterations (across resumes).")
+    minutes: float | None = param(
+        None, unit="min", low=0, low_open=True, help="Stop after this many minutes (across resumes)."
+    )
+    batch: int = param(16, low=1, help="Crops per iteration.")
+    crop: int = param(96, unit="px", help="Crop size in pixels (a multiple of 16).")
+    lr: float = param(1e-3, low=0, low_open=True, help="Adam learning rate (cosine decay to 2 % of it).")
+    loss: str = param(
+        "l2", choices=("l1", "l2"), help="l2 (default: unbiased on noisy MC targets) or l1 (the paper's)."
+    )
+    validate_every: int = param(250, low=1, cli=False, help="Iterations between scores on the held-out samples.")
+    checkpoint_every: int = param(500, low=1, cli=False, help="Iterations between checkpoints.")
+    seed: int = param(0, low=0, help="Random seed.")
+    device: str = param("auto", help="auto, cpu, cuda or mps.")
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, Mapping):  # read back from a saved record
+            object.__setattr__(self, "model", SurrogateConfig.from_dict(dict(self.model)))
+        super().__post_init__()
+
+    def validate(self) -> None:
         if self.iterations is None and self.minutes is None:
             raise ValueError("give a budget: --iterations, --minutes or both")
-        if self.iterations is not None and self.iterations < 1:
-            raise ValueError("--iterations must be >= 1")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError("--minutes must be positive")
-        if self.loss not in ("l1", "l2"):
-            raise ValueError(f"--loss must be l1 or l2, got {self.loss!r}")
         if self.crop < 16 or self.crop % 16:
             raise ValueError(f"--crop must be a multiple of 16 and >= 16, got {self.crop}")
-        if self.batch < 1:
-            raise ValueError("--batch must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters."""
-        return {**asdict(self), "model": self.model.to_dict()}
+        """JSON-ready parameters (the network's under ``model``)."""
+        return {**super().to_dict(), "model": self.model.to_dict()}
+
+    def budget(self) -> Budget:
+        """The training budget (iterations and/or minutes)."""
+        return Budget(self.iterations, self.minutes)
 
 
 @dataclass
@@ -169,9 +184,10 @@ def state_path(path: str | Path) -> Path:
 
 
 def curves_path(path: str | Path) -> Path:
-    """The learning-curve PNG beside the final weights ``path``."""
-    path = Path(path)
-    return path.with_name(path.stem + ".curves.png")
+    """The learning-curve PNG beside the final weights ``path`` (its numbers: ``.curves.json``)."""
+    from napari_sparse_sem.nn.curves import curves_png
+
+    return curves_png(path)
 
 
 def _validation_l1(net: Any, inputs: Any, targets: Any, batch: int) -> tuple[float, float]:
@@ -190,6 +206,179 @@ def _validation_l1(net: Any, inputs: Any, targets: Any, batch: int) -> tuple[flo
     return float(values[0]), float(values[1])
 
 
+class _SurrogateTrainer(Trainer[dict[str, Any]]):
+    """The surrogate's part of the training loop: symmetric random crops, L1/L2 loss, held-out L1, the files."""
+
+    def __init__(
+        self,
+        config: SurrogateTrainingConfig,
+        data: SurrogateDataset,
+        model_config: SurrogateConfig,
+        out: Path,
+        device: str,
+        dataset: str | Path,
+        command: str,
+    ) -> None:
+        import torch
+
+        super().__init__()
+        self.config, self.data, self.model_config, self.out = config, data, model_config, out
+        self.dataset, self.command, self.device = dataset, command, device
+        self.checkpoint = state_path(out)
+        self.budget = config.budget()
+        self.log_every = 10
+        self.checkpoint_every = int(config.checkpoint_every)
+        self.train_idx, self.val_idx = data.indices("train"), data.indices("held-out")
+        self.size = data.heightfields.shape[-1]
+        self.crop = min(config.crop, self.size - self.size % 16)
+        scale = torch.tensor(model_config.output_scale, dtype=torch.float32).view(1, -1, 1, 1)
+        self.inputs = torch.from_numpy(data.inputs_for(model_config)).to(device)
+        self.targets = (torch.from_numpy(data.targets) / scale).to(device)
+        self.normals = _normal_channels(model_config)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.net = build_network(model_config).to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.status = SurrogateTrainingStatus()
+        self.use_amp = device.startswith("cuda")
+        if self.use_amp:
+            torch.backends.cudnn.benchmark = True
+        self._loss: Any = None
+
+    def resume(self, tensors: dict[str, Any], saved: dict[str, Any]) -> None:
+        """Continue from the checkpoint: weights, optimiser state, curves and counters."""
+        from napari_sparse_sem.nn.checkpoint import load_optimizer, unprefixed
+
+        device = self.device
+        self.net.load_state_dict({k: v.to(device) for k, v in unprefixed("net", tensors).items()})
+        load_optimizer(self.optimizer, "opt", {k: v.to(device) for k, v in tensors.items()}, saved["optimizer_groups"])
+        self.status = SurrogateTrainingStatus(
+            saved["status"]["iteration"],
+            saved["status"]["seconds"],
+            [tuple(v) for v in saved["status"]["loss"]],
+            [tuple(v) for v in saved["status"]["validation"]],
+        )
+        self.state.iteration, self.state.seconds = self.status.iteration, self.status.seconds
+        self.rng = np.random.default_rng([self.config.seed, self.status.iteration])
+
+    def learning_rate(self) -> float:
+        """Cosine decay to 2 % over the iterations (or, without an iteration budget, over the minutes)."""
+        config = self.config
+        if config.iterations is not None:
+            progress = self.state.iteration / config.iterations
+        else:
+            progress = self.state.seconds / (60.0 * float(config.minutes or 1.0))
+        return config.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+    def losses(self) -> dict[str, float]:
+        import torch
+
+        config, rng, crop = self.config, self.rng, self.crop
+        picks = rng.choice(self.train_idx, size=config.batch)
+        ys = rng.integers(0, self.size - crop + 1, size=config.batch)
+        xs = rng.integers(0, self.size - crop + 1, size=config.batch)
+        ks = rng.integers(0, 8, size=config.batch)
+        xb, yb = [], []
+        for i, y0, x0, k in zip(picks, ys, xs, ks, strict=True):
+            box = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+            xb.append(dihedral(self.inputs[i][(slice(None), *box)], int(k), self.normals))
+            yb.append(dihedral(self.targets[i][(slice(None), *box)], int(k), (None, None)))
+        x, y = torch.stack(xb), torch.stack(yb)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp):
+            pred = self.net(x)
+        diff = pred.float() - y
+        self._loss = diff.abs().mean() if config.loss == "l1" else (diff * diff).mean()
+        return {"loss": float(self._loss.detach())}
+
+    def update(self) -> dict[str, float]:
+        loss, self._loss = self._loss, None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {}
+
+    def validate(self) -> None:
+        """Record the mean held-out L1 per signal (when the dataset has held-out samples)."""
+        if self.val_idx.size:
+            bse, se = _validation_l1(self.net, self.inputs[self.val_idx], self.targets[self.val_idx], self.config.batch)
+            self.status.validation.append((self.state.iteration, bse, se))
+
+    def after_step(self) -> None:
+        status, iteration = self.status, self.state.iteration
+        status.iteration, status.seconds = iteration, self.state.seconds
+        if iteration % 10 == 0 or iteration == 1:
+            status.loss.append((iteration, self.state.last["loss"]))
+        if iteration % self.config.validate_every == 0:
+            self.validate()
+
+    def progress(self, means: Mapping[str, float]) -> Progress:
+        iteration = self.state.iteration
+        total = self.budget.expected_total(iteration, self.state.seconds)
+        message = f"iteration {iteration}: {self.config.loss.upper()} {self.state.last['loss']:.4f}"
+        return Progress(iteration, total, message, partial=self.status)
+
+    def finish(self) -> dict[str, Any]:
+        self.validate()
+        self.save(final=True)
+        status = self.status
+        return {
+            "out": str(self.out),
+            "iterations": status.iteration,
+            "seconds": round(status.seconds, 1),
+            "device": self.device,
+            "held_out_l1_scaled": status.validation[-1][1:] if status.validation else None,
+            "train_samples": int(self.train_idx.size),
+            "held_out_samples": int(self.val_idx.size),
+        }
+
+    def kept(self) -> str:
+        if self.checkpoint.is_file():
+            return f"the last checkpoint ({self.checkpoint.name}) is kept"
+        return "nothing was saved"
+
+    def save(self, final: bool) -> None:
+        """Write the checkpoint, the weights (half precision) with their card, and the learning curves."""
+        from napari_sparse_sem.nn.checkpoint import optimizer_tensors, prefixed, save_checkpoint
+        from napari_sparse_sem.nn.weights import save_weights
+
+        status, config = self.status, self.config
+        status.iteration, status.seconds = self.state.iteration, self.state.seconds
+        opt_tensors, groups = optimizer_tensors("opt", self.optimizer)
+        card = {
+            "model": "surrogate-checkpoint",
+            "config": self.model_config.to_dict(),
+            "training": config.to_dict(),
+            "optimizer_groups": groups,
+            "status": status.to_dict(),
+        }
+        save_checkpoint(self.checkpoint, prefixed("net", network_tensors(self.net)) | opt_tensors, card)
+        metrics = {}
+        if status.validation:
+            metrics = {"held_out_l1_scaled": {"bse": status.validation[-1][1], "se": status.validation[-1][2]}}
+        attrs = self.data.attrs
+        save_weights(
+            self.out,
+            network_tensors(self.net, half=True),
+            {
+                "model": "surrogate",
+                "config": self.model_config.to_dict(),
+                "data": {"dataset": str(self.dataset), **{k: attrs.get(k) for k in ("spec", "electrons_per_pixel")}},
+                "training": config.to_dict(),
+                "iterations": status.iteration,
+                "training_seconds": round(status.seconds, 1),
+                "device": self.device,
+                "command": self.command,
+                "metrics": metrics,
+                "final": final,
+            },
+            overwrite=True,
+        )
+        write_curves_json(curves_json(self.out), status.to_dict())
+        save_learning_curves(status, curves_path(self.out), title=self.model_config.layout)
+
+
 def train_surrogate_job(
     dataset: str | Path,
     out: str | Path,
@@ -203,9 +392,7 @@ def train_surrogate_job(
     Progress events carry the status (partial) so a widget can plot live curves. Stopping the generator (Cancel)
     writes the checkpoint and the weights so far, so a run can be resumed with ``resume=True``.
     """
-    import torch
-
-    from napari_sparse_sem.nn.weights import load_weights, save_weights
+    from napari_sparse_sem.nn.checkpoint import load_checkpoint
     from napari_sparse_sem.runtime import pick_device
 
     out = Path(out)
@@ -218,176 +405,32 @@ def train_surrogate_job(
         raise FileNotFoundError(f"no checkpoint {checkpoint} to resume; start without --resume")
     device = pick_device(config.device)
     yield Progress(0, 0, "reading the dataset")
-    saved: dict[str, Any] = {}
     data = read_dataset(dataset)
-    train_idx, val_idx = data.indices("train"), data.indices("held-out")
-    if train_idx.size == 0:
+    if data.indices("train").size == 0:
         raise ValueError(f"{dataset} has no finished training samples")
     if resume:
-        tensors, saved = load_weights(checkpoint)
+        tensors, saved = load_checkpoint(checkpoint)
         model_config = SurrogateConfig.from_dict(saved["config"])
     else:
-        model_config = config_for_dataset(config.model, data.attrs, data.targets[train_idx])
-    size = data.heightfields.shape[-1]
-    crop = min(config.crop, size - size % 16)
-    scale = torch.tensor(model_config.output_scale, dtype=torch.float32).view(1, -1, 1, 1)
-    inputs = torch.from_numpy(data.inputs_for(model_config)).to(device)
-    targets = (torch.from_numpy(data.targets) / scale).to(device)
-    normals = _normal_channels(model_config)
-
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    net = build_network(model_config).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    status = SurrogateTrainingStatus()
+        model_config = config_for_dataset(config.model, data.attrs, data.targets[data.indices("train")])
+    trainer = _SurrogateTrainer(config, data, model_config, out, device, dataset, command)
     if resume:
-        net.load_state_dict({k[4:]: v.to(device) for k, v in tensors.items() if k.startswith("net.")})
-        from napari_sparse_sem.recon.gan_training import _load_optimizer
-
-        _load_optimizer(optimizer, "opt", {k: v.to(device) for k, v in tensors.items()}, saved["optimizer_groups"])
-        status = SurrogateTrainingStatus(
-            saved["status"]["iteration"],
-            saved["status"]["seconds"],
-            [tuple(v) for v in saved["status"]["loss"]],
-            [tuple(v) for v in saved["status"]["validation"]],
-        )
-        rng = np.random.default_rng([config.seed, status.iteration])
-    use_amp = device.startswith("cuda")
-    if use_amp:
-        torch.backends.cudnn.benchmark = True
-    budget_s = None if config.minutes is None else config.minutes * 60.0
-
-    def save(final: bool) -> None:
-        from napari_sparse_sem.recon.gan_training import _optimizer_tensors
-
-        opt_tensors, groups = _optimizer_tensors("opt", optimizer)
-        tensors = {f"net.{k}": v for k, v in network_tensors(net).items()} | opt_tensors
-        card = {
-            "model": "surrogate-checkpoint",
-            "config": model_config.to_dict(),
-            "training": config.to_dict(),
-            "optimizer_groups": groups,
-            "status": status.to_dict(),
-        }
-        save_weights(checkpoint, tensors, card, overwrite=True)
-        metrics = {}
-        if status.validation:
-            metrics = {"held_out_l1_scaled": {"bse": status.validation[-1][1], "se": status.validation[-1][2]}}
-        save_weights(
-            out,
-            network_tensors(net, half=True),
-            {
-                "model": "surrogate",
-                "config": model_config.to_dict(),
-                "data": {"dataset": str(dataset), **{k: data.attrs.get(k) for k in ("spec", "electrons_per_pixel")}},
-                "training": config.to_dict(),
-                "iterations": status.iteration,
-                "training_seconds": round(status.seconds, 1),
-                "device": device,
-                "command": command,
-                "metrics": metrics,
-                "final": final,
-            },
-            overwrite=True,
-        )
-        (out.with_name(out.stem + ".curves.json")).write_text(json.dumps(status.to_dict()))
-        save_learning_curves(status, curves_path(out), title=model_config.layout)
-
-    def learning_rate() -> float:
-        if config.iterations is not None:
-            progress = status.iteration / config.iterations
-        else:
-            progress = status.seconds / budget_s
-        return config.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
-
-    net.train()
-    started = time.perf_counter() - status.seconds
-    finished = False
-    try:
-        while True:
-            status.seconds = time.perf_counter() - started
-            if config.iterations is not None and status.iteration >= config.iterations:
-                break
-            if budget_s is not None and status.seconds >= budget_s:
-                break
-            picks = rng.choice(train_idx, size=config.batch)
-            ys = rng.integers(0, size - crop + 1, size=config.batch)
-            xs = rng.integers(0, size - crop + 1, size=config.batch)
-            ks = rng.integers(0, 8, size=config.batch)
-            xb, yb = [], []
-            for i, y0, x0, k in zip(picks, ys, xs, ks, strict=True):
-                box = (slice(y0, y0 + crop), slice(x0, x0 + crop))
-                xb.append(dihedral(inputs[i][(slice(None), *box)], int(k), normals))
-                yb.append(dihedral(targets[i][(slice(None), *box)], int(k), (None, None)))
-            x, y = torch.stack(xb), torch.stack(yb)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate()
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                pred = net(x)
-            diff = pred.float() - y
-            loss = diff.abs().mean() if config.loss == "l1" else (diff * diff).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            status.iteration += 1
-            if status.iteration % 10 == 0 or status.iteration == 1:
-                status.loss.append((status.iteration, float(loss.detach())))
-            if val_idx.size and status.iteration % config.validate_every == 0:
-                bse, se = _validation_l1(net, inputs[val_idx], targets[val_idx], config.batch)
-                status.validation.append((status.iteration, bse, se))
-            if status.iteration % config.checkpoint_every == 0:
-                save(final=False)
-            if status.iteration % 10 == 0:
-                total = expected_total(config.iterations, status.iteration, status.seconds, budget_s)
-                yield Progress(
-                    status.iteration,
-                    total,
-                    f"iteration {status.iteration}: {config.loss.upper()} {float(loss.detach()):.4f}",
-                    partial=status,
-                )
-        if val_idx.size:
-            bse, se = _validation_l1(net, inputs[val_idx], targets[val_idx], config.batch)
-            status.validation.append((status.iteration, bse, se))
-        finished = True
-    finally:
-        status.seconds = time.perf_counter() - started
-        if status.iteration > 0:
-            save(final=finished)
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-    return {
-        "out": str(out),
-        "iterations": status.iteration,
-        "seconds": round(status.seconds, 1),
-        "device": device,
-        "held_out_l1_scaled": status.validation[-1][1:] if status.validation else None,
-        "train_samples": int(train_idx.size),
-        "held_out_samples": int(val_idx.size),
-    }
+        trainer.resume(tensors, saved)
+    trainer.net.train()
+    return (yield from run_training(trainer))
 
 
 def save_learning_curves(status: SurrogateTrainingStatus, path: str | Path, title: str = "") -> Path:
     """Plot the training loss and the held-out L1 per signal to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7.5, 3.0))
-    figure.set_layout_engine("tight")
-    loss_axes, val_axes = figure.subplots(1, 2)
-    if status.loss:
-        steps, values = zip(*status.loss, strict=True)
-        loss_axes.semilogy(steps, values, lw=0.8)
-    loss_axes.set_title(f"training loss (scaled) {title}".strip(), fontsize=9)
-    loss_axes.set_xlabel("iteration")
-    if status.validation:
-        steps, bse, se = zip(*status.validation, strict=True)
-        val_axes.semilogy(steps, bse, "o-", ms=3, lw=1.0, label="BSE")
-        val_axes.semilogy(steps, se, "s-", ms=3, lw=1.0, label="SE")
-        val_axes.legend(fontsize=7, frameon=False)
-    val_axes.set_title("held-out L1 (scaled units)", fontsize=9)
-    val_axes.set_xlabel("iteration")
-    path = Path(path)
-    figure.savefig(path, dpi=110)
-    return path
+    validation = [
+        Series([(it, bse) for it, bse, _ in status.validation], "BSE", fmt="o-", line_width=1.0),
+        Series([(it, se) for it, _, se in status.validation], "SE", fmt="s-", line_width=1.0),
+    ]
+    return plot_curves(
+        [
+            Panel(f"training loss (scaled) {title}".strip(), [Series(status.loss)], log=True),
+            Panel("held-out L1 (scaled units)", validation, log=True),
+        ],
+        path,
+        size=(7.5, 3.0),
+    )
