@@ -115,7 +115,8 @@ class FieldView:
 
     @property
     def flag(self) -> str:
-        return "--" + (self.info.flag or self.name.replace("_", "-"))
+        """The CLI option (the first switch of a ``"on/off"`` boolean flag)."""
+        return "--" + (self.info.flag or self.name.replace("_", "-")).partition("/")[0]
 
     @property
     def base_type(self) -> Any:
