@@ -93,6 +93,11 @@ def test_time_budget_and_refusals(small_stack: np.ndarray, tmp_path: Path) -> No
         EstimatorTrainingConfig(iterations=None, minutes=None)
     with pytest.raises(ValueError, match="initial scan"):
         EstimatorTrainingConfig(initial=["lowres"])
+    with pytest.raises(ValueError, match=r"unknown estimator-training field\(s\) \['epochs'\]"):
+        EstimatorTrainingConfig.from_dict({"epochs": 3})
+    saved = read_card(out)["training"]  # the card's training record holds the parameters: they re-create the config
+    config = EstimatorTrainingConfig.from_dict({k: saved[k] for k in EstimatorTrainingConfig().to_dict()})
+    assert config == _tiny(iterations=None, minutes=0.02)
     with pytest.raises(ValueError, match="unknown reconstruction method"):
         run_job(train_estimator_job(small_stack, [0], _tiny(recon="bicubic"), tmp_path / "c.safetensors"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def test_both_phases_write_two_generators_a_card_curves_and_a_checkpoint(
     assert metrics["validation_slices"] == [3] and metrics["linear_psnr"] > 15
     assert set(metrics) >= {"gan-mse", "gan"} and set(metrics["gan"]["per_pattern"]) == {"spiral", "grid", "random"}
     assert curves_path(out).stat().st_size > 10_000 and state_path(out).is_file()
+    curves = json.loads(out.with_name("gan.curves.json").read_text())  # the plotted numbers, beside the plot
+    assert [it for it, _ in curves["loss"]] == list(range(2, 13, 2)) and curves["pretrain_iterations"] == 6
+    assert GANTrainingConfig.from_dict(read_card(state_path(out))["config"]) == make_config()
     phases = [e.partial.phase for e in events if isinstance(e.partial, GANTrainingStatus)]
     assert phases[0] == "prepare" and "pretrain" in phases and phases[-1] == "adversarial"
     last = events[-1].partial
@@ -108,6 +112,10 @@ def test_bad_input_is_refused_before_any_work(
         make_config(crop=48)
     with pytest.raises(ValueError, match="budget"):
         make_config(iterations=None)
+    with pytest.raises(ValueError, match=r"unknown gan-training field\(s\) \['batch'\]"):
+        GANTrainingConfig.from_dict({"batch": 4})
+    with pytest.raises(ValueError, match=r"pretrain_fraction must be in \(0, 1\]"):
+        make_config(pretrain_fraction=0)
     with pytest.raises(ValueError, match="unknown mask pattern"):
         parse_patterns("spiral,zigzag")
     assert parse_patterns("mixed,lines") == ["spiral", "grid", "random", "lines"]

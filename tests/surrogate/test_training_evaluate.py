@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from napari_sparse_sem.nn.weights import read_card
 from napari_sparse_sem.runtime import run_job
 from napari_sparse_sem.surrogate.dataset import DatasetSpec, make_dataset
 from napari_sparse_sem.surrogate.evaluate import evaluate_job
@@ -36,6 +37,10 @@ def test_training_learns_and_resumes(tiny_dataset, tmp_path) -> None:
     assert out.with_name("tiny.curves.png").exists()
     with pytest.raises(FileExistsError, match="--resume"):
         run_job(train_surrogate_job(tiny_dataset, out, config))
+    checkpoint = read_card(out.with_name("tiny.state.safetensors"))
+    assert (
+        checkpoint["status"]["iteration"] == 40 and SurrogateTrainingConfig.from_dict(checkpoint["training"]) == config
+    )
     more = SurrogateTrainingConfig(**{**config.__dict__, "iterations": 50})
     assert run_job(train_surrogate_job(tiny_dataset, out, more, resume=True))["iterations"] == 50
     surrogate = load_surrogate(out, device="cpu")
