@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from napari.layers import Image, Labels
 
+from napari_sparse_sem.sampling.record import AcquisitionRecord
 from napari_sparse_sem.widgets._worker import ERROR_STYLE
 from napari_sparse_sem.widgets.acquisition import AcquisitionWidget
 
@@ -48,11 +49,14 @@ def test_adds_mask_and_sparse_over_the_source(viewer, sample_layer, small_stack,
     assert md["kind"] == "sparse" and mask_layer.metadata["kind"] == "mask"
     assert md["source_layer"] == "flyem"
     assert md["acquisition_id"] == mask_layer.metadata["acquisition_id"]
-    assert md["mask_spec"]["pattern"] == "random" and md["mask_spec"]["coverage"] == pytest.approx(0.1)
-    assert md["acquisition_spec"]["dose"] is None
-    assert md["coverage"] == pytest.approx(mask.mean())
-    assert md["path_length_px"] > mask[0].sum()  # the beam jumps between scattered pixels
-    assert 0 < md["time_s"] < md["dense_time_s"]
+    record = AcquisitionRecord.from_metadata(md)
+    assert record == AcquisitionRecord.from_metadata(mask_layer.metadata)
+    assert record.mask_spec.pattern == "random" and record.mask_spec.coverage == pytest.approx(0.1)
+    assert record.acquisition.dose is None and record.source == "flyem" and record.n_slices == 4
+    assert record.value_range == (0.0, 255.0) and record.stored_range == (0.0, 1.0)  # the layer holds [0, 1]
+    assert record.coverage == pytest.approx(mask.mean())
+    assert record.path_length_px > mask[0].sum()  # the beam jumps between scattered pixels
+    assert 0 < record.scan_s < record.dense_s
     assert "coverage 10.0" in widget.result_label.text() and "faster" in widget.result_label.text()
     # The source layer is only read.
     np.testing.assert_array_equal(sample_layer.data, before)
@@ -75,7 +79,7 @@ def test_fixed_mask_and_dose(viewer, sample_layer, small_stack, wait_done):
     # Shot noise at 20 electrons per pixel: clearly noisy, but centred on the clean values.
     assert 0.03 < noise.std() < 0.3
     assert abs(noise.mean()) < 0.02
-    assert viewer.layers["flyem · grid 25% · sparse"].metadata["acquisition_spec"]["dose"] == 20.0
+    assert AcquisitionRecord.from_metadata(viewer.layers["flyem · grid 25% · sparse"].metadata).acquisition.dose == 20.0
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import pytest
 from qtpy.QtCore import QTimer
 
 from napari_sparse_sem.metrics import psnr
+from napari_sparse_sem.sampling.record import AcquisitionRecord
 from napari_sparse_sem.widgets._worker import ERROR_STYLE
 from napari_sparse_sem.widgets.acquisition import AcquisitionWidget
 from napari_sparse_sem.widgets.reconstruct import NO_TRUTH, ReconstructWidget
@@ -51,7 +52,8 @@ def test_preselects_inputs_and_reconstructs(viewer, sample_layer, small_stack, a
         np.testing.assert_array_equal(result.scale, sample_layer.scale)
         np.testing.assert_array_equal(result.translate, sample_layer.translate)
     assert layer.metadata["kind"] == "reconstruction" and layer.metadata["complete"] is True
-    assert layer.metadata["mask_spec"]["pattern"] == "random"
+    record = AcquisitionRecord.from_metadata(layer.metadata)  # the acquisition's record goes with the result
+    assert record == AcquisitionRecord.from_metadata(sparse_layer.metadata) and record.mask_spec.pattern == "random"
     for layer_, before in zip((sample_layer, mask_layer, sparse_layer), inputs_before, strict=True):
         np.testing.assert_array_equal(layer_.data, before)
 

@@ -1,14 +1,14 @@
 """*Sparse acquisition* dock widget: simulate a sparse scan of an image layer.
 
-Collects a :class:`MaskSpec` and an :class:`AcquisitionSpec`, runs mask drawing, the simulated scan and the time
-estimate in a worker thread, and adds two layers over the source: ``<source> · <pattern> <cov>% · mask`` (Labels) and
-``… · sparse`` (float32 in [0, 1], the source's contrast). The source layer is only read.
+Collects a :class:`MaskSpec` and an :class:`AcquisitionSpec`, runs the core's
+:func:`~napari_sparse_sem.sampling.simulate.simulate_job` (masks, simulated scan, time estimate) in a worker thread,
+and adds two layers over the source: ``<source> · <pattern> <cov>% · mask`` (Labels) and ``… · sparse`` (float32 in
+[0, 1], the source's contrast), both with the acquisition record the CLI writes too. The source layer is only read.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import napari
@@ -16,7 +16,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from napari_sparse_sem.runtime import Job, Progress
+from napari_sparse_sem.sampling.simulate import SimulatedScan, simulate_job
 from napari_sparse_sem.sampling.spec import PATTERNS, AcquisitionSpec, MaskSpec
 from napari_sparse_sem.widgets._layers import (
     LayerChoices,
@@ -30,52 +30,6 @@ from napari_sparse_sem.widgets._layers import (
 )
 from napari_sparse_sem.widgets._settings import restore_values, save_values
 from napari_sparse_sem.widgets._worker import JobPanel
-
-
-@dataclass
-class AcquisitionOutcome:
-    """What one simulated acquisition produced (arrays are (z, y, x))."""
-
-    mask: np.ndarray
-    sparse: np.ndarray
-    coverage: float
-    path_length_px: float
-    time_s: float
-    dense_time_s: float
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def _seconds(value: Any) -> float:
-    return float(getattr(value, "seconds", value))
-
-
-def acquisition_job(dense: np.ndarray, mask_spec: MaskSpec, acq_spec: AcquisitionSpec) -> Job[AcquisitionOutcome]:
-    """Draw the masks, simulate the scan and estimate its time (a job: yields progress, returns the outcome)."""
-    from napari_sparse_sem.sampling import make_masks, simulate_acquisition
-    from napari_sparse_sem.sampling.path import dense_scan_time, estimate_time
-
-    n_slices = dense.shape[0]
-    yield Progress(0, 3, "drawing masks")
-    mask, results = make_masks(dense.shape, mask_spec)
-    yield Progress(1, 3, "simulating the scan")
-    sparse = simulate_acquisition(dense, mask, acq_spec)
-    yield Progress(2, 3, "estimating the acquisition time")
-    # One result per slice (per-slice masks) or one shared mask scanned on every slice.
-    repeat = n_slices if len(results) == 1 else 1
-    times = [estimate_time(r.path, acq_spec) for r in results]
-    time_s = repeat * sum(_seconds(t) for t in times)
-    path_px = repeat * sum(float(getattr(t, "path_length_px", 0.0)) for t in times)
-    dense_s = n_slices * _seconds(dense_scan_time(tuple(dense.shape[1:]), acq_spec))
-    yield Progress(3, 3, "done")
-    return AcquisitionOutcome(
-        mask=np.asarray(mask, dtype=bool),
-        sparse=np.asarray(sparse, dtype=np.float32),
-        coverage=float(np.mean(mask)),
-        path_length_px=path_px,
-        time_s=time_s,
-        dense_time_s=dense_s,
-        info=dict(results[0].info) if results else {},
-    )
 
 
 def format_seconds(seconds: float) -> str:
@@ -100,7 +54,7 @@ class AcquisitionWidget(QWidget):
         self.source = ComboBox(label="image", choices=self._source_choices, tooltip="the dense image stack to scan")
         self.pattern = ComboBox(label="pattern", choices=list(PATTERNS), value=PATTERNS[0])
         self.coverage = FloatSpinBox(
-            label="coverage (%)", value=10.0, min=0.0, max=100.0, step=0.5, tooltip="share of pixels the beam visits"
+            label="coverage (%)", value=5.0, min=0.0, max=100.0, step=0.5, tooltip="share of pixels the beam visits"
         )
         self.per_slice = CheckBox(text="new mask for every slice", value=True)
         self.dose = FloatSpinBox(
@@ -155,7 +109,7 @@ class AcquisitionWidget(QWidget):
     def specs(self) -> tuple[MaskSpec, AcquisitionSpec]:
         """The parameter models for the current field values (ValueError with a readable message when invalid)."""
         if self.coverage.value <= 0:
-            raise ValueError("coverage must be more than 0 % (the share of pixels the beam visits); e.g. 10 %")
+            raise ValueError("coverage must be more than 0 % (the share of pixels the beam visits); e.g. 5 %")
         mask_spec = MaskSpec(
             pattern=self.pattern.value,
             coverage=self.coverage.value / 100.0,
@@ -189,31 +143,24 @@ class AcquisitionWidget(QWidget):
         save_values(self.SETTINGS_GROUP, self._parameters())
         self._pending = (source, mask_spec, acq_spec, vrange)
         self.panel.start(
-            acquisition_job(dense, mask_spec, acq_spec),
+            simulate_job(dense, mask_spec, acq_spec),
             desc=f"sparse acquisition of {source.name}",
             on_returned=self._on_done,
         )
 
-    def _on_done(self, outcome: AcquisitionOutcome) -> None:
-        source, mask_spec, acq_spec, vrange = self._pending
+    def _on_done(self, scan: SimulatedScan) -> None:
+        source, mask_spec, _, vrange = self._pending
         self._pending = None
-        acquisition_id = uuid.uuid4().hex
+        record = scan.record(source.name, vrange)  # the same record as the CLI's sparse files
         metadata = {
             "source_layer": source.name,
-            "acquisition_id": acquisition_id,
-            "mask_spec": mask_spec.to_dict(),
-            "acquisition_spec": acq_spec.to_dict(),
-            "coverage": outcome.coverage,
-            "coverage_requested": mask_spec.coverage,
-            "path_length_px": outcome.path_length_px,
-            "time_s": outcome.time_s,
-            "dense_time_s": outcome.dense_time_s,
-            "value_range": list(vrange),
+            "acquisition_id": uuid.uuid4().hex,
+            **record.to_metadata(),
             "source_dtype": str(getattr(source.data, "dtype", "")),
         }
         where = placement(source)
         self.viewer.add_labels(
-            like_layer(outcome.mask.astype(np.uint8), source),
+            like_layer(scan.mask.astype(np.uint8), source),
             name=result_name(source.name, mask_spec.pattern, mask_spec.coverage, "mask"),
             metadata={"kind": "mask", **metadata},
             opacity=0.6,
@@ -221,18 +168,18 @@ class AcquisitionWidget(QWidget):
             **where,
         )
         self.viewer.add_image(
-            like_layer(outcome.sparse, source),
+            like_layer(scan.sparse, source),
             name=result_name(source.name, mask_spec.pattern, mask_spec.coverage, "sparse"),
             metadata={"kind": "sparse", **metadata},
             contrast_limits=contrast_01(source, vrange),
             colormap="gray",
             **where,
         )
-        speedup = outcome.dense_time_s / outcome.time_s if outcome.time_s > 0 else float("inf")
+        speedup = record.speedup or float("inf")
         self.result_label.setText(
-            f"coverage {outcome.coverage * 100:.2f} % (asked {mask_spec.coverage * 100:.3g} %)\n"
-            f"scan time ≈ {format_seconds(outcome.time_s)} vs dense {format_seconds(outcome.dense_time_s)} "
-            f"({speedup:.1f}× faster); beam path {outcome.path_length_px:,.0f} px"
+            f"coverage {record.coverage * 100:.2f} % (asked {mask_spec.coverage * 100:.3g} %)\n"
+            f"scan time ≈ {format_seconds(record.scan_s)} vs dense {format_seconds(record.dense_s)} "
+            f"({speedup:.1f}× faster); beam path {record.path_length_px:,.0f} px"
         )
         self.panel.set_status(f"added mask and sparse layers for {source.name!r}")
 

@@ -25,6 +25,8 @@ from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSplitter, QVB
 
 from napari_sparse_sem.active.pipeline import ActiveResult, ActiveSlice, WDPPConfig, active_job, round_counts
 from napari_sparse_sem.active.report import slice_curves
+from napari_sparse_sem.active.summary import SUMMARY_COLUMNS, summary_rows
+from napari_sparse_sem.active.summary import mean_of as _mean
 from napari_sparse_sem.io.volume import as_zyx, to_float01, value_range
 from napari_sparse_sem.metrics import DEFAULT_FRACTIONS
 from napari_sparse_sem.recon.dip import DIP_METHODS
@@ -57,15 +59,7 @@ BASELINE_PATTERNS = ("random", "hexgrid")
 ROUND_COLOURS = ("#00e5ff", "#ffd400", "#ff4fd8", "#7cfc00", "#ff8c00")  # rescan points, one colour per round
 IMAGE_LAYERS = ("initial recon", "true error", "estimated error", "final recon", "|error|")  # bottom to top
 POINTS_LAYER = "rescan points"
-TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("scan", "scan"),
-    ("coverage", "cov. %"),
-    ("psnr", "PSNR"),
-    ("ssim", "SSIM"),
-    ("l1", "L1"),
-    ("error_correlation", "err. corr."),
-    ("sampler_seconds", "sampler s"),
-)
+TABLE_COLUMNS = SUMMARY_COLUMNS  # the rows of the CLI's table too (active.summary)
 TABLE_TIP = (
     "means over the finished slices; PSNR in dB; L1: mean absolute error (image in [0, 1]); err. corr.: correlation "
     "of the estimated with the true error of the initial reconstruction (unscanned pixels); sampler s: seconds to "
@@ -102,34 +96,6 @@ def active_view_job(volume: np.ndarray, config: WDPPConfig, z_offset: int) -> Jo
 def active_name(source: str, config: WDPPConfig, what: str) -> str:
     """``<source> · active <initial>→<budget>% · <what>`` (layer naming rule 5)."""
     return f"{source}{SEP}active {config.initial}→{percent(config.budget)}%{SEP}{what}"
-
-
-def _mean(values: list[Any]) -> float | None:
-    numbers = np.array([v for v in values if v is not None], dtype=np.float64)
-    numbers = numbers[np.isfinite(numbers)] if numbers.size else numbers
-    return float(numbers.mean()) if numbers.size else None
-
-
-def summary_rows(items: list[ActiveSlice], config: WDPPConfig) -> list[dict[str, Any]]:
-    """Table rows, means over ``items``: the initial scan, the active acquisition, then each static baseline."""
-    records = [item.record for item in items]
-
-    def mean(key: str, rows: list[dict[str, Any]] = records) -> float | None:
-        return _mean([r.get(key) for r in rows])
-
-    sampler = records[0]["sampler"] if records else config.sampler
-    rows = [
-        {"scan": f"initial {config.initial}", "coverage": mean("initial_coverage"), "psnr": mean("initial_psnr")},
-        {
-            "scan": sampler,
-            **{key: mean(key) for key in ("coverage", "psnr", "ssim", "l1", "error_correlation", "sampler_seconds")},
-        },
-    ]
-    for pattern in config.baselines:
-        base = [item.baselines[pattern][2] for item in items if pattern in item.baselines]
-        if base:
-            rows.append({"scan": f"static {pattern}", **{k: mean(k, base) for k in ("coverage", "psnr", "ssim", "l1")}})
-    return rows
 
 
 class _EditableText:

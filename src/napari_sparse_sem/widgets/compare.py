@@ -78,7 +78,7 @@ class CompareWidget(QWidget):
             ],
             labels=False,
         )
-        self.coverage = FloatSpinBox(label="coverage (%)", value=10.0, min=0.0, max=100.0, step=0.5)
+        self.coverage = FloatSpinBox(label="coverage (%)", value=5.0, min=0.0, max=100.0, step=0.5)
         self.methods = Select(
             label="methods", choices=methods, value=["linear"] if "linear" in methods else methods[:1]
         )
@@ -226,7 +226,7 @@ class CompareWidget(QWidget):
         if not methods:
             raise ValueError("select at least one reconstruction method")
         if self.coverage.value <= 0:
-            raise ValueError("coverage must be more than 0 % (the share of pixels the beam visits); e.g. 10 %")
+            raise ValueError("coverage must be more than 0 % (the share of pixels the beam visits); e.g. 5 %")
         nz = int(data.shape[0])
         if self.slice_mode.value == RANGE:
             first, last = int(self.first_slice.value), int(self.last_slice.value)
@@ -374,8 +374,8 @@ class CompareWidget(QWidget):
 
     # -- report ----------------------------------------------------------------------------------------------------
     def save_report(self, folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
-        """Write the last comparison's report into ``folder`` (see :func:`napari_sparse_sem.report.write_report`)."""
-        from napari_sparse_sem.report import write_report
+        """Write the last comparison's report into ``folder`` (see :func:`.compare.report.write_report`)."""
+        from napari_sparse_sem.compare.report import write_report
 
         if self.result is None:
             raise ValueError("no comparison to save yet; run one first")

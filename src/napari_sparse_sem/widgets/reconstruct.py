@@ -9,8 +9,6 @@ preview), and a plot shows its loss and held-out error curves.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 import napari
@@ -18,10 +16,11 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from napari_sparse_sem.metrics import abs_error, slice_metrics
+from napari_sparse_sem.compare.measure import Measured, reconstruct_and_measure
 from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.recon.dip import DIP_METHODS
-from napari_sparse_sem.runtime import Job, Progress, available_devices, pick_device
+from napari_sparse_sem.runtime import Progress, available_devices, pick_device
+from napari_sparse_sem.sampling.record import AcquisitionRecord
 from napari_sparse_sem.widgets._dip_options import DIPOptions
 from napari_sparse_sem.widgets._gan_weights import GANWeights
 from napari_sparse_sem.widgets._layers import (
@@ -42,35 +41,6 @@ from napari_sparse_sem.widgets._settings import restore_values, save_values
 from napari_sparse_sem.widgets._worker import JobPanel, error_text
 
 NO_TRUTH = "(none)"
-
-
-@dataclass
-class Measured:
-    """Metrics of a finished reconstruction against a ground truth (means over slices) and its error map."""
-
-    error: np.ndarray
-    rows: list[dict[str, float]]
-
-    def mean(self, key: str) -> float:
-        values = np.array([r[key] for r in self.rows], dtype=np.float64)
-        values = values[np.isfinite(values)]
-        return float(values.mean()) if values.size else float("nan")
-
-
-def reconstruct_and_measure(
-    job: Job[Any], out: np.ndarray, truth: np.ndarray | None, mask: np.ndarray
-) -> Generator[Progress, None, Measured | None]:
-    """Run a reconstruction job, then (with a ground truth) score every slice; yields progress throughout."""
-    yield from job
-    if truth is None:
-        return None
-    n = out.shape[0]
-    rows = []
-    for z in range(n):
-        yield Progress(z, n, f"measuring slice {z + 1} of {n}")
-        rows.append(slice_metrics(truth[z], out[z], mask[z]))
-    yield Progress(n, n, "measured")
-    return Measured(error=abs_error(truth, out), rows=rows)
 
 
 class ReconstructWidget(QWidget):
@@ -181,8 +151,8 @@ class ReconstructWidget(QWidget):
             raise ValueError("no sparse layer; make one with the Sparse acquisition widget or open a sparse stack")
         if mask_layer is None:
             raise ValueError("no mask layer; choose the layer that marks the scanned pixels")
-        ours = meta(sparse_layer, "kind") == "sparse"  # our sparse layers are already in [0, 1]
-        sparse, _ = layer_volume(sparse_layer, "sparse", vrange=(0.0, 1.0) if ours else None)
+        record = AcquisitionRecord.from_metadata(sparse_layer.metadata)  # says how its values are stored
+        sparse, _ = layer_volume(sparse_layer, "sparse", vrange=record.stored_range if record is not None else None)
         mask = layer_mask(mask_layer, "mask")
         if mask.shape != sparse.shape:
             raise ValueError(
@@ -207,14 +177,16 @@ class ReconstructWidget(QWidget):
     @staticmethod
     def _truth_range(sparse_layer: Any, truth_layer: Any) -> tuple[float, float] | None:
         """The value range recorded when the acquisition was made from this very layer (so values match 1:1)."""
-        if meta(sparse_layer, "source_layer") == truth_layer.name and meta(sparse_layer, "value_range") is not None:
-            return tuple(meta(sparse_layer, "value_range"))
+        record = AcquisitionRecord.from_metadata(sparse_layer.metadata)
+        if record is not None and meta(sparse_layer, "source_layer") == truth_layer.name:
+            return record.value_range
         return None
 
     def _name(self, sparse_layer: Any, method: str) -> str:
-        spec = meta(sparse_layer, "mask_spec")
-        if spec and meta(sparse_layer, "source_layer"):
-            return result_name(meta(sparse_layer, "source_layer"), spec["pattern"], spec["coverage"], method)
+        record = AcquisitionRecord.from_metadata(sparse_layer.metadata)
+        if record is not None and meta(sparse_layer, "source_layer"):
+            spec = record.mask_spec
+            return result_name(meta(sparse_layer, "source_layer"), spec.pattern, spec.coverage, method)
         return f"{sparse_layer.name}{SEP}{method}"
 
     def run(self) -> None:
@@ -237,11 +209,10 @@ class ReconstructWidget(QWidget):
         save_values(self.SETTINGS_GROUP, self._remembered())
         sparse_layer = self.sparse.value
         truth_layer = self.truth.value
-        metadata = {
-            key: value
-            for key, value in (sparse_layer.metadata or {}).items()
-            if key in ("source_layer", "acquisition_id", "mask_spec", "acquisition_spec", "coverage", "value_range")
-        }
+        metadata = {k: v for k, v in (sparse_layer.metadata or {}).items() if k in ("source_layer", "acquisition_id")}
+        record = AcquisitionRecord.from_metadata(sparse_layer.metadata)
+        if record is not None:  # the acquisition's parameters go with its reconstruction, from the CLI or napari
+            metadata.update(record.to_metadata())
         metadata.update(kind="reconstruction", method=method, device=device, sparse_layer=sparse_layer.name)
         if options:
             metadata["options"] = options
