@@ -13,8 +13,8 @@ from pathlib import Path
 
 from benchmarks._common import FLYEM, machine, markdown_table, today
 from napari_sparse_sem.compare import CompareSpec, compare_job
+from napari_sparse_sem.compare.report import write_report
 from napari_sparse_sem.io import read_volume
-from napari_sparse_sem.report import write_report
 from napari_sparse_sem.runtime import run_job
 from napari_sparse_sem.sampling.spec import PATTERNS
 
