@@ -58,10 +58,10 @@ def test_se_escape_from_a_flat_surface_is_half_e2(depth: float) -> None:
     assert np.mean(values) == pytest.approx(0.5 * expn(2, depth / 3.0), abs=0.01)
 
 
-def test_bulk_carbon_throughput() -> None:
+def test_bulk_carbon_run_reports_steps_and_throughput() -> None:
     result = mc.bulk_run(mc.MCConfig(energy_kev=2.0), electrons=100_000)
     assert result["steps_per_trajectory"] == pytest.approx(57, rel=0.1)
-    assert result["trajectories_per_second"] > 1.0e5  # ~5·10⁵ on the 2-core CI machine
+    assert result["trajectories_per_second"] > 0  # reported, not asserted: tests never assert timings (~5·10⁵/s)
 
 
 @pytest.fixture(scope="module")
