@@ -44,8 +44,13 @@ def test_options_and_context(acquisition) -> None:
         create("linear3d", context=-1)
     with pytest.raises(ValueError, match="z_scale"):
         create("linear3d", z_scale=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        ValueError, match=r"'linear3d' has no option\(s\) \['radius'\]; its options are \['context', 'z_scale'\]"
+    ):
         create("linear3d", radius=3)
+    with pytest.raises(ValueError, match="context must be a whole number"):
+        create("linear3d", context=2.5)
+    assert create("linear3d", context=3.0).context == 3  # JSON may write a whole number as 3.0
 
 
 def test_thin_slab_and_anisotropy(flyem_crop: np.ndarray, acquisition) -> None:

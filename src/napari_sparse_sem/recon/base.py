@@ -1,20 +1,54 @@
-"""The Reconstructor protocol and the method registry.
+"""The Reconstructor protocol: what a reconstruction method declares and how it is built from its options.
 
 A reconstructor fills the unscanned pixels of one slice. It sees a *slab*: the sparse values and masks of the target
 slice and ``context`` neighbours on each side (``context = 0`` for purely 2D methods), so 3D methods and warm-started
-networks share one driver (:mod:`napari_sparse_sem.recon.volume`). Methods register themselves by name; later issues add
-``dip`` and ``gan`` the same way.
+networks share one driver (:mod:`napari_sparse_sem.recon.volume`).
+
+Design rule 9: a method declares its ``name``, ``context``, ``description``, its options spec (``options``, a
+:class:`~napari_sparse_sem.params.Spec`, or ``None`` for none) and flags the faces need (``iterative``, ``gpu``,
+``needs_weights``/``weights_kind``) on its class, and registers through the entry point group
+``napari_sparse_sem.methods`` (:mod:`napari_sparse_sem.recon.registry`, whose functions this module re-exports).
+Options arrive as a plain dict (``--option KEY=VALUE``, a config file, a form) and are checked against the spec before
+any work: an unknown option is an error naming the method and listing its options.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import numbers
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from napari_sparse_sem.params import SCHEMA_KEY, Spec, fields_of
+from napari_sparse_sem.recon.registry import (
+    ENTRY_POINT_GROUP,
+    available_methods,
+    check_options,
+    create,
+    method_class,
+    methods_with,
+    refresh_methods,
+    register,
+)
 from napari_sparse_sem.runtime import Progress
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "FitPreview",
+    "MethodFactory",
+    "Reconstructor",
+    "available_methods",
+    "check_finite",
+    "check_options",
+    "check_slab",
+    "create",
+    "method_class",
+    "methods_with",
+    "refresh_methods",
+    "register",
+]
 
 
 @dataclass
@@ -39,19 +73,67 @@ class FitPreview:
 class Reconstructor:
     """Base class for reconstruction methods.
 
-    Subclasses set ``name`` and ``context`` and implement :meth:`reconstruct_slice`. Methods with inner iterations
-    (networks) override :meth:`reconstruct_slice_job` to yield progress and previews while they work. One instance
-    serves one volume run, slices in increasing order, so it may keep state (warm start) between slices.
+    Subclasses set ``name``, ``context``, ``description`` and, when they take options, ``options`` (a ``Spec``
+    dataclass whose fields are the options, each declared with :func:`~napari_sparse_sem.params.param`), and implement
+    :meth:`reconstruct_slice`. The constructor checks the options and keeps them as ``self.settings`` (an instance of
+    the spec, or ``None``); subclasses that override it call ``super().__init__(device, **options)`` first. Methods
+    with inner iterations (networks) override :meth:`reconstruct_slice_job` to yield progress and previews while they
+    work. One instance serves one volume run, slices in increasing order, so it may keep state (warm start) between
+    slices.
+
+    Flags for the faces: ``iterative`` (fits each slice in a loop: slow, yields :class:`FitPreview` partials worth a
+    live preview and a loss plot), ``gpu`` (much faster on a GPU: offer the device choice), ``needs_weights`` (loads a
+    trained network from a ``weights`` option; ``weights_kind`` is the model card kind the file must hold).
     """
 
     name: ClassVar[str] = ""
     context: ClassVar[int] = 0
     description: ClassVar[str] = ""
+    options: ClassVar[type[Spec] | None] = None
+    iterative: ClassVar[bool] = False
+    gpu: ClassVar[bool] = False
+    needs_weights: ClassVar[bool] = False
+    weights_kind: ClassVar[str] = ""
 
     def __init__(self, device: str = "cpu", **options: Any) -> None:
-        if options:
-            raise TypeError(f"method {self.name!r} takes no options {sorted(options)}")
+        self.settings: Any = self.parse_options(options)
         self.device = device
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The names of the options this method takes, in declaration order (none without an options spec)."""
+        return [] if cls.options is None else [view.name for view in fields_of(cls.options)]
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any] | Spec | None = None) -> Any:
+        """The options as an instance of the method's spec (``None`` for a method without options), checked.
+
+        Unknown names are an error naming the method and listing its options; values are checked for their kind
+        (numbers, flags) and by the spec (bounds, choices, relations between fields).
+        """
+        if cls.options is not None and isinstance(options, cls.options):
+            return options
+        values = dict(options or {})
+        if cls.options is None:
+            if values:
+                raise ValueError(f"method {cls.name!r} takes no options, got {sorted(values)}")
+            return None
+        allowed = cls.option_names()
+        unknown = sorted(set(values) - set(allowed) - {SCHEMA_KEY})
+        if unknown:
+            raise ValueError(f"method {cls.name!r} has no option(s) {unknown}; its options are {allowed}")
+        values = _typed_options(cls.name, cls.options, values)
+        try:
+            return cls.options.from_dict(values)
+        except ValueError as err:
+            raise ValueError(f"method {cls.name!r}: {err}") from None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | Spec | None = None, device: str = "cpu") -> Reconstructor:
+        """An instance for ``device`` built from a dict of options (or an instance of the options spec)."""
+        if isinstance(options, Spec):
+            options = {view.name: getattr(options, view.name) for view in fields_of(options)}
+        return cls(device=device, **dict(options or {}))
 
     def reconstruct_slice(self, sparse: np.ndarray, mask: np.ndarray, center: int) -> np.ndarray:
         """Return the (y, x) float32 reconstruction of slab slice ``center``.
@@ -98,40 +180,31 @@ def check_finite(image: np.ndarray, what: str) -> np.ndarray:
     return image
 
 
-_REGISTRY: dict[str, type[Reconstructor]] = {}
-
-
-def register(cls: type[Reconstructor]) -> type[Reconstructor]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__qualname__} needs a non-empty name")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_builtin_methods() -> None:
-    # Importing the modules runs their @register decorators.
-    from napari_sparse_sem.recon import dip, gan, interp, interp3d  # noqa: F401
-
-
-def available_methods() -> list[str]:
-    """Names of all registered methods, in registration order."""
-    _load_builtin_methods()
-    return list(_REGISTRY)
-
-
-def method_class(name: str) -> type[Reconstructor]:
-    """The class registered as ``name``; unknown names get an error listing the choices."""
-    _load_builtin_methods()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown reconstruction method {name!r}; choose one of {list(_REGISTRY)}") from None
-
-
-def create(name: str, device: str = "cpu", **options: Any) -> Reconstructor:
-    """Instantiate the method ``name`` for ``device`` with method-specific ``options``."""
-    return method_class(name)(device=device, **options)
+def _typed_options(method: str, spec: type[Spec], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with whole-number options as ``int`` (JSON may say ``2.0``); a value of the wrong kind for a number
+    or flag option (``--option tile=big``) is a clear error instead of a failure deep inside the method."""
+    out = dict(values)
+    for view in fields_of(spec):
+        if view.name not in out or out[view.name] is None:
+            continue
+        value, kind = out[view.name], view.base_type
+        is_bool = isinstance(value, bool | np.bool_)
+        if kind is bool:
+            ok, what = is_bool, "true or false"
+        elif kind is int:
+            ok = not is_bool and (
+                isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
+            )
+            what = "a whole number"
+            if ok:
+                out[view.name] = int(value)
+        elif kind is float:
+            ok, what = isinstance(value, numbers.Real) and not is_bool, "a number"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"method {method!r} option {view.name} must be {what}, got {value!r}")
+    return out
 
 
 MethodFactory = Callable[..., Reconstructor]

@@ -15,102 +15,162 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Generator
-from dataclasses import asdict, dataclass
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from napari_sparse_sem.jsonfile import read_json_object
+from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.recon.base import FitPreview, Reconstructor, check_slab, register
 from napari_sparse_sem.recon.tiles import Tiling
 from napari_sparse_sem.runtime import Progress, pick_device, run_job
 
-DIP_METHODS = ("dip", "dip3d")  # the methods configured by DIPConfig
 STOPPING_RULES = ("holdout", "fixed")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 GUIDES = ("none", "linear", "biharmonic")
+PRESET_NAMES = ("paper", "default")
+"""The names of :data:`PRESETS` (the choices of the ``preset`` option)."""
 
 
 @dataclass
-class DIPConfig:
-    """Parameters of a DIP fit. ``iterations_first``/``iterations_warm`` are upper bounds under the ``holdout`` rule
-    and exact counts under ``fixed``. ``guide`` feeds a classical interpolant of the fitted pixels as an extra input
-    channel; with ``residual`` the network's output is a correction added to that guide. ``ema`` > 0 returns (and
-    judges) an exponential moving average of the outputs instead of the last one. ``warmup_slices`` > 0: on a cold
-    start, first fit that many preceding slices (their own sparse samples), so even the first slice is warm.
+class DIPConfig(Spec):
+    """Parameters of a DIP fit: the options of ``dip`` and ``dip3d``.
+
+    ``preset`` names the preset the other fields start from: :meth:`from_dict` (hence the methods' options) fills
+    every field not given from :data:`PRESETS`. ``iterations_first``/``iterations_warm`` are upper bounds under the
+    ``holdout`` rule and exact counts under ``fixed``. ``guide`` feeds a classical interpolant of the fitted pixels as
+    an extra input channel; with ``residual`` the network's output is a correction added to that guide. ``ema`` > 0
+    returns (and judges) an exponential moving average of the outputs instead of the last one. ``warmup_slices`` > 0:
+    on a cold start, first fit that many preceding slices (their own sparse samples), so even the first slice is warm.
     ``neighbours`` is read by ``dip3d`` only: the slices on each side fitted jointly with the centre slice.
     ``precision``: ``auto`` = float16 autocast with loss scaling and channels-last tensors on CUDA, float32 elsewhere;
     ``bfloat16`` autocasts on any device; ``float16`` needs CUDA. ``tile`` > 0: slices larger than that are fitted
     in overlapping square tiles (``tile_overlap`` px), ``tile_batch`` tiles per forward pass with their gradients
     accumulated, so memory is bounded by the tile batch; 0 fits the whole slice at once."""
 
-    levels: int = 4
-    channels: int = 48
-    skip_channels: int = 4
-    input_channels: int = 32
-    input_scale: float = 0.1
-    noise_reg: float = 0.03
-    lr: float = 0.01
-    iterations_first: int = 2000
-    iterations_warm: int = 400
-    stopping: str = "holdout"
-    holdout_fraction: float = 0.05
-    patience: int = 300
-    check_every: int = 10
-    preview_every: int = 50
-    warm_start: bool = True
-    warmup_slices: int = 2
-    neighbours: int = 5
-    precision: str = "auto"
-    tile: int = 0
-    tile_overlap: int = 32
-    tile_batch: int = 4
-    guide: str = "none"
-    residual: bool = False
-    ema: float = 0.99
-    seed: int = 0
+    kind = "DIP config"
 
-    def __post_init__(self) -> None:
-        if self.stopping not in STOPPING_RULES:
-            raise ValueError(f"stopping must be one of {STOPPING_RULES}, got {self.stopping!r}")
-        for name in ("levels", "channels", "input_channels", "iterations_first", "iterations_warm", "check_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not 0 < self.holdout_fraction < 0.5:
-            raise ValueError(f"holdout_fraction must be in (0, 0.5), got {self.holdout_fraction}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.guide not in GUIDES:
-            raise ValueError(f"guide must be one of {GUIDES}, got {self.guide!r}")
+    preset: str = param(
+        "default",
+        choices=PRESET_NAMES,
+        label="DIP preset",
+        help="the preset the other fields start from: paper (the published settings) or default (ours)",
+    )
+    levels: int = param(4, low=1, help="hourglass depth (levels of the skip network)")
+    channels: int = param(48, low=1, help="channels per level (network width)")
+    skip_channels: int = param(4, low=0, label="skip channels", help="channels of each skip connection")
+    input_channels: int = param(32, low=1, label="input channels", help="channels of the fixed random input")
+    input_scale: float = param(0.1, low=0, label="input scale", help="amplitude of the fixed random input")
+    noise_reg: float = param(
+        0.03, low=0, label="noise regularisation", help="std of the noise added to the input at every iteration"
+    )
+    lr: float = param(0.01, low=0, low_open=True, label="learning rate", help="Adam learning rate")
+    iterations_first: int = param(
+        2000,
+        low=1,
+        label="iterations (first)",
+        help="at most this many iterations for a cold start (held-out rule) or exactly this many (fixed)",
+    )
+    iterations_warm: int = param(
+        400,
+        low=1,
+        label="iterations (warm)",
+        help="the same for slices warm-started from the previous slice's network",
+    )
+    stopping: str = param(
+        "holdout",
+        choices=STOPPING_RULES,
+        help="holdout: stop when held-out scanned pixels stop improving; fixed: run the iteration count",
+    )
+    holdout_fraction: float = param(
+        0.05,
+        low=0,
+        high=0.5,
+        low_open=True,
+        high_open=True,
+        percent=True,
+        label="held-out fraction",
+        help="fraction of the scanned pixels kept out of the loss to decide when to stop",
+    )
+    patience: int = param(
+        300, low=0, help="stop when the held-out error has not improved for this many iterations", unit="iterations"
+    )
+    check_every: int = param(10, low=1, label="check every", help="iterations between held-out checks")
+    preview_every: int = param(
+        50, low=0, label="preview every", help="show the current estimate every N iterations (0: no preview)"
+    )
+    warm_start: bool = param(True, label="warm start", help="start each slice from the previous slice's network")
+    warmup_slices: int = param(
+        2,
+        low=0,
+        label="warm-up slices",
+        help="on a cold start, first fit this many preceding slices so the target slice starts warm",
+    )
+    neighbours: int = param(
+        5, low=0, label="3D neighbours", help="dip3d: slices on each side fitted jointly with the slice"
+    )
+    precision: str = param(
+        "auto",
+        choices=PRECISIONS,
+        help="auto: float16 autocast on CUDA, float32 elsewhere; bfloat16 anywhere; float16 needs CUDA",
+    )
+    tile: int = param(
+        0, low=0, unit="px", help="fit slices larger than this in overlapping square tiles (0: the whole slice)"
+    )
+    tile_overlap: int = param(32, low=0, unit="px", label="tile overlap", help="overlap of neighbouring tiles")
+    tile_batch: int = param(
+        4, low=1, label="tile batch", help="tiles per forward pass (gradients accumulated; bounds the memory)"
+    )
+    guide: str = param(
+        "none", choices=GUIDES, help="a classical interpolant of the fitted pixels fed as an extra input channel"
+    )
+    residual: bool = param(False, help="the network corrects the guide instead of drawing the image (needs a guide)")
+    ema: float = param(
+        0.99,
+        low=0,
+        high=1,
+        high_open=True,
+        label="output EMA",
+        help="exponential moving average of the outputs (0: the last output)",
+    )
+    seed: int = param(0, low=0, help="seed of the network's initial weights, its input and the held-out pixels")
+
+    def validate(self) -> None:
         if self.residual and self.guide == "none":
             raise ValueError("residual needs a guide (e.g. guide='biharmonic'): the network corrects the guide")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.tile and (self.tile < 2**self.levels or self.tile <= 2 * self.tile_overlap):
             raise ValueError(
                 f"tile must be 0 (whole slice) or at least 2**levels = {2**self.levels} and more than twice "
                 f"tile_overlap ({self.tile_overlap}), got {self.tile}"
             )
-        if self.tile < 0 or self.tile_overlap < 0 or self.tile_batch < 1:
-            raise ValueError("tile and tile_overlap must be >= 0 and tile_batch >= 1")
-        if self.neighbours < 0:
-            raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
-        if self.warmup_slices < 0:
-            raise ValueError(f"warmup_slices must be >= 0, got {self.warmup_slices}")
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DIPConfig:
+        """The config of ``data``'s ``preset`` (default: ``default``) with the fields ``data`` gives replaced."""
+        if not isinstance(data, Mapping):
+            return super().from_dict(data)
+        preset = data.get("preset", "default")
+        if preset not in PRESETS:
+            raise ValueError(f"unknown DIP preset {preset!r}; choose one of {list(PRESETS)}")
+        base = {f.name: getattr(PRESETS[preset], f.name) for f in dataclasses.fields(cls)}
+        return super().from_dict({**base, **data})
 
 
 PRESETS: dict[str, DIPConfig] = {
     # The public DIP inpainting settings: skip net 5 × 128 channels, 32-channel noise input × 0.1, σ = 0.03,
     # Adam lr 0.01, a fixed count of iterations.
     "paper": DIPConfig(
-        levels=5, channels=128, iterations_first=3000, iterations_warm=1000, stopping="fixed", ema=0.0, warmup_slices=0
+        preset="paper",
+        levels=5,
+        channels=128,
+        iterations_first=3000,
+        iterations_warm=1000,
+        stopping="fixed",
+        ema=0.0,
+        warmup_slices=0,
     ),
     # Our default so far (docs/methods/dip.md; 128² FlyEM ROI, slice 125, 5 %): a 4 × 48 net, held-out stopping, an
     # output EMA and a warm-up on the 2 preceding slices — 27.69 dB vs biharmonic 25.82 in 101 s on 2 CPU cores.
@@ -119,15 +179,13 @@ PRESETS: dict[str, DIPConfig] = {
 
 
 def unknown_fields(names: Any) -> list[str]:
-    """The names among ``names`` that are not :class:`DIPConfig` fields, sorted."""
+    """The names among ``names`` that are not :class:`DIPConfig` fields (``preset`` is one), sorted."""
     return sorted(set(names) - {f.name for f in dataclasses.fields(DIPConfig)})
 
 
 def dip_config(preset: str = "default", **overrides: Any) -> DIPConfig:
     """A preset (``paper`` or ``default``) with some fields replaced."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown DIP preset {preset!r}; choose one of {list(PRESETS)}")
-    return dataclasses.replace(PRESETS[preset], **overrides)
+    return DIPConfig.from_dict({**overrides, "preset": preset})
 
 
 def load_dip_options(path: str | Path) -> dict[str, Any]:
@@ -136,11 +194,11 @@ def load_dip_options(path: str | Path) -> dict[str, Any]:
     The options are checked (unknown fields, bad values) before they are returned, so a typo fails before any work.
     """
     options = read_json_object(path, "DIP config", "DIPConfig fields (and optionally 'preset')")
-    unknown = unknown_fields(set(options) - {"preset"})
+    unknown = unknown_fields(options)
     if unknown:
         known = sorted(f.name for f in dataclasses.fields(DIPConfig))
-        raise ValueError(f"DIP config {path} has unknown field(s) {unknown}; known: preset, {known}")
-    dip_config(**options)  # raises on bad values
+        raise ValueError(f"DIP config {path} has unknown field(s) {unknown}; known: {known}")
+    DeepImagePrior.parse_options(options)  # raises on bad values
     return options
 
 
@@ -156,13 +214,14 @@ class DeepImagePrior(Reconstructor):
     name = "dip"
     context = 0
     description = "Deep image prior (Trampert et al.): a network fitted to the scanned pixels, warm-started per slice."
+    options = DIPConfig
+    iterative = True
+    gpu = True
     radius = 0  # slices on each side fitted jointly with the centre (dip3d)
 
-    def __init__(self, device: str = "cpu", preset: str = "default", **fields: Any) -> None:
-        unknown = unknown_fields(fields)
-        if unknown:
-            raise ValueError(f"{self.name} has no option(s) {unknown}; its options are preset and the DIPConfig fields")
-        self.config = dip_config(preset, **fields)
+    def __init__(self, device: str = "cpu", **options: Any) -> None:
+        super().__init__(device, **options)  # checks the options; a preset fills the fields not given
+        self.config: DIPConfig = self.settings
         self._configure()
         # The driver hands over the slices needed for the warm-up fits and, in 3D, their neighbours.
         self.context = self.config.warmup_slices + self.radius
@@ -439,3 +498,7 @@ class DeepImagePrior3D(DeepImagePrior):
         self.radius = self.config.neighbours
         if self.radius < 1:
             raise ValueError(f"dip3d needs neighbours >= 1 (slices on each side), got {self.radius}; or use dip")
+
+
+DIP_METHODS = (DeepImagePrior.name, DeepImagePrior3D.name)
+"""The methods configured by :class:`DIPConfig` (``--dip-preset``/``--dip-config`` on the command line)."""

@@ -13,11 +13,14 @@ generator's architecture, training and losses are in :mod:`napari_sparse_sem.nn.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.recon.base import Reconstructor, check_slab, register
 from napari_sparse_sem.recon.interp import fill_nearest
 from napari_sparse_sem.recon.tiles import Tiling
@@ -123,12 +126,43 @@ def load_generator(path: str | Path | None, variant: str, device: str = "cpu") -
     return net.to(device), card
 
 
+@dataclass
+class GANOptions(Spec):
+    """Options of ``gan`` and ``gan-mse``; see :class:`_GAN`."""
+
+    kind = "GAN options"
+
+    weights: str | None = param(
+        None,
+        label="GAN weights",
+        help="a .safetensors file from `sparse-sem train-gan`, or the name of shipped weights (flyem, "
+        "flyem-context1); empty: the shipped default",
+    )
+    tile: int = param(512, low=64, unit="px", help="slices larger than this are done in overlapping tiles")
+    overlap: int = param(32, low=0, unit="px", help="overlap of neighbouring tiles (less than half a tile)")
+    keep_scanned: bool = param(
+        True, label="keep scanned", help="put the measured values back at scanned pixels (exact in a simulated scan)"
+    )
+    augment: bool = param(
+        False, help="average the outputs of the 8 flips/rotations of the input (8x the time, a little smoother)"
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weights, os.PathLike):
+            self.weights = os.fspath(self.weights)  # a path given as such is kept as text (JSON-ready)
+        super().__post_init__()
+
+    def validate(self) -> None:
+        if self.overlap >= self.tile // 2:
+            raise ValueError(f"overlap must be in [0, tile/2), got {self.overlap}")
+
+
 class _GAN(Reconstructor):
     """Shared inference of ``gan`` and ``gan-mse``; see the module docstring.
 
-    Options: ``weights`` (a ``.safetensors`` file from ``sparse-sem train-gan``, or the name of shipped weights;
-    ``None``: the shipped default; a generator with neighbour ``context`` whose card names ``single_slice_weights``
-    hands slices without any neighbour — a 2D image — to that 2D generator),
+    Options (:class:`GANOptions`): ``weights`` (a ``.safetensors`` file from ``sparse-sem train-gan``, or the name of
+    shipped weights; ``None``: the shipped default; a generator with neighbour ``context`` whose card names
+    ``single_slice_weights`` hands slices without any neighbour — a 2D image — to that 2D generator),
     ``tile`` (slices larger than this are done in tiles), ``overlap`` (tile overlap in px), ``keep_scanned`` (put the
     measured values back at scanned pixels; they are exact in a simulated scan), ``augment`` (average the outputs of
     the 8 flips/rotations of the input: 8× the time for +0.1 dB with ``gan-mse`` on FlyEM spirals at 5 %; it washes
@@ -136,40 +170,24 @@ class _GAN(Reconstructor):
     """
 
     variant = "gan"
+    options = GANOptions
+    gpu = True
+    needs_weights = True
+    weights_kind = CARD_KIND
 
-    def __init__(
-        self,
-        device: str = "cpu",
-        weights: str | Path | None = None,
-        tile: int = 512,
-        overlap: int = 32,
-        keep_scanned: bool = True,
-        augment: bool = False,
-    ) -> None:
-        if isinstance(tile, bool) or int(tile) < 64:
-            raise ValueError(f"tile must be at least 64 px, got {tile}")
-        if isinstance(overlap, bool) or not 0 <= int(overlap) < int(tile) // 2:
-            raise ValueError(f"overlap must be in [0, tile/2), got {overlap}")
+    def __init__(self, device: str = "cpu", **options: Any) -> None:
+        super().__init__(device, **options)
+        settings: GANOptions = self.settings
         self.device = pick_device(device)
-        self.weights = resolve_weights(weights)
-        self.tile = int(tile)
-        self.overlap = int(overlap)
-        self.keep_scanned = bool(keep_scanned)
-        self.augment = bool(augment)
+        self.weights = resolve_weights(settings.weights)
+        self.tile = int(settings.tile)
+        self.overlap = int(settings.overlap)
+        self.keep_scanned = bool(settings.keep_scanned)
+        self.augment = bool(settings.augment)
         self.net, self.card = load_generator(self.weights, self.variant, self.device)
         self.fill = self.net.config.fill
         self.context = self.net.config.context  # the volume driver hands over ±context neighbours
         self._single: _GAN | None = None  # the 2D companion, loaded when a slice without neighbours comes
-
-    def options(self) -> dict[str, Any]:
-        """The options as given (for saved parameters)."""
-        return {
-            "weights": str(self.weights),
-            "tile": self.tile,
-            "overlap": self.overlap,
-            "keep_scanned": self.keep_scanned,
-            "augment": self.augment,
-        }
 
     def reconstruct_slice(self, sparse: np.ndarray, mask: np.ndarray, center: int) -> np.ndarray:
         sparse, mask = check_slab(sparse, mask, center)
@@ -192,7 +210,14 @@ class _GAN(Reconstructor):
     def _single_slice_method(self) -> _GAN:
         if self._single is None:
             companion = self.weights.parent / str(self.card["single_slice_weights"])
-            self._single = type(self)(self.device, companion, self.tile, self.overlap, self.keep_scanned, self.augment)
+            self._single = type(self)(
+                self.device,
+                weights=str(companion),
+                tile=self.tile,
+                overlap=self.overlap,
+                keep_scanned=self.keep_scanned,
+                augment=self.augment,
+            )
         return self._single
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
@@ -246,7 +271,8 @@ class GANMSE(_GAN):
 
 
 GAN_METHODS = (GAN.name, GANMSE.name)
-"""The methods that load generator weights (``weights`` option, ``--weights`` on the command line)."""
+"""The methods that load generator weights (``weights`` option, ``--weights`` on the command line); faces should ask
+the registry instead (``methods_with(needs_weights=True)``)."""
 
 
 def export_weights(

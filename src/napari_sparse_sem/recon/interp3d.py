@@ -23,13 +23,16 @@ jitter moves the interpolant by far less than one grey level.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.spatial import Delaunay, QhullError
 
+from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.recon.base import Reconstructor, check_slab, register
 from napari_sparse_sem.recon.interp import fill_linear, rasterize_simplices
 
-__all__ = ["Linear3D", "fill_linear3d"]
+__all__ = ["Linear3D", "Linear3DOptions", "fill_linear3d"]
 
 _JITTER = 1e-3
 
@@ -68,6 +71,31 @@ def fill_linear3d(sparse: np.ndarray, mask: np.ndarray, center: int, *, z_scale:
     return out
 
 
+@dataclass
+class Linear3DOptions(Spec):
+    """Options of ``linear3d``: the slab depth and the voxel anisotropy."""
+
+    kind = "linear3d options"
+
+    context: int = param(
+        5,
+        low=0,
+        unit="slices",
+        help="slices on each side whose samples enter the triangulation; little beyond 5 matters, the cost grows",
+    )
+    z_scale: float = param(
+        1.0,
+        low=0,
+        low_open=True,
+        label="z scale",
+        help="z spacing divided by the pixel size (anisotropic voxels; < 1 for slices thinner than a pixel)",
+    )
+
+    def validate(self) -> None:
+        if int(self.context) != self.context:
+            raise ValueError(f"context must be a whole number of slices >= 0, got {self.context}")
+
+
 @register
 class Linear3D(Reconstructor):
     """3D piecewise-linear interpolation over a slab of ±``context`` slices (``z_scale``: z spacing / pixel size)."""
@@ -75,15 +103,12 @@ class Linear3D(Reconstructor):
     name = "linear3d"
     context = 5
     description = "Piecewise-linear in 3D over ±context slices: uses the neighbours' samples (per-slice masks)."
+    options = Linear3DOptions
 
-    def __init__(self, device: str = "cpu", context: int = 5, z_scale: float = 1.0) -> None:
-        super().__init__(device=device)
-        if int(context) != context or context < 0:
-            raise ValueError(f"context must be a whole number of slices >= 0, got {context}")
-        if not np.isfinite(z_scale) or z_scale <= 0:
-            raise ValueError(f"z_scale must be a positive number (z spacing / pixel size), got {z_scale}")
-        self.context = int(context)
-        self.z_scale = float(z_scale)
+    def __init__(self, device: str = "cpu", **options: object) -> None:
+        super().__init__(device, **options)
+        self.context = int(self.settings.context)
+        self.z_scale = float(self.settings.z_scale)
 
     def reconstruct_slice(self, sparse: np.ndarray, mask: np.ndarray, center: int) -> np.ndarray:
         return fill_linear3d(sparse, mask, center, z_scale=self.z_scale)
