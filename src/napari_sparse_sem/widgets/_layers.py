@@ -6,10 +6,10 @@ parameters and results. Keys written by these widgets:
 ``kind``               ``"mask"``, ``"sparse"``, ``"reconstruction"``, ``"error"`` or ``"compare"``
 ``source_layer``       name of the layer the result was made from
 ``acquisition_id``     shared by a mask and its sparse layer (and everything reconstructed from them)
-``mask_spec``          :class:`~napari_sparse_sem.sampling.spec.MaskSpec` as a dict
-``acquisition_spec``   :class:`~napari_sparse_sem.sampling.spec.AcquisitionSpec` as a dict
-``coverage``           achieved fraction of scanned pixels; ``coverage_requested`` the one asked for
-``value_range``        (lo, hi) that maps the source's values to [0, 1] (results are stored in [0, 1])
+``acquisition_record`` the :class:`~napari_sparse_sem.sampling.record.AcquisitionRecord` of a mask and its sparse
+                       layer, passed on to what is reconstructed from them (mask and acquisition specs, achieved
+                       coverage, times, the source's value range and the range the stored values map to [0, 1]) —
+                       the record ``sparse-sem simulate`` writes too
 """
 
 from __future__ import annotations
