@@ -18,8 +18,8 @@ from napari_sparse_sem.compare import (
     result_from_runs,
     summary,
 )
-from napari_sparse_sem.io.volume import Volume
 from napari_sparse_sem.compare.report import REPORT_FILES, write_report
+from napari_sparse_sem.io.volume import Volume
 from napari_sparse_sem.runtime import Progress, run_job
 from napari_sparse_sem.sampling.spec import PATTERNS, AcquisitionSpec
 
