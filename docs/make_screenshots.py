@@ -97,7 +97,7 @@ def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
     for data, kwargs, layer_type in flyem_sample():
         sample = viewer.add_layer(Layer.create(data, kwargs, layer_type))
     names = (*WIDGETS, "Active acquisition", "Train GAN", "Porous material", "Simulate SEM")
-    widgets = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[1] for i, name in enumerate(names)]
+    widgets = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)[1] for name in names]
     acquisition, reconstruct, compare, active, train_gan, porous, simulate = widgets
     viewer.dims.set_current_step(0, SLICE)
     _settle(1.0)
@@ -219,18 +219,18 @@ def _acquire_and_reconstruct(viewer, sample, acquisition, reconstruct, out: Path
 
 
 def _compare(viewer, sample, compare, out: Path) -> None:
-    # 3. Compare four mask patterns with two methods on the current slice: grid view, table and bars.
+    # 3. Compare four mask patterns with the better classical methods (linear, biharmonic) on the current slice: grid
+    #    view (fitted to the canvas by the widget, every cell labelled), table and bars.
     _show_dock(compare)
     for layer in viewer.layers:
         layer.visible = layer is sample
     compare.truth.value = sample
     for pattern, box in compare.pattern_boxes.items():
         box.value = pattern in ("random", "grid", "spiral", "lowres")
-    compare.methods.value = ["nearest", "linear"]
+    compare.methods.value = ["linear", "biharmonic"]
     compare.coverage.value = 10.0
     compare.run()
     _wait(compare.panel)
-    viewer.reset_view()
     _shoot(viewer, out / "compare_grid.png")
     compare.clear_results()
     viewer.canvas.grid.enabled = False
@@ -248,7 +248,6 @@ def _gan_compare(viewer, sample, compare, out: Path) -> None:
     compare.coverage.value = 5.0
     compare.run()
     _wait(compare.panel)
-    viewer.reset_view()
     _shoot(viewer, out / "gan_compare.png")
     compare.clear_results()
     viewer.canvas.grid.enabled = False

@@ -1,10 +1,11 @@
-"""demo.launch opens napari with the FlyEM sample and the three widgets docked, the sample selected in each."""
+"""demo.launch opens napari with the FlyEM sample and the three widgets docked as tabs, the sample selected in each."""
 
 from __future__ import annotations
 
 import gc
 
 from napari._qt.qt_viewer import QtViewer
+from qtpy.QtWidgets import QDockWidget
 
 from napari_sparse_sem.widgets.acquisition import AcquisitionWidget
 from napari_sparse_sem.widgets.compare import CompareWidget
@@ -25,9 +26,19 @@ def test_launch_docks_three_widgets_with_the_sample(qtbot):
         assert widgets[AcquisitionWidget].source.value is sample
         assert widgets[ReconstructWidget].truth.value is sample
         assert widgets[CompareWidget].truth.value is sample
+        # Docked as tabs of one dock area, and the comparison set to the better methods (not just nearest).
+        assert _tab_counts(viewer, list(widgets.values())) == [2, 2, 2]
+        assert list(widgets[CompareWidget].methods.value) == ["linear", "biharmonic"]
     finally:
         viewer.close()
-        del viewer
+        del viewer, docked, widgets
         gc.collect()
     # Nothing of ours keeps the closed viewer alive (napari's own fixtures check this in later tests).
     assert len(QtViewer._instances) == 0
+
+
+def _tab_counts(viewer, widgets) -> list[int]:
+    """For each widget's dock: how many other docks share its tab bar."""
+    window = viewer.window._qt_window
+    docks = [dock for dock in window.findChildren(QDockWidget) if dock.widget() in widgets]
+    return [len(window.tabifiedDockWidgets(dock)) for dock in docks]

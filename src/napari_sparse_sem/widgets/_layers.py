@@ -177,8 +177,16 @@ def image_layers(viewer: napari.Viewer, first: Callable[[Layer], bool] | None = 
     return [(layer.name, layer) for layer in layers]
 
 
-def mask_layers(viewer: napari.Viewer) -> list[tuple[str, Layer]]:
-    """(name, layer) choices for masks: our mask layers first, then other Labels, then Images."""
-    layers = [layer for layer in reversed(list(viewer.layers)) if isinstance(layer, Labels | Image)]
-    layers.sort(key=lambda layer: (meta(layer, "kind") != "mask", not isinstance(layer, Labels)))
-    return [(layer.name, layer) for layer in layers]
+NO_MASK = "(no mask layer)"
+
+
+def mask_layers(viewer: napari.Viewer) -> list[tuple[str, Layer | None]]:
+    """(name, layer) choices for masks: our mask layers first, then other Labels, then :data:`NO_MASK`, then Images.
+
+    An image is a mask only when someone says so: with no Labels layer the choice starts at :data:`NO_MASK` rather
+    than at the dense image (which, read as a mask, marks nearly every pixel as scanned)."""
+    labels = [layer for layer in reversed(list(viewer.layers)) if isinstance(layer, Labels)]
+    labels.sort(key=lambda layer: meta(layer, "kind") != "mask")
+    images = [layer for layer in reversed(list(viewer.layers)) if isinstance(layer, Image)]
+    images.sort(key=lambda layer: meta(layer, "kind") != "mask")
+    return [*((layer.name, layer) for layer in labels), (NO_MASK, None), *((layer.name, layer) for layer in images)]

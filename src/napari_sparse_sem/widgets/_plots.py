@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -75,7 +75,35 @@ class MetricsTable(QTableWidget):
         return [self.item(i, j).data(Qt.UserRole) for i in range(self.rowCount())]
 
 
-class MetricsPlot(FigureCanvasQTAgg):
+class _Canvas(FigureCanvasQTAgg):
+    """A matplotlib canvas whose idle redraw belongs to it.
+
+    matplotlib's ``draw_idle`` schedules a free single-shot timer; when the canvas is deleted before it fires (its dock
+    closed, the viewer closed) the redraw reaches a deleted Qt object ("wrapped C/C++ object … has been deleted").
+    Here the timer is the canvas's child: it dies with the canvas, and never fires for a hidden one.
+    """
+
+    def __init__(self, figure: Figure) -> None:
+        super().__init__(figure)
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(0)
+        self._redraw.timeout.connect(self._redraw_now)
+
+    def draw_idle(self) -> None:
+        """Redraw at the next turn of the event loop (once, however often it is asked)."""
+        self._redraw.start()
+
+    def _redraw_now(self) -> None:
+        if self.isVisible() and self.width() > 0 and self.height() > 0:
+            self.draw()
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self._redraw.start()  # what changed while hidden
+
+
+class MetricsPlot(_Canvas):
     """PSNR and SSIM as grouped bars: one group per pattern, one bar per method."""
 
     def __init__(self) -> None:
@@ -123,7 +151,7 @@ class MetricsPlot(FigureCanvasQTAgg):
         self.draw_idle()
 
 
-class LossPlot(FigureCanvasQTAgg):
+class LossPlot(_Canvas):
     """The training loss and the held-out error of an iterative fit (log scale), redrawn at each preview; with
     ``with_image`` also the fit's current estimate beside the curves (for widgets that show no layer meanwhile)."""
 
@@ -169,7 +197,7 @@ class LossPlot(FigureCanvasQTAgg):
         self.draw_idle()
 
 
-class SparsificationPlot(FigureCanvasQTAgg):
+class SparsificationPlot(_Canvas):
     """Sparsification curves of an error estimate: the mean remaining true error after removing the pixels with the
     highest estimated error first, against the oracle that removes the truly worst pixels first."""
 
@@ -201,7 +229,7 @@ class SparsificationPlot(FigureCanvasQTAgg):
         self.draw_idle()
 
 
-class TrainingPlot(FigureCanvasQTAgg):
+class TrainingPlot(_Canvas):
     """A network's training: the loss per logged step (log scale) and the held-out PSNR against a baseline."""
 
     def __init__(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 import weakref
 from collections.abc import Callable, Generator
 from typing import Any
@@ -31,6 +32,7 @@ from napari_sparse_sem.runtime import Job, Progress
 
 ERROR_STYLE = "color: #ff7070;"
 OK_STYLE = ""
+REFRESH_S = 0.1  # an iterative fit reports every iteration: the bars and the status line follow at most this often
 
 
 def _drive(job: Job[Any]) -> Generator[Progress, None, Any]:
@@ -106,6 +108,8 @@ class JobPanel(QWidget):
     """Run / Cancel buttons, a progress bar and a status line; runs one job at a time in a worker thread.
 
     ``finished`` is emitted on the GUI thread after a job ended (done, cancelled or failed) and its callbacks ran.
+    Every event reaches the job's ``on_progress`` callback; the progress bars and the status line are refreshed when
+    the step changes or :data:`REFRESH_S` has passed, so a job that reports each iteration does not flood the GUI.
     """
 
     finished = Signal()
@@ -139,6 +143,8 @@ class JobPanel(QWidget):
         self._job: Job[Any] | None = None
         self._pbar: napari_progress | None = None
         self._failed = False
+        self._discarded = False
+        self._shown: tuple[int, float] = (-1, 0.0)  # the step shown and when (see REFRESH_S)
         self._callbacks: dict[str, Callable[..., None] | None] = {}
         # Python runs signal handlers only when the main thread runs Python code: tick while a job runs.
         self._signal_tick = QTimer(self)
@@ -191,6 +197,8 @@ class JobPanel(QWidget):
         }
         self.last_progress = None
         self._failed = False
+        self._discarded = False
+        self._shown = (-1, 0.0)
         self._pbar = napari_progress(total=0, desc=desc)
         self.progress_bar.setRange(0, 0)  # busy indicator until the first event tells the total
         self.set_status(f"{desc}…")
@@ -202,7 +210,10 @@ class JobPanel(QWidget):
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
+        # Not a bound method: Qt drops those when the panel is deleted (its viewer closed mid-run), and the job's
+        # bookkeeping (its napari progress bar, the stop-signal handlers) must still be released then.
+        panel = weakref.ref(self)
+        worker.finished.connect(lambda: _finish(panel))
         self.worker = worker
         _RUNNING.add(self)
         _install_stop_handlers()
@@ -217,12 +228,26 @@ class JobPanel(QWidget):
             self.set_status("cancelling after the current step…")
             self.worker.quit()
 
+    def discard(self) -> None:
+        """Cancel the running job and drop everything it still reports: no callback of the widget runs any more (its
+        widget is closing). The job's own cleanup still runs in its worker thread."""
+        if self.worker is None:
+            return
+        self._discarded = True
+        self._callbacks = {}
+        self.cancel()
+
     # -- worker signals (GUI thread) -------------------------------------------------------------------------------
     def _on_yielded(self, event: Progress) -> None:
         if not isinstance(event, Progress):
             return
         self.last_progress = event
         total = max(int(event.total), 0)
+        now = time.monotonic()
+        if int(event.step) == self._shown[0] and now - self._shown[1] < REFRESH_S:
+            self._call("progress", event)
+            return
+        self._shown = (int(event.step), now)
         if total > 0:
             self.progress_bar.setRange(0, total)
             self.progress_bar.setValue(min(int(event.step), total))
@@ -242,18 +267,22 @@ class JobPanel(QWidget):
             pbar.set_description(event.message)
 
     def _on_returned(self, result: Any) -> None:
+        if self._discarded:
+            return
         self.progress_bar.setValue(self.progress_bar.maximum())
         self.set_status("done")
         self._call("returned", result)
 
     def _on_aborted(self) -> None:
-        if self._failed:  # stopped because a handler failed: keep its error message
+        if self._failed or self._discarded:  # stopped because a handler failed: keep its error message
             return
         self.set_status("cancelled")
         self._call("aborted")
 
     def _on_errored(self, exc: BaseException) -> None:
         self._failed = True
+        if self._discarded:
+            return
         callback = self._callbacks.get("errored")
         if callback is not None:
             callback(exc)
@@ -272,22 +301,39 @@ class JobPanel(QWidget):
                 self.worker.quit()
             self.show_error(error_text(exc))
 
-    def _on_finished(self) -> None:
+    def _release(self) -> None:
+        """The job's bookkeeping, without touching a Qt object (the panel may be deleted already)."""
         job, pbar = self._job, self._pbar
         self._job = None
         self._pbar = None
         self._callbacks = {}
         self.worker = None
-        if self.progress_bar.maximum() == 0:
-            self.progress_bar.setRange(0, 1)
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
         # The worker closed the job already (JobWorker); closing again is a no-op, and covers a job never started.
         if job is not None:
             job.close()
         if pbar is not None:
             pbar.close()
-        self._signal_tick.stop()
         _RUNNING.discard(self)
         _restore_stop_handlers()
+
+    def _on_finished(self) -> None:
+        self._release()
+        if self.progress_bar.maximum() == 0:
+            self.progress_bar.setRange(0, 1)
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self._signal_tick.stop()
         self.finished.emit()
+
+
+def _finish(ref: weakref.ReferenceType[JobPanel]) -> None:
+    """A job's worker ended: let its panel tidy up (only the bookkeeping when the panel's Qt side is gone)."""
+    panel = ref()
+    if panel is None:
+        return
+    try:
+        panel.objectName()
+    except RuntimeError:  # "wrapped C/C++ object … has been deleted"
+        panel._release()
+        return
+    panel._on_finished()

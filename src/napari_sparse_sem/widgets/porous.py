@@ -14,26 +14,24 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, SpinBox
-from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_sparse_sem.surrogate.geometry import ORIENTATIONS, SHAPES, GeometrySpec, Primitives
 from napari_sparse_sem.surrogate.materials import ELEMENTS
 from napari_sparse_sem.surrogate.montecarlo import MCConfig, MCResult, simulate_slice
 from napari_sparse_sem.surrogate.scene import PorousCut, cut_job
-from napari_sparse_sem.widgets._settings import restore_values, save_values
-from napari_sparse_sem.widgets._worker import JobPanel, error_text
+from napari_sparse_sem.widgets._base import JobWidget
+from napari_sparse_sem.widgets._worker import error_text
 
 EHF_NAMES = ("entry 1", "exit 1", "entry 2", "exit 2")
 
 
-class PorousWidget(QWidget):
+class PorousWidget(JobWidget):
     """Porous microstructure → solid phase, heightfield and normal map → Monte Carlo BSE and SE of one cut."""
 
     SETTINGS_GROUP = "porous"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         geometry_fields(self)
         self.size = SpinBox(label="image size (px)", value=128, min=16, max=2048, step=16)
         self.depth = SpinBox(label="window depth (vx)", value=96, min=8, max=4096, step=8)
@@ -51,22 +49,19 @@ class PorousWidget(QWidget):
             ]
         )  # fmt: skip
         self.mc_form = Container(widgets=[self.element, self.energy, self.electrons, self.mc_seed, self.summary])
-        self.geometry_panel = JobPanel("Make geometry")
-        self.mc_panel = JobPanel("Run Monte Carlo for this cut")
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.geometry_form.native)
-        layout.addWidget(self.geometry_panel)
-        layout.addWidget(self.mc_form.native)
-        layout.addWidget(self.mc_panel)
-        layout.addStretch(1)
+        self.geometry_panel = self.add_panel("Make geometry", self.make_geometry)
+        self.mc_panel = self.add_panel("Run Monte Carlo for this cut", self.run_monte_carlo)
+        self.body.addWidget(self.geometry_form.native)
+        self.body.addWidget(self.geometry_panel)
+        self.body.addWidget(self.mc_form.native)
+        self.body.addWidget(self.mc_panel)
+        self.body.addStretch(1)
 
         self.cut: PorousCut | None = None
         self.mc_result: MCResult | None = None
-        restore_values(self.SETTINGS_GROUP, self._parameters())
-        self.geometry_panel.run_button.clicked.connect(self.make_geometry)
-        self.mc_panel.run_button.clicked.connect(self.run_monte_carlo)
+        self.restore_settings()
 
-    def _parameters(self) -> dict[str, Any]:
+    def remembered(self) -> dict[str, Any]:
         names = ("shape", "porosity", "radius_low", "radius_high", "height_low", "height_high", "edge_low",
                  "edge_high", "orientation", "kappa", "size", "depth", "below", "pixel_size", "seed", "element",
                  "energy", "electrons", "mc_seed")  # fmt: skip
@@ -102,7 +97,7 @@ class PorousWidget(QWidget):
         except (ValueError, FileNotFoundError) as exc:
             self.geometry_panel.show_error(str(exc))
             return
-        save_values(self.SETTINGS_GROUP, self._parameters())
+        self.save_settings()
         self.geometry_panel.start(
             job,
             desc="porous geometry",
@@ -143,7 +138,7 @@ class PorousWidget(QWidget):
         except ValueError as exc:
             self.mc_panel.show_error(str(exc))
             return
-        save_values(self.SETTINGS_GROUP, self._parameters())
+        self.save_settings()
         self.mc_result = None
         self.mc_panel.start(
             simulate_slice(self.cut.primitives, self.cut.z0, config),

@@ -15,27 +15,25 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_sparse_sem.surrogate.geometry import GeometrySpec, Primitives
 from napari_sparse_sem.surrogate.montecarlo import MCConfig, MCResult, simulate_slice
 from napari_sparse_sem.surrogate.stack import DETECTORS, SimulatedStack, StackSpec, simulate_stack
-from napari_sparse_sem.widgets._settings import restore_values, save_values
-from napari_sparse_sem.widgets._worker import JobPanel, error_text
+from napari_sparse_sem.widgets._base import JobWidget
+from napari_sparse_sem.widgets._worker import error_text
 from napari_sparse_sem.widgets.porous import _replace, geometry_fields, geometry_spec_of, saved_primitives
 
 NOISE_MODES = ("none", "dose (e⁻/px)", "SNR")
 PLUGIN = "napari-sparse-sem"
 
 
-class SimulateSEMWidget(QWidget):
+class SimulateSEMWidget(JobWidget):
     """Geometry → simulated BSE/SE FIB-SEM stack + solid labels; MC check of one slice; hand-over to acquisition."""
 
     SETTINGS_GROUP = "simulate_sem"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         geometry_fields(self)
         self.slices = SpinBox(label="slices", value=32, min=1, max=10_000)
         self.spacing = FloatSpinBox(label="slice spacing Δz (vx)", value=1.0, min=0.1, max=1000.0)
@@ -59,26 +57,23 @@ class SimulateSEMWidget(QWidget):
                 self.noise_value, self.weights, self.summary,
             ]
         )  # fmt: skip
-        self.stack_panel = JobPanel("Simulate stack")
+        self.stack_panel = self.add_panel("Simulate stack", self.run)
         self.send_button = PushButton(text="Send to Sparse acquisition", enabled=False)
         self.mc_form = Container(widgets=[self.mc_electrons, self.mc_summary])
-        self.mc_panel = JobPanel("Compare with Monte Carlo for this slice")
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
-        layout.addWidget(self.stack_panel)
-        layout.addWidget(self.send_button.native)
-        layout.addWidget(self.mc_form.native)
-        layout.addWidget(self.mc_panel)
-        layout.addStretch(1)
+        self.mc_panel = self.add_panel("Compare with Monte Carlo for this slice", self.compare_with_monte_carlo)
+        self.body.addWidget(self.form.native)
+        self.body.addWidget(self.stack_panel)
+        self.body.addWidget(self.send_button.native)
+        self.body.addWidget(self.mc_form.native)
+        self.body.addWidget(self.mc_panel)
+        self.body.addStretch(1)
 
         self.stack: SimulatedStack | None = None
         self.mc_metrics: dict[str, float] | None = None
-        restore_values(self.SETTINGS_GROUP, self._parameters())
-        self.stack_panel.run_button.clicked.connect(self.run)
-        self.mc_panel.run_button.clicked.connect(self.compare_with_monte_carlo)
+        self.restore_settings()
         self.send_button.clicked.connect(self.send_to_acquisition)
 
-    def _parameters(self) -> dict[str, Any]:
+    def remembered(self) -> dict[str, Any]:
         names = ("shape", "porosity", "radius_low", "radius_high", "height_low", "height_high", "edge_low",
                  "edge_high", "orientation", "kappa", "pixel_size", "seed", "slices", "spacing", "size", "detector",
                  "noise", "noise_value", "mc_electrons")  # fmt: skip
@@ -121,7 +116,7 @@ class SimulateSEMWidget(QWidget):
         except (ValueError, FileNotFoundError) as exc:
             self.stack_panel.show_error(str(exc))
             return
-        save_values(self.SETTINGS_GROUP, self._parameters())
+        self.save_settings()
         self.stack_panel.start(
             simulate_stack(source, spec, surrogate),
             desc=f"simulating {spec.slices} slices",
@@ -169,7 +164,7 @@ class SimulateSEMWidget(QWidget):
         z = self.current_slice()
         mc = MCConfig(energy_kev=config["energy_kev"], element=config["element"],
                       electrons_per_pixel=int(self.mc_electrons.value), seed=z)  # fmt: skip
-        save_values(self.SETTINGS_GROUP, self._parameters())
+        self.save_settings()
         self.mc_panel.start(
             simulate_slice(self.stack.primitives, self.stack.planes[z], mc),
             desc=f"Monte Carlo of slice {z}",
@@ -209,7 +204,7 @@ class SimulateSEMWidget(QWidget):
             return None
         signal = "BSE" if "bse" in self.stack.images else "SE"
         layer = self.viewer.layers[self.layer_name(signal)]
-        _dock, widget = self.viewer.window.add_plugin_dock_widget(PLUGIN, "Sparse acquisition")
+        _dock, widget = self.viewer.window.add_plugin_dock_widget(PLUGIN, "Sparse acquisition", tabify=True)
         widget.source.reset_choices()
         widget.source.value = layer
         return widget

@@ -14,7 +14,6 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, SpinBox
-from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_sparse_sem.io.volume import as_zyx, to_float01, value_range
 from napari_sparse_sem.recon.gan_training import (
@@ -24,22 +23,21 @@ from napari_sparse_sem.recon.gan_training import (
     train_gan_job,
 )
 from napari_sparse_sem.runtime import Progress, available_devices
-from napari_sparse_sem.widgets._layers import LayerChoices, image_layers, layer_array, meta
+from napari_sparse_sem.widgets._base import JobWidget
+from napari_sparse_sem.widgets._layers import image_layers, layer_array, meta
 from napari_sparse_sem.widgets._plots import TrainingPlot
-from napari_sparse_sem.widgets._settings import restore_values, save_values
-from napari_sparse_sem.widgets._worker import JobPanel, error_text
+from napari_sparse_sem.widgets._worker import error_text
 
 PATTERN_CHOICES = ("mixed", "spiral", "grid", "random", "lines", "lowres", "hexgrid", "bluenoise")
 
 
-class TrainGANWidget(QWidget):
+class TrainGANWidget(JobWidget):
     """Train a partial-scan GAN generator on the slices of a dense image layer."""
 
     SETTINGS_GROUP = "train_gan"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.source = ComboBox(label="reference image", choices=self._source_choices, tooltip="dense slices to learn")
         self.first_slice = SpinBox(label="first slice", value=0, min=0, max=100_000)
         self.last_slice = SpinBox(
@@ -96,25 +94,22 @@ class TrainGANWidget(QWidget):
                 self.resume,
             ]
         )
-        self.panel = JobPanel("Train GAN")
+        self.panel = self.add_panel("Train GAN", self.run)
         self.plot = TrainingPlot()
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
-        layout.addWidget(self.panel)
-        layout.addWidget(self.plot, 1)
+        self.body.addWidget(self.form.native)
+        self.body.addWidget(self.panel)
+        self.body.addWidget(self.plot, 1)
 
         self.architecture: dict[str, Any] = {}  # extra GANConfig fields (e.g. for tests or expert use)
         self.result: dict[str, Any] | None = None
-        self._choices = LayerChoices(self.viewer)
-        self._choices.add(self.source)
-        restore_values(self.SETTINGS_GROUP, self._parameters())
-        self.panel.run_button.clicked.connect(self.run)
+        self.pick_layers(self.source)
+        self.restore_settings()
 
     # -- parameters ------------------------------------------------------------------------------------------------
     def _source_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") is None)
 
-    def _parameters(self) -> dict[str, Any]:
+    def remembered(self) -> dict[str, Any]:
         return {
             "patterns": self.patterns,
             "coverage_low": self.coverage_low,
@@ -198,7 +193,7 @@ class TrainGANWidget(QWidget):
         except ValueError as exc:
             self.panel.show_error(str(exc))
             return
-        save_values(self.SETTINGS_GROUP, self._parameters())
+        self.save_settings()
         self.result = None
         self.plot.clear()
         source = self.source.value

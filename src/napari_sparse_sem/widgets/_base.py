@@ -1,0 +1,182 @@
+"""The base of every dock widget: a scrolling body, job panels, layer pickers, remembered settings, result layers
+that replace their predecessors, and one way to close.
+
+A widget closes when its dock's × removes it (napari takes it out of the dock: its parent becomes None), when it is
+closed itself, or when the viewer's window closes. Closing cancels its running jobs and drops whatever they still
+report (:meth:`JobPanel.discard <napari_sparse_sem.widgets._worker.JobPanel.discard>`), so no layer is added to a
+viewer after the widget that started the job has gone; the job's own cleanup still runs in its worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import napari
+from napari.layers import Layer
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+from napari_sparse_sem.widgets._layers import LayerChoices
+from napari_sparse_sem.widgets._settings import restore_values, save_values
+from napari_sparse_sem.widgets._worker import JobPanel
+
+
+class _WindowWatch(QObject):
+    """Tells its widget when the viewer's main window closes.
+
+    A programmatic close (``viewer.close()``) cannot be refused, so it counts at once; a close from the window
+    manager may still be refused by napari's confirmation dialog, so it counts only when the window then hides.
+    """
+
+    def __init__(self, widget: JobWidget, window: QObject) -> None:
+        super().__init__(widget)
+        self._widget = widget
+        self._asked = False
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        if kind == QEvent.Close:
+            if event.spontaneous() and obj.isVisible():
+                self._asked = True
+            else:
+                self._widget.shutdown()
+        elif kind == QEvent.Hide and self._asked and not event.spontaneous():
+            self._widget.shutdown()
+        return False
+
+
+class JobWidget(QWidget):
+    """A dock widget that runs core jobs: subclasses put their form into :attr:`body`, make their panels with
+    :meth:`add_panel`, register layer combo boxes with :meth:`pick_layers`, list the fields to remember in
+    :meth:`remembered`, add results with :meth:`add_result`, and clean up their own state in :meth:`on_close`."""
+
+    SETTINGS_GROUP: ClassVar[str] = ""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.closed = False
+        self.panels: list[JobPanel] = []
+        self._choices = LayerChoices(napari_viewer)
+        self._listening: list[tuple[Any, Callable[..., Any]]] = []
+        self._results: dict[str, Layer] = {}
+        self._docked = False
+
+        # Forms are taller than a laptop screen: the body scrolls instead of pushing the dock off the screen.
+        content = QWidget()
+        self.body = QVBoxLayout(content)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+        scroll.setWidget(content)
+        self.scroll = scroll
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+        window = getattr(getattr(napari_viewer, "window", None), "_qt_window", None)
+        if isinstance(window, QObject):
+            self._window_watch = _WindowWatch(self, window)
+
+    # -- building ------------------------------------------------------------------------------------------------
+    def add_panel(self, run_text: str, run: Callable[[], Any] | None = None) -> JobPanel:
+        """A Run/Cancel/progress panel (not yet placed in the body); its Run button calls ``run``."""
+        panel = JobPanel(run_text)
+        self.panels.append(panel)
+        if run is not None:
+            panel.run_button.clicked.connect(lambda _checked=False: run())
+        return panel
+
+    def pick_layers(self, *combos: Any) -> None:
+        """Keep these magicgui combo boxes of layers in step with the viewer's layer list."""
+        for combo in combos:
+            self._choices.add(combo)
+
+    def listen(self, emitter: Any, slot: Callable[..., Any]) -> None:
+        """Connect ``slot`` to a viewer event until the widget closes."""
+        emitter.connect(slot)
+        self._listening.append((emitter, slot))
+
+    # -- settings ------------------------------------------------------------------------------------------------
+    def remembered(self) -> Mapping[str, Any]:
+        """The fields (objects with ``.value``) remembered between sessions under :attr:`SETTINGS_GROUP`."""
+        return {}
+
+    def restore_settings(self) -> None:
+        """Put the remembered values back into the fields."""
+        if self.SETTINGS_GROUP:
+            restore_values(self.SETTINGS_GROUP, self.remembered())
+
+    def save_settings(self) -> None:
+        """Remember the current values (called when a run starts)."""
+        if self.SETTINGS_GROUP:
+            save_values(self.SETTINGS_GROUP, self.remembered())
+
+    # -- results -------------------------------------------------------------------------------------------------
+    def add_result(self, layer: Layer, key: str | None = None) -> Layer:
+        """Add ``layer``; this widget's earlier result under the same ``key`` (default: the layer's name) is removed
+        and the new one takes its place in the layer list, so a re-run replaces instead of adding '… [1]'."""
+        key = layer.name if key is None else key
+        old = self._results.pop(key, None)
+        layers = self.viewer.layers
+        if old is not None and old in layers:
+            index = layers.index(old)
+            layers.remove(old)
+            layers.insert(index, layer)
+        else:
+            self.viewer.add_layer(layer)
+        self._results[key] = layer
+        return layer
+
+    def remove_result(self, key: str) -> None:
+        """Remove this widget's result layer under ``key`` (if it is still in the viewer)."""
+        old = self._results.pop(key, None)
+        if old is not None and old in self.viewer.layers:
+            self.viewer.layers.remove(old)
+
+    def remove_layers(self, layers: Any) -> None:
+        """Remove those of ``layers`` still in the viewer (one batched update)."""
+        with self.viewer.layers.batched_update():
+            for layer in list(layers):
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+
+    # -- closing -------------------------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """True while one of the widget's jobs runs."""
+        return any(panel.busy for panel in self.panels)
+
+    def on_close(self) -> None:
+        """Subclasses: settle what a job left half done (the widget is closing; its jobs were cancelled)."""
+
+    def shutdown(self) -> None:
+        """Cancel the running jobs, drop what they still report, and stop listening to the viewer (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        for panel in self.panels:
+            panel.discard()
+        try:
+            self.on_close()
+        finally:
+            self._choices.disconnect()
+            for emitter, slot in self._listening:
+                emitter.disconnect(slot)
+            self._listening = []
+
+    def closeEvent(self, event: Any) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    def event(self, event: QEvent) -> bool:
+        # The dock's × takes the widget out of its dock (napari's remove_dock_widget sets its parent to None).
+        if event.type() == QEvent.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self.shutdown()
+        return super().event(event)
