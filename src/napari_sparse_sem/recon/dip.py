@@ -437,12 +437,14 @@ class DeepImagePrior(Reconstructor):
                     best_output = output
                 elif iteration - best_iteration >= cfg.patience:
                     break
+            what = f"{self.name} warm-up on a neighbour" if warmup else self.name
+            message = f"{what}: iteration {iteration}, loss {losses[-1]:.2e}"
             if cfg.preview_every and (iteration % cfg.preview_every == 0 or last):
                 image = output[0, 0].float().cpu().numpy()
-                what = f"{self.name} warm-up on a neighbour" if warmup else self.name
-                message = f"{what}: iteration {iteration}, loss {losses[-1]:.2e}"
                 preview = FitPreview(image, iteration, max_iterations, list(losses), list(held_out), warmup)
                 yield Progress(iteration, max_iterations, message, preview)
+            else:  # a step every iteration: Cancel or a stop signal takes effect within one iteration
+                yield Progress(iteration, max_iterations, message)
         final = best_output if (cfg.stopping == "holdout" and best_output is not None) else output
         image = np.clip(final[0, 0].float().cpu().numpy(), 0.0, 1.0)
         image[known[mid]] = values[mid][known[mid]]  # data consistency: scanned pixels keep their measured values
