@@ -109,7 +109,11 @@ class GridMultigrid:
             restrict = prolong.T.tocsr()
             self.levels.append((a, damped_inverse, prolong, restrict))
             a = (restrict @ a @ prolong).tocsr()
-        self.coarse = splu(a.tocsc())
+        # Bilinear coarsening of an irregular pixel set can leave coarse nodes that no fine combination tells apart
+        # (e.g. one unknown pixel at an odd position touches four coarse nodes), so the coarse matrix may be singular.
+        # A tiny diagonal shift keeps it SPD; the directions it decides are ones the prolongation maps to zero.
+        shift = 1e-9 * float(np.mean(np.abs(a.diagonal()))) or 1e-12
+        self.coarse = splu((a + shift * sp.identity(a.shape[0], format="csr")).tocsc())
 
     def vcycle(self, rhs: np.ndarray, level: int = 0) -> np.ndarray:
         """Apply one V-cycle to ``rhs`` (an approximation of ``A^-1 rhs``)."""
