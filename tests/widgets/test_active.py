@@ -238,9 +238,7 @@ def test_parameters_are_remembered_and_fields_follow_choices(viewer, sample_laye
     assert widget.panel.status.styleSheet() == ERROR_STYLE
     widget.budget.value = 15.0
     widget.slice_mode.value = "current slice"
-    from napari_sparse_sem.widgets._settings import save_values
-
-    save_values(ActiveWidget.SETTINGS_GROUP, widget._parameters())  # ... as a run saves them
+    widget.save_settings()  # ... as a run saves them
     again = ActiveWidget(viewer)
     assert again.initial_text.value == "hexgrid:0.05"
     assert again.budget.value == 15.0 and again.estimator.value == "unet" and again.sampler.value == "topk"

@@ -14,12 +14,13 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from napari.layers import Image, Labels
+from qtpy.QtWidgets import QLabel
 
 from napari_sparse_sem.sampling.simulate import SimulatedScan, simulate_job
 from napari_sparse_sem.sampling.spec import PATTERNS, AcquisitionSpec, MaskSpec
+from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._layers import (
-    LayerChoices,
     contrast_01,
     image_layers,
     layer_volume,
@@ -28,8 +29,6 @@ from napari_sparse_sem.widgets._layers import (
     placement,
     result_name,
 )
-from napari_sparse_sem.widgets._settings import restore_values, save_values
-from napari_sparse_sem.widgets._worker import JobPanel
 
 
 def format_seconds(seconds: float) -> str:
@@ -43,14 +42,13 @@ def format_seconds(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
-class AcquisitionWidget(QWidget):
+class AcquisitionWidget(JobWidget):
     """Simulate a sparse scan of an image layer with a chosen mask pattern, coverage and dose."""
 
     SETTINGS_GROUP = "acquisition"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.source = ComboBox(label="image", choices=self._source_choices, tooltip="the dense image stack to scan")
         self.pattern = ComboBox(label="pattern", choices=list(PATTERNS), value=PATTERNS[0])
         self.coverage = FloatSpinBox(
@@ -75,27 +73,24 @@ class AcquisitionWidget(QWidget):
                 self.settle,
             ]
         )
-        self.panel = JobPanel("Acquire")
+        self.panel = self.add_panel("Acquire", self.run)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
-        layout.addWidget(self.panel)
-        layout.addWidget(self.result_label)
-        layout.addStretch(1)
+        self.body.addWidget(self.form.native)
+        self.body.addWidget(self.panel)
+        self.body.addWidget(self.result_label)
+        self.body.addStretch(1)
 
-        self._choices = LayerChoices(self.viewer)
-        self._choices.add(self.source)
-        restore_values(self.SETTINGS_GROUP, self._parameters())
-        self.panel.run_button.clicked.connect(self.run)
+        self.pick_layers(self.source)
+        self.restore_settings()
 
     # -- parameters ------------------------------------------------------------------------------------------------
     def _source_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         # Plain images first (our own results are rarely what one wants to scan).
         return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") is None)
 
-    def _parameters(self) -> dict[str, Any]:
+    def remembered(self) -> dict[str, Any]:
         return {
             "pattern": self.pattern,
             "coverage": self.coverage,
@@ -140,7 +135,7 @@ class AcquisitionWidget(QWidget):
         except ValueError as exc:
             self.panel.show_error(str(exc))
             return
-        save_values(self.SETTINGS_GROUP, self._parameters())
+        self.save_settings()
         self._pending = (source, mask_spec, acq_spec, vrange)
         self.panel.start(
             simulate_job(dense, mask_spec, acq_spec),
@@ -159,7 +154,7 @@ class AcquisitionWidget(QWidget):
             "source_dtype": str(getattr(source.data, "dtype", "")),
         }
         where = placement(source)
-        self.viewer.add_labels(
+        mask_layer = Labels(
             like_layer(scan.mask.astype(np.uint8), source),
             name=result_name(source.name, mask_spec.pattern, mask_spec.coverage, "mask"),
             metadata={"kind": "mask", **metadata},
@@ -167,7 +162,7 @@ class AcquisitionWidget(QWidget):
             visible=False,
             **where,
         )
-        self.viewer.add_image(
+        sparse_layer = Image(
             like_layer(scan.sparse, source),
             name=result_name(source.name, mask_spec.pattern, mask_spec.coverage, "sparse"),
             metadata={"kind": "sparse", **metadata},
@@ -175,6 +170,9 @@ class AcquisitionWidget(QWidget):
             colormap="gray",
             **where,
         )
+        # The same acquisition again replaces its earlier layers (no '… [1]' copies); other ones are kept.
+        self.add_result(mask_layer)
+        self.add_result(sparse_layer)
         speedup = record.speedup or float("inf")
         self.result_label.setText(
             f"coverage {record.coverage * 100:.2f} % (asked {mask_spec.coverage * 100:.3g} %)\n"
@@ -182,8 +180,3 @@ class AcquisitionWidget(QWidget):
             f"({speedup:.1f}× faster); beam path {record.path_length_px:,.0f} px"
         )
         self.panel.set_status(f"added mask and sparse layers for {source.name!r}")
-
-    def closeEvent(self, event: Any) -> None:
-        self.panel.cancel()
-        self._choices.disconnect()
-        super().closeEvent(event)

@@ -12,16 +12,15 @@ microscope. The source layer is only read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, SpinBox
-from matplotlib.colors import to_rgba_array
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSplitter, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSplitter
 
 from napari_sparse_sem.active.pipeline import ActiveResult, ActiveSlice, WDPPConfig, active_job, round_counts
 from napari_sparse_sem.active.report import slice_curves
@@ -31,23 +30,13 @@ from napari_sparse_sem.io.volume import as_zyx, to_float01, value_range
 from napari_sparse_sem.metrics import DEFAULT_FRACTIONS
 from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.runtime import Job, Progress, available_devices
+from napari_sparse_sem.widgets._active_layers import ActiveLayers, ActiveRun
+from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._dialogs import write_or_ask
 from napari_sparse_sem.widgets._dip_options import DIPOptions
-from napari_sparse_sem.widgets._layers import (
-    SEP,
-    LayerChoices,
-    contrast_01,
-    current_slice,
-    image_layers,
-    layer_array,
-    like_layer,
-    meta,
-    offset_placement,
-    percent,
-)
+from napari_sparse_sem.widgets._layers import current_slice, image_layers, layer_array, meta
 from napari_sparse_sem.widgets._plots import MetricsTable, SparsificationPlot
-from napari_sparse_sem.widgets._settings import restore_values, save_values
-from napari_sparse_sem.widgets._worker import JobPanel, error_text
+from napari_sparse_sem.widgets._worker import error_text
 
 CURRENT = "current slice"
 ALL = "all slices"
@@ -56,9 +45,6 @@ EXPORT_CURRENT = "current slice"
 EXPORT_ALL = "all processed slices"
 INITIAL_CHOICES = ("lowres:4", "lowres:8", "lowres:16", "random:0.05", "hexgrid:0.05")
 BASELINE_PATTERNS = ("random", "hexgrid")
-ROUND_COLOURS = ("#00e5ff", "#ffd400", "#ff4fd8", "#7cfc00", "#ff8c00")  # rescan points, one colour per round
-IMAGE_LAYERS = ("initial recon", "true error", "estimated error", "final recon", "|error|")  # bottom to top
-POINTS_LAYER = "rescan points"
 TABLE_COLUMNS = SUMMARY_COLUMNS  # the rows of the CLI's table too (active.summary)
 TABLE_TIP = (
     "means over the finished slices; PSNR in dB; L1: mean absolute error (image in [0, 1]); err. corr.: correlation "
@@ -93,11 +79,6 @@ def active_view_job(volume: np.ndarray, config: WDPPConfig, z_offset: int) -> Jo
         job.close()  # Cancel closes this generator: let active_job's own clean-up run too
 
 
-def active_name(source: str, config: WDPPConfig, what: str) -> str:
-    """``<source> · active <initial>→<budget>% · <what>`` (layer naming rule 5)."""
-    return f"{source}{SEP}active {config.initial}→{percent(config.budget)}%{SEP}{what}"
-
-
 class _EditableText:
     """``.value`` of an editable combo box's text (for :mod:`._settings`, which stores ``.value``)."""
 
@@ -113,34 +94,18 @@ class _EditableText:
         self.combo.native.setEditText(str(text))
 
 
-@dataclass
-class _Run:
-    """What the running (or last) acquisition needs on the GUI thread."""
-
-    source: Any
-    config: WDPPConfig
-    first: int  # data index of the first processed slice in the source
-    n: int
-    shape: tuple[int, int]
-    vrange: tuple[float, float]
-    block: np.ndarray  # the processed slices, float32 in [0, 1] (the ground truth of the |error| layers)
-    done: list[FinishedSlice] = field(default_factory=list)
-    complete: bool = False
-
-
-class ActiveWidget(QWidget):
+class ActiveWidget(JobWidget):
     """Simulate an active acquisition (initial scan, error estimate, WDPP rescan, final reconstruction)."""
 
     SETTINGS_GROUP = "active"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
+        super().__init__(napari_viewer)
         from napari_sparse_sem.active.error_estimation import ESTIMATORS
         from napari_sparse_sem.active.scan import INITIAL_HELP
         from napari_sparse_sem.active.wdpp import DPP_MODES, SAMPLERS
         from napari_sparse_sem.recon import available_methods, method_class
 
-        self.viewer = napari_viewer
         methods = [m for m in available_methods() if method_class(m).context == 0]
         self.source = ComboBox(label="image", choices=self._source_choices, tooltip="the dense image: the microscope")
         self.slice_mode = ComboBox(label="slices", choices=[CURRENT, ALL, RANGE], value=CURRENT)
@@ -222,7 +187,7 @@ class ActiveWidget(QWidget):
             ]
         )
         self.dip = DIPOptions()
-        self.panel = JobPanel("Run active acquisition")
+        self.panel = self.add_panel("Run active acquisition", self.run)
         self.table = MetricsTable(TABLE_COLUMNS, TABLE_TIP)
         self.table.setMinimumHeight(120)
         self.plot = SparsificationPlot()
@@ -231,7 +196,7 @@ class ActiveWidget(QWidget):
         self.export_button.setToolTip("the rescan bitmap (TIFF), the points in beam order (CSV) and the plan (JSON)")
         self.export_button.setEnabled(False)
 
-        layout = QVBoxLayout(self)
+        layout = self.body
         layout.addWidget(self.form.native)
         layout.addWidget(self.dip.native)
         layout.addWidget(self.panel)
@@ -245,13 +210,11 @@ class ActiveWidget(QWidget):
         export.addWidget(self.export_which.native, 1)
         layout.addLayout(export)
 
-        self.run_state: _Run | None = None
-        self.result_layers: dict[str, napari.layers.Layer] = {}
-        self._high: dict[str, float] = {}  # contrast tops of the error layers
+        self.run_state: ActiveRun | None = None
+        self.shown: ActiveLayers | None = None  # the run's layers, once its first slice is finished
         self.rows: list[dict[str, Any]] = []
-        self._choices = LayerChoices(self.viewer)
-        self._choices.add(self.source)
-        restore_values(self.SETTINGS_GROUP, self._parameters())
+        self.pick_layers(self.source)
+        self.restore_settings()
         for widget, slot in (
             (self.slice_mode, self._on_slice_mode),
             (self.estimator, self._on_estimator),
@@ -261,19 +224,18 @@ class ActiveWidget(QWidget):
             (self.source, self._show_current_slice),
         ):
             widget.changed.connect(slot)
-        self.viewer.dims.events.current_step.connect(self._show_current_slice)
+        self.listen(self.viewer.dims.events.current_step, self._show_current_slice)
         self._on_slice_mode()
         self._on_estimator()
         self._on_sampler()
         self._on_recon()
-        self.panel.run_button.clicked.connect(self.run)
         self.export_button.clicked.connect(self._ask_export)
 
     # -- parameters ------------------------------------------------------------------------------------------------
     def _source_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") is None)
 
-    def _parameters(self) -> dict[str, Any]:
+    def remembered(self) -> dict[str, Any]:
         params: dict[str, Any] = {
             "slice_mode": self.slice_mode,
             "initial": self.initial_text,
@@ -393,9 +355,9 @@ class ActiveWidget(QWidget):
         except ValueError as exc:
             self.panel.show_error(str(exc))
             return
-        save_values(self.SETTINGS_GROUP, self._parameters())
+        self.save_settings()
         self.clear_results()
-        self.run_state = _Run(
+        self.run_state = ActiveRun(
             source=source,
             config=config,
             first=a,
@@ -419,9 +381,9 @@ class ActiveWidget(QWidget):
             self._add_slice(event.partial)
 
     def _on_done(self, _result: ActiveResult) -> None:
-        run = self.run_state
-        run.complete = True
-        self._update_metadata()
+        self.run_state.complete = True
+        if self.shown is not None:
+            self.shown.update_metadata()
         self.panel.set_status(self._summary_text())
 
     def _on_cancelled(self) -> None:
@@ -436,15 +398,16 @@ class ActiveWidget(QWidget):
         self._trim_to_done()
         self.panel.show_error(error_text(exc))
 
+    def on_close(self) -> None:
+        """The dock closed during a run: keep the finished slices, as Cancel does."""
+        if self.run_state is not None and not self.run_state.complete:
+            self._trim_to_done()
+
     # -- results ---------------------------------------------------------------------------------------------------
     def clear_results(self) -> None:
         """Remove the previous run's layers (only ours; user layers stay) and empty the table and plot."""
-        with self.viewer.layers.batched_update():
-            for layer in self.result_layers.values():
-                if layer in self.viewer.layers:
-                    self.viewer.layers.remove(layer)
-        self.result_layers = {}
-        self._high: dict[str, float] = {}
+        self.remove_layers(self.result_layers.values())
+        self.shown = None
         self.rows = []
         self.table.show_rows([])
         self.plot.clear()
@@ -453,88 +416,25 @@ class ActiveWidget(QWidget):
     @property
     def finished(self) -> list[ActiveSlice]:
         """The finished slices of the current (or last) run."""
-        return [done.item for done in self.run_state.done] if self.run_state is not None else []
+        return self.run_state.finished if self.run_state is not None else []
 
-    def _make_layers(self) -> None:
-        from napari.layers import Image, Points
-
-        run = self.run_state
-        source, config = run.source, run.config
-        zeros = np.zeros((run.n, *run.shape), dtype=np.float32)
-        where = offset_placement(source, (run.first, 0, 0))
-        recon_limits = contrast_01(source, run.vrange)
-        styles = {
-            "initial recon": {"colormap": "gray", "contrast_limits": recon_limits, "visible": False},
-            "true error": {"colormap": "magma", "visible": False},
-            "estimated error": {"colormap": "magma", "visible": False},
-            "final recon": {"colormap": "gray", "contrast_limits": recon_limits},
-            "|error|": {"colormap": "magma", "visible": False},
-        }
-        layers: dict[str, Any] = {}
-        for what in IMAGE_LAYERS:
-            info = {"kind": "active", "what": what}
-            layers[what] = Image(
-                like_layer(zeros.copy(), source),
-                name=active_name(source.name, config, what),
-                metadata=info,
-                **styles[what],
-                **where,
-            )
-        ndim = 2 if source.ndim == 2 else 3
-        layers[POINTS_LAYER] = Points(
-            np.zeros((0, ndim)),
-            ndim=ndim,
-            name=active_name(source.name, config, POINTS_LAYER),
-            metadata={"kind": "active", "what": POINTS_LAYER},
-            size=2.0,
-            border_width=0.0,
-            face_color=ROUND_COLOURS[0],
-            **where,
-        )
-        with self.viewer.layers.batched_update():
-            for layer in layers.values():
-                self.viewer.add_layer(layer)
-        self.result_layers = layers
-
-    def _write_plane(self, what: str, index: int, image: np.ndarray) -> None:
-        layer = self.result_layers[what]
-        if layer.data.ndim == 2:
-            layer.data[...] = image
-        else:
-            layer.data[index] = image
-
-    def _grow_limits(self, what: str, image: np.ndarray) -> None:
-        """Error maps: contrast from 0 to the highest 99.5th percentile of the planes so far."""
-        high = float(np.percentile(image, 99.5)) if image.size else 0.0
-        high = max(high, self._high.get(what, 0.0), 1e-6)
-        self._high[what] = high
-        self.result_layers[what].contrast_limits = (0.0, high)
+    @property
+    def result_layers(self) -> dict[str, napari.layers.Layer]:
+        """The run's layers by what they show (empty before its first slice is finished)."""
+        return self.shown.layers if self.shown is not None else {}
 
     def _add_slice(self, done: FinishedSlice) -> None:
         """Put a finished slice into the layers, the table and the plot."""
         run = self.run_state
         item = done.item
-        if not self.result_layers:
-            self._make_layers()
-        index = item.z - run.first
-        final_error = np.abs(item.final_recon - run.block[index]).astype(np.float32)
-        planes = {
-            "initial recon": item.initial_recon,
-            "true error": item.true_error,
-            "estimated error": item.rounds[0].estimate,
-            "final recon": item.final_recon,
-            "|error|": final_error,
-        }
-        for what, image in planes.items():
-            self._write_plane(what, index, image)
+        if self.shown is None:
+            self.shown = ActiveLayers(run)
+            with self.viewer.layers.batched_update():
+                for layer in self.shown.layers.values():
+                    self.viewer.add_layer(layer)
+        self.shown.add_slice(item)
         run.done.append(done)
-        for what in ("true error", "|error|"):  # one contrast for both, so they compare by eye
-            self._grow_limits(what, np.maximum(item.true_error, final_error))
-        self._grow_limits("estimated error", item.rounds[0].estimate)
-        for what in IMAGE_LAYERS:
-            self.result_layers[what].refresh()
-        self._add_points(item, index)
-        self._update_metadata()
+        self.shown.update_metadata()
         self._show_metrics()
         self.export_button.setEnabled(True)
         record = item.record
@@ -542,36 +442,6 @@ class ActiveWidget(QWidget):
             f"slice {item.z}: PSNR {record['initial_psnr']:.2f} → {record['psnr']:.2f} dB with "
             f"{len(item.rescan_points)} rescan points ({len(run.done)} of {run.n} slices)"
         )
-
-    def _add_points(self, item: ActiveSlice, index: int) -> None:
-        layer = self.result_layers[POINTS_LAYER]
-        new, colours = [], []
-        for r, round_ in enumerate(item.rounds):
-            pts = np.asarray(round_.selection.points, dtype=float).reshape(-1, 2)
-            if layer.ndim == 3:
-                pts = np.column_stack([np.full(len(pts), float(index)), pts])
-            new.append(pts)
-            colours += [ROUND_COLOURS[r % len(ROUND_COLOURS)]] * len(pts)
-        old_colours = np.asarray(layer.face_color).reshape(-1, 4)
-        layer.data = np.concatenate([np.asarray(layer.data).reshape(-1, layer.ndim), *new])
-        layer.face_color = np.concatenate([old_colours, to_rgba_array(colours)]) if colours else old_colours
-
-    def _update_metadata(self) -> None:
-        run = self.run_state
-        records = [item.record for item in self.finished]
-        baselines = [b[2] for item in self.finished for b in item.baselines.values()]
-        common = {
-            "source_layer": run.source.name,
-            "config": run.config.to_dict(),
-            "slices": [item.z for item in self.finished],
-            "first_slice": run.first,
-            "value_range": list(run.vrange),
-            "records": records,
-            "baseline_records": baselines,
-            "complete": run.complete,
-        }
-        for layer in self.result_layers.values():
-            layer.metadata.update(common)
 
     def _show_metrics(self) -> None:
         run = self.run_state
@@ -594,19 +464,13 @@ class ActiveWidget(QWidget):
         )
 
     def _trim_to_done(self) -> None:
-        """After a stop: keep only the finished planes (the finished slices are the first ones of the range)."""
-        run = self.run_state
-        if run is None or not self.result_layers:
+        """After a stop: keep only the finished planes (none finished: no layers)."""
+        if self.run_state is None or self.shown is None:
             return
-        k = len(run.done)
-        if k == 0:
+        if not self.run_state.done:
             self.clear_results()
             return
-        if run.source.ndim >= 3 and k < run.n:
-            for what in IMAGE_LAYERS:
-                layer = self.result_layers[what]
-                layer.data = layer.data[:k].copy()
-        self._update_metadata()
+        self.shown.trim_to_done()
 
     def _summary_text(self) -> str:
         initial, active = self.rows[0], self.rows[1]
@@ -681,9 +545,3 @@ class ActiveWidget(QWidget):
         if files is None:
             return
         self.panel.notify(f"rescan plan written: {len(files)} files in {files[0].parent}")
-
-    def closeEvent(self, event: Any) -> None:
-        self.panel.cancel()
-        self._choices.disconnect()
-        self.viewer.dims.events.current_step.disconnect(self._show_current_slice)
-        super().closeEvent(event)

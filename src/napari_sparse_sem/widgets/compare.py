@@ -3,8 +3,8 @@
 Runs :func:`napari_sparse_sem.compare.compare_job` in a worker thread on the ground-truth layer (the slice the viewer
 shows, or a range; optionally a rectangle from a Shapes layer), then shows every result in napari's grid view (one
 column per pattern: mask, reconstruction(s), |error| map(s), with one contrast for all reconstructions and one for all
-error maps), a metrics table and PSNR/SSIM bars. Results of a previous comparison are replaced; the user's own layers
-are never changed.
+error maps), fitted to the canvas, every cell labelled with its pattern, coverage, method and PSNR; a metrics table and
+PSNR/SSIM bars. Results of a previous comparison are replaced; the user's own layers are never changed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select, SpinBox
 from napari.layers import Image, Shapes
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog, QPushButton, QSplitter, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QPushButton, QSplitter
 
 from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, compare_job, result_from_runs, summary
 from napari_sparse_sem.io.volume import Volume, as_zyx
@@ -26,27 +26,27 @@ from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.recon.gan import GAN_METHODS
 from napari_sparse_sem.runtime import Progress, available_devices
 from napari_sparse_sem.sampling.spec import PATTERNS
+from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._dialogs import write_or_ask
 from napari_sparse_sem.widgets._dip_options import DIPOptions
 from napari_sparse_sem.widgets._gan_weights import GANWeights
 from napari_sparse_sem.widgets._layers import (
-    LayerChoices,
+    SEP,
     current_slice,
     image_layers,
     layer_array,
     like_layer,
     meta,
     offset_placement,
-    result_name,
+    percent,
 )
 from napari_sparse_sem.widgets._plots import LossPlot, MetricsPlot, MetricsTable
-from napari_sparse_sem.widgets._settings import restore_values, save_values
-from napari_sparse_sem.widgets._worker import JobPanel
 
 CURRENT = "current slice"
 RANGE = "range"
 WHOLE = "(whole image)"
 DEFAULT_PATTERNS = ("random", "grid", "spiral")
+PATTERN_COLUMNS = 3  # the pattern check boxes sit in a grid of this many columns
 
 
 def matched_limits(arrays: list[np.ndarray], low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
@@ -56,28 +56,35 @@ def matched_limits(arrays: list[np.ndarray], low: float = 0.5, high: float = 99.
     return (lo, hi) if hi > lo else (lo, lo + 1e-6)
 
 
-class CompareWidget(QWidget):
+def cell_name(run: CompareRun, what: str) -> str:
+    """The grid cell's label (shown in the cell) and layer name: pattern, coverage, method and, for a reconstruction,
+    its PSNR — short enough not to be cut in the layer list."""
+    head = f"{run.pattern} {percent(run.coverage_requested)}%"
+    if what == "mask":
+        return f"{head}{SEP}mask ({100 * run.coverage:.1f}% scanned)"
+    if what == "error":
+        return f"{head}{SEP}{run.method} |error|"
+    psnr = summary(run.records)[0].get("psnr") if run.records else None
+    score = f"{SEP}{psnr:.2f} dB" if psnr is not None and np.isfinite(psnr) else ""
+    return f"{head}{SEP}{run.method}{score}"
+
+
+class CompareWidget(JobWidget):
     """Compare mask patterns and reconstruction methods on the ground truth's current slice (or a range)."""
 
     SETTINGS_GROUP = "compare"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
+        super().__init__(napari_viewer)
         from napari_sparse_sem.recon import available_methods
 
-        self.viewer = napari_viewer
         methods = available_methods()
         self.truth = ComboBox(label="ground truth", choices=self._truth_choices, tooltip="the dense image stack")
         self.pattern_boxes = {p: CheckBox(text=p, value=p in DEFAULT_PATTERNS) for p in PATTERNS}
-        boxes = list(self.pattern_boxes.values())
-        self.patterns = Container(
-            label="patterns",
-            layout="vertical",
-            widgets=[
-                Container(layout="horizontal", widgets=boxes[i : i + 3], labels=False) for i in range(0, len(boxes), 3)
-            ],
-            labels=False,
-        )
+        self.patterns = QGroupBox("mask patterns")  # a grid: aligned columns that never overlap when squeezed
+        grid = QGridLayout(self.patterns)
+        for i, box in enumerate(self.pattern_boxes.values()):
+            grid.addWidget(box.native, i // PATTERN_COLUMNS, i % PATTERN_COLUMNS)
         self.coverage = FloatSpinBox(label="coverage (%)", value=5.0, min=0.0, max=100.0, step=0.5)
         self.methods = Select(
             label="methods", choices=methods, value=["linear"] if "linear" in methods else methods[:1]
@@ -97,10 +104,9 @@ class CompareWidget(QWidget):
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         self.slice_label = Label(value="")
         self.gan_weights = GANWeights()
+        self.truth_form = Container(widgets=[self.truth])
         self.form = Container(
             widgets=[
-                self.truth,
-                self.patterns,
                 self.coverage,
                 self.methods,
                 self.gan_weights.widget,
@@ -119,14 +125,16 @@ class CompareWidget(QWidget):
         self.fit_plot = LossPlot(with_image=True)  # a DIP run's current estimate and curves
         self.methods.changed.connect(self._on_methods)
         self._on_methods()
-        self.panel = JobPanel("Compare")
+        self.panel = self.add_panel("Compare", self.run)
         self.table = MetricsTable()
         self.plot = MetricsPlot()
         self.save_button = QPushButton("Save report…")
         self.save_button.setEnabled(False)
         self.save_button.setToolTip("metrics (json, csv), summary, parameters and a figure, into a folder")
 
-        layout = QVBoxLayout(self)
+        layout = self.body
+        layout.addWidget(self.truth_form.native)
+        layout.addWidget(self.patterns)
         layout.addWidget(self.form.native)
         layout.addWidget(self.dip.native)
         layout.addWidget(self.panel)
@@ -142,16 +150,13 @@ class CompareWidget(QWidget):
         self.result_layers: list[napari.layers.Layer] = []
         self.partial_runs: list[CompareRun] = []
         self._pending: dict[str, Any] = {}
-        self._choices = LayerChoices(self.viewer)
-        self._choices.add(self.truth)
-        self._choices.add(self.roi)
+        self.pick_layers(self.truth, self.roi)
         self.slice_mode.changed.connect(self._on_slice_mode)
-        self.viewer.dims.events.current_step.connect(self._show_current_slice)
+        self.listen(self.viewer.dims.events.current_step, self._show_current_slice)
         self.truth.changed.connect(self._show_current_slice)
-        restore_values(self.SETTINGS_GROUP, self._parameters())
+        self.restore_settings()
         self._on_methods()
         self._on_slice_mode()
-        self.panel.run_button.clicked.connect(self.run)
         self.save_button.clicked.connect(self._ask_save_report)
 
     # -- parameters ------------------------------------------------------------------------------------------------
@@ -162,7 +167,7 @@ class CompareWidget(QWidget):
         shapes = [layer for layer in reversed(list(self.viewer.layers)) if isinstance(layer, Shapes)]
         return [(WHOLE, None), *((layer.name, layer) for layer in shapes)]
 
-    def _parameters(self) -> dict[str, Any]:
+    def remembered(self) -> dict[str, Any]:
         params: dict[str, Any] = {f"pattern_{p}": box for p, box in self.pattern_boxes.items()}
         params.update(
             coverage=self.coverage,
@@ -269,7 +274,7 @@ class CompareWidget(QWidget):
         except ValueError as exc:
             self.panel.show_error(str(exc))
             return
-        save_values(self.SETTINGS_GROUP, self._parameters())
+        self.save_settings()
         truth = self.truth.value
         volume = Volume(data=data, name=truth.name, voxel_size=None, metadata=dict(truth.metadata or {}))
         self.partial_runs = []
@@ -307,9 +312,7 @@ class CompareWidget(QWidget):
             self._remove_result_layers()
 
     def _remove_result_layers(self) -> None:
-        for layer in self.result_layers:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
+        self.remove_layers(self.result_layers)
         self.result_layers = []
 
     @staticmethod
@@ -317,7 +320,8 @@ class CompareWidget(QWidget):
         """The grid's layers in layer-list order (bottom to top); the grid (stride -1) starts at the top.
 
         Row by row with one column per pattern: masks, then each method's reconstructions, then its error maps.
-        All reconstructions share one contrast, and all error maps another, so they compare by eye.
+        All reconstructions share one contrast, and all error maps another, so they compare by eye. Every layer shows
+        its name (:func:`cell_name`) in its grid cell.
         """
         runs = result.runs
         patterns = list(dict.fromkeys(run.pattern for run in runs))
@@ -335,7 +339,6 @@ class CompareWidget(QWidget):
             cells += [(what, run) for m in methods for p in patterns if (run := run_of(p, m)) is not None]
         layers = []
         for what, run in reversed(cells):
-            label = {"mask": "mask", "recon": run.method, "error": f"{run.method} |error|"}[what]
             info = {**common, "what": what, "pattern": run.pattern, "method": run.method, "coverage": run.coverage}
             if what == "mask":
                 data, style = run.mask.astype(np.float32), {"colormap": "gray", "contrast_limits": (0.0, 1.0)}
@@ -345,8 +348,10 @@ class CompareWidget(QWidget):
                 info["metrics"] = summary(run.records)[0] if run.records else {}
             else:
                 data, style = run.error, {"colormap": "magma", "contrast_limits": error_limits}
-            name = result_name(truth.name, run.pattern, run.coverage_requested, f"{label} (compare)")
-            layers.append(Image(like_layer(data, truth), name=name, metadata=info, **style, **where))
+            layer = Image(like_layer(data, truth), name=cell_name(run, what), metadata=info, **style, **where)
+            layer.name_overlay.visible = True
+            layer.name_overlay.box = True
+            layers.append(layer)
         return layers
 
     def _show_result(self, result: CompareResult) -> None:
@@ -363,6 +368,7 @@ class CompareWidget(QWidget):
         grid.stride = -1
         grid.shape = (-1, len({run.pattern for run in result.runs}))
         grid.enabled = True
+        self.viewer.reset_view()  # the whole grid in view, whatever the camera showed before
 
         rows = summary(result.records)
         self.table.show_rows(rows)
@@ -396,9 +402,3 @@ class CompareWidget(QWidget):
         if paths is None:
             return
         self.panel.notify(f"report saved: {paths['figure'].parent}")
-
-    def closeEvent(self, event: Any) -> None:
-        self.panel.cancel()
-        self._choices.disconnect()
-        self.viewer.dims.events.current_step.disconnect(self._show_current_slice)
-        super().closeEvent(event)

@@ -14,18 +14,19 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from napari.layers import Image
+from qtpy.QtWidgets import QLabel
 
 from napari_sparse_sem.compare.measure import Measured, reconstruct_and_measure
 from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.runtime import Progress, available_devices, pick_device
 from napari_sparse_sem.sampling.record import AcquisitionRecord
+from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._dip_options import DIPOptions
 from napari_sparse_sem.widgets._gan_weights import GANWeights
 from napari_sparse_sem.widgets._layers import (
     SEP,
-    LayerChoices,
     contrast_01,
     image_layers,
     layer_mask,
@@ -37,22 +38,20 @@ from napari_sparse_sem.widgets._layers import (
     result_name,
 )
 from napari_sparse_sem.widgets._plots import LossPlot
-from napari_sparse_sem.widgets._settings import restore_values, save_values
-from napari_sparse_sem.widgets._worker import JobPanel, error_text
+from napari_sparse_sem.widgets._worker import error_text
 
 NO_TRUTH = "(none)"
 
 
-class ReconstructWidget(QWidget):
+class ReconstructWidget(JobWidget):
     """Reconstruct a sparse acquisition with a chosen method and device; optional ground truth for metrics."""
 
     SETTINGS_GROUP = "reconstruct"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
+        super().__init__(napari_viewer)
         from napari_sparse_sem.recon import available_methods
 
-        self.viewer = napari_viewer
         methods = available_methods()
         self.sparse = ComboBox(
             label="sparse", choices=self._sparse_choices, tooltip="sparse acquisition (0 = unscanned)"
@@ -68,37 +67,33 @@ class ReconstructWidget(QWidget):
             widgets=[self.sparse, self.mask, self.truth, self.method, self.gan_weights.widget, self.device]
         )
         self.dip = DIPOptions()
-        self.panel = JobPanel("Reconstruct")
+        self.panel = self.add_panel("Reconstruct", self.run)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
         self.loss_plot = LossPlot()
         self.loss_plot.setVisible(False)
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
-        layout.addWidget(self.dip.native)
-        layout.addWidget(self.panel)
-        layout.addWidget(self.result_label)
-        layout.addWidget(self.loss_plot)
-        layout.addStretch(1)
+        self.body.addWidget(self.form.native)
+        self.body.addWidget(self.dip.native)
+        self.body.addWidget(self.panel)
+        self.body.addWidget(self.result_label)
+        self.body.addWidget(self.loss_plot)
+        self.body.addStretch(1)
 
         self.layer: napari.layers.Image | None = None  # the reconstruction being filled
         self.done_slices: list[int] = []
         self._preview_z: int | None = None  # the slice that shows a live DIP preview
         self.metrics: dict[str, float] | None = None
         self._run: dict[str, Any] = {}
-        self._choices = LayerChoices(self.viewer)
-        for combo in (self.sparse, self.mask, self.truth):
-            self._choices.add(combo)
+        self.pick_layers(self.sparse, self.mask, self.truth)
         self.sparse.changed.connect(self._match_partners)
-        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.listen(self.viewer.layers.events.inserted, self._on_layer_inserted)
         self._match_partners()
-        restore_values(self.SETTINGS_GROUP, self._remembered())
+        self.restore_settings()
         self.method.changed.connect(self._on_method)
         self._on_method()
-        self.panel.run_button.clicked.connect(self.run)
 
-    def _remembered(self) -> dict[str, Any]:
+    def remembered(self) -> dict[str, Any]:
         return {
             "method": self.method,
             "device": self.device,
@@ -115,6 +110,7 @@ class ReconstructWidget(QWidget):
         return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") == "sparse")
 
     def _mask_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        # Labels first, then "(no mask layer)": a dense image is never preselected as its own mask.
         return mask_layers(self.viewer)
 
     def _truth_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -150,7 +146,16 @@ class ReconstructWidget(QWidget):
         if sparse_layer is None:
             raise ValueError("no sparse layer; make one with the Sparse acquisition widget or open a sparse stack")
         if mask_layer is None:
-            raise ValueError("no mask layer; choose the layer that marks the scanned pixels")
+            raise ValueError(
+                "no mask layer: Reconstruct fills in a sparse acquisition (a sparse image and the mask of its "
+                "scanned pixels); make one with the Sparse acquisition widget, or choose the layer that marks the "
+                "scanned pixels"
+            )
+        if mask_layer is sparse_layer:
+            raise ValueError(
+                f"{sparse_layer.name!r} is chosen as both the sparse layer and the mask; choose the mask of its "
+                "scanned pixels (made with the Sparse acquisition widget)"
+            )
         record = AcquisitionRecord.from_metadata(sparse_layer.metadata)  # says how its values are stored
         sparse, _ = layer_volume(sparse_layer, "sparse", vrange=record.stored_range if record is not None else None)
         mask = layer_mask(mask_layer, "mask")
@@ -161,6 +166,11 @@ class ReconstructWidget(QWidget):
             )
         if not mask.any():
             raise ValueError(f"mask {mask_layer.name!r} marks no scanned pixel; nothing to reconstruct from")
+        if mask.all():
+            raise ValueError(
+                f"mask {mask_layer.name!r} marks every pixel as scanned, so {sparse_layer.name!r} is not a sparse "
+                "acquisition and there is nothing to fill in; simulate one with the Sparse acquisition widget"
+            )
         empty = np.flatnonzero(~mask.reshape(len(mask), -1).any(axis=1))
         if empty.size:
             raise ValueError(f"slice {empty[0]} of mask {mask_layer.name!r} marks no scanned pixel; check the mask")
@@ -206,7 +216,7 @@ class ReconstructWidget(QWidget):
         except ValueError as exc:
             self.panel.show_error(str(exc))
             return
-        save_values(self.SETTINGS_GROUP, self._remembered())
+        self.save_settings()
         sparse_layer = self.sparse.value
         truth_layer = self.truth.value
         metadata = {k: v for k, v in (sparse_layer.metadata or {}).items() if k in ("source_layer", "acquisition_id")}
@@ -219,16 +229,26 @@ class ReconstructWidget(QWidget):
         self.loss_plot.setVisible(method in DIP_METHODS)
         self.loss_plot.clear(method)
         self._preview_z: int | None = None
-        self.layer = self.viewer.add_image(
-            like_layer(np.zeros_like(sparse), sparse_layer),
-            name=self._name(sparse_layer, method),
-            metadata=metadata,
-            contrast_limits=contrast_01(sparse_layer, (0.0, 1.0)),
-            colormap="gray",
-            **placement(sparse_layer),
+        name = self._name(sparse_layer, method)
+        self.remove_result(f"{name}{SEP}|error|")  # the earlier run's error map would not match the new result
+        self.layer = self.add_result(
+            Image(
+                like_layer(np.zeros_like(sparse), sparse_layer),
+                name=name,
+                metadata=metadata,
+                contrast_limits=contrast_01(sparse_layer, (0.0, 1.0)),
+                colormap="gray",
+                **placement(sparse_layer),
+            )
         )
         self.done_slices = []
-        self._run = {"n": sparse.shape[0], "seconds": 0.0, "truth_layer": truth_layer, "sparse_layer": sparse_layer}
+        self._run = {
+            "n": sparse.shape[0],
+            "seconds": 0.0,
+            "truth_layer": truth_layer,
+            "sparse_layer": sparse_layer,
+            "name": name,
+        }
         self.panel.start(
             reconstruct_and_measure(job, out, truth, mask),
             desc=f"{method} reconstruction of {sparse_layer.name}",
@@ -273,21 +293,37 @@ class ReconstructWidget(QWidget):
         self.done_slices.append(z)
         self._run["seconds"] += float(getattr(done, "seconds", 0.0))
 
-    def _on_failed(self, exc: BaseException) -> None:
-        """Show the error; a reconstruction layer with no finished slice is removed again."""
+    def _settle_unfinished(self) -> str:
+        """After a stop: a slice that only holds a preview goes back to zeros, a layer with no finished slice is
+        removed (no all-black layer left on top), one with some is marked in its name and metadata. Says what."""
         self._drop_unfinished_preview()
-        if self.layer is not None and not self.done_slices and self.layer in self.viewer.layers:
-            self.viewer.layers.remove(self.layer)
+        layer, done = self.layer, sorted(set(self.done_slices))
+        if layer is None or layer not in self.viewer.layers:
+            return "no result"
+        if not done:
+            self.remove_result(self._run.get("name", layer.name))
             self.layer = None
+            return "no slice was finished, so no layer is kept"
+        n = self._run.get("n", 0)
+        layer.metadata["slices_done"] = done
+        layer.metadata["complete"] = False
+        layer.name = f"{self._run.get('name', layer.name)} (unfinished: {len(done)} of {n} slices)"
+        return f"finished slices are kept in {layer.name!r}"
+
+    def _on_failed(self, exc: BaseException) -> None:
+        """Show the error; the result keeps only finished slices (none: it is removed)."""
+        self._settle_unfinished()
         self.panel.show_error(error_text(exc))
 
     def _on_cancelled(self) -> None:
-        self._drop_unfinished_preview()
         k, n = len(set(self.done_slices)), self._run.get("n", 0)
-        if self.layer is not None:
-            self.layer.metadata["slices_done"] = sorted(set(self.done_slices))
-            self.layer.metadata["complete"] = False
-        self.panel.set_status(f"cancelled after {k} of {n} slices; finished slices are kept in {self.layer.name!r}")
+        kept = self._settle_unfinished()
+        self.panel.set_status(f"cancelled after {k} of {n} slices; {kept}")
+
+    def on_close(self) -> None:
+        """The dock closed during a run: keep only the finished slices, as Cancel does."""
+        if self._run and self.layer is not None and not self.layer.metadata.get("complete"):
+            self._settle_unfinished()
 
     def _on_done(self, measured: Measured | None) -> None:
         layer = self.layer
@@ -301,15 +337,22 @@ class ReconstructWidget(QWidget):
             layer.metadata["metrics"] = metrics
             layer.metadata["ground_truth"] = truth_layer.name
             high = float(np.percentile(measured.error, 99.5)) if measured.error.size else 1.0
-            self.viewer.add_image(
-                like_layer(measured.error, layer),
-                name=f"{layer.name}{SEP}|error|",
-                metadata={"kind": "error", "reconstruction": layer.name, "ground_truth": truth_layer.name, **metrics},
-                contrast_limits=(0.0, max(high, 1e-6)),
-                colormap="magma",
-                blending="additive",
-                visible=False,
-                **placement(layer),
+            self.add_result(
+                Image(
+                    like_layer(measured.error, layer),
+                    name=f"{layer.name}{SEP}|error|",
+                    metadata={
+                        "kind": "error",
+                        "reconstruction": layer.name,
+                        "ground_truth": truth_layer.name,
+                        **metrics,
+                    },
+                    contrast_limits=(0.0, max(high, 1e-6)),
+                    colormap="magma",
+                    blending="additive",
+                    visible=False,
+                    **placement(layer),
+                )
             )
             text += (
                 f"\nPSNR {metrics['psnr']:.2f} dB (unscanned {metrics['psnr_unscanned']:.2f} dB)"
@@ -318,9 +361,3 @@ class ReconstructWidget(QWidget):
         self.metrics = layer.metadata.get("metrics")
         self.result_label.setText(text)
         self.panel.set_status(f"reconstructed {layer.name!r}")
-
-    def closeEvent(self, event: Any) -> None:
-        self.panel.cancel()
-        self._choices.disconnect()
-        self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
-        super().closeEvent(event)
