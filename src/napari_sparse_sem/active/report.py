@@ -19,6 +19,7 @@ from napari_sparse_sem.active.pipeline import RECORD_KEYS, ActiveResult, ActiveS
 from napari_sparse_sem.compare.report import write_csv, write_json
 from napari_sparse_sem.metrics import DEFAULT_FRACTIONS, sparsification_curve, sparsification_error_area
 from napari_sparse_sem.outputs import PACKAGE, PARAMS_FILE, ReportFolder, owned_entries
+from napari_sparse_sem.provenance import stamp
 from napari_sparse_sem.runtime import Progress
 
 ACTIVE_FILES: dict[str, str] = {
@@ -164,7 +165,7 @@ def write_active_files(result: ActiveResult, folder: str | Path, complete: bool 
         "complete": bool(complete),
         "files": owned_entries(out),
     }
-    write_json(out / PARAMS_FILE, params)
+    write_json(out / PARAMS_FILE, stamp(params))
     return paths
 
 

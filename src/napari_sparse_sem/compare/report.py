@@ -22,6 +22,7 @@ from napari_sparse_sem import __version__
 from napari_sparse_sem.compare.job import RECORD_KEYS, CompareResult, CompareRun, compare_job, result_from_runs, summary
 from napari_sparse_sem.compare.spec import CompareSpec
 from napari_sparse_sem.outputs import PACKAGE, ReportFolder, owned_entries
+from napari_sparse_sem.provenance import stamp
 from napari_sparse_sem.runtime import Progress
 
 REPORT_FILES: dict[str, str] = {
@@ -134,7 +135,7 @@ def write_report_files(result: CompareResult, folder: str | Path) -> dict[str, P
         == len(result.spec.patterns) * len(result.spec.coverages) * len(result.spec.methods),
         "files": owned_entries(out),
     }
-    write_json(paths["params"], params)
+    write_json(paths["params"], stamp(params))
     return paths
 
 

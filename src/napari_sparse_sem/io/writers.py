@@ -33,6 +33,7 @@ import numpy as np
 import tifffile
 
 from .. import __version__
+from ..provenance import stamp
 from .readers import (
     INFO_MARKER,
     METADATA_KEY,
@@ -163,6 +164,7 @@ def metadata_block(
     dtype = np.dtype(dtype)
     voxel = _check_voxel_size(voxel_size)
     params = jsonable({k: v for k, v in (metadata or {}).items() if k not in READER_KEYS}, stacklevel=stacklevel + 1)
+    stamp(params)  # the command that wrote the volume, so `sparse-sem run VOLUME` can write it again
     if dtype.kind == "b":
         params.setdefault("kind", "mask")
     return {

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_sparse_sem.jsonfile import read_json_object
+from napari_sparse_sem.provenance import stamp
 
 SUFFIX = ".safetensors"
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
@@ -117,14 +118,16 @@ def save_weights(
     try:
         save_file(clean, str(tmp), metadata={"format": "pt", "card": card_file.name})
         _readable(tmp)
-        full_card = {
-            "date": _dt.date.today().isoformat(),
-            **card,
-            "format": "safetensors",
-            "weights_file": path.name,
-            "tensors": len(clean),
-            "sha256": _sha256(tmp),
-        }
+        full_card = stamp(
+            {
+                "date": _dt.date.today().isoformat(),
+                **card,
+                "format": "safetensors",
+                "weights_file": path.name,
+                "tensors": len(clean),
+                "sha256": _sha256(tmp),
+            }
+        )
         json.dumps(full_card, default=_json_default)  # a card that cannot be written fails before anything is replaced
         os.replace(tmp, path)
     except BaseException:

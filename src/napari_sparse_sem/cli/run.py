@@ -1,0 +1,135 @@
+"""``sparse-sem run PARAMS``: run a saved result again from its run record (:mod:`napari_sparse_sem.provenance`).
+
+Every command is registered through :func:`recorded`, which makes its arguments the current run record; what the
+command saves (a report's ``params.json``, a volume's metadata, a model card) carries that record. ``run`` reads it back
+and calls the same command with the same arguments, into a new ``--out`` (or the old one with ``--overwrite``). A
+deterministic run reproduces its ``metrics.json``; only wall-clock seconds differ.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from napari_sparse_sem.cli.common import QuietOption, clean_errors, echo
+from napari_sparse_sem.provenance import find_record, recording
+
+CONTROL_ARGUMENTS = ("out", "overwrite", "quiet")
+"""Arguments ``run`` sets itself rather than taking from the record."""
+
+
+def recorded(command: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``callback`` (a typer command) that runs with its own arguments as the current run record."""
+    signature = inspect.signature(callback)
+
+    @functools.wraps(callback)
+    def run_recorded(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        arguments = {k: v for k, v in bound.arguments.items() if k != "quiet"}
+        with recording(command, arguments):
+            return callback(*args, **kwargs)
+
+    run_recorded.recorded_command = command  # type: ignore[attr-defined]
+    return run_recorded
+
+
+def record_commands(app: typer.Typer, prefix: str = "") -> dict[str, Callable[..., Any]]:
+    """Wrap every command of ``app`` (and of its groups) with :func:`recorded`; returns them by full name."""
+    commands: dict[str, Callable[..., Any]] = {}
+    for info in app.registered_commands:
+        name = prefix + (info.name or info.callback.__name__.replace("_", "-"))
+        if not hasattr(info.callback, "recorded_command"):
+            info.callback = recorded(name, info.callback)
+        commands[name] = info.callback
+    for group in app.registered_groups:
+        commands.update(record_commands(group.typer_instance, f"{prefix}{group.name} "))
+    return commands
+
+
+def _load(path: Path) -> Any:
+    """The saved parameter block at ``path``: a JSON file (params.json, a model card) or a volume's metadata."""
+    if path.is_dir() and (path / "params.json").is_file():
+        path = path / "params.json"
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if path.suffix.lower() == ".safetensors" and path.with_suffix(".json").is_file():
+        return _load(path.with_suffix(".json"))
+    from napari_sparse_sem.io.readers import read_metadata
+
+    return read_metadata(path)
+
+
+def _is_path(annotation: Any) -> bool:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _is_path(args[0])
+    return annotation is Path or Path in args
+
+
+def call_arguments(callback: Callable[..., Any], recorded_arguments: dict[str, Any], where: str) -> dict[str, Any]:
+    """The recorded arguments as ``callback`` takes them (paths as ``Path``); unknown names are an error."""
+    signature = inspect.signature(callback, eval_str=True)
+    unknown = sorted(set(recorded_arguments) - set(signature.parameters))
+    if unknown:
+        raise ValueError(
+            f"{where} records arguments {unknown} that this version's command does not take; "
+            "run it with the napari-sparse-sem version that wrote it"
+        )
+    arguments = {}
+    for name, value in recorded_arguments.items():
+        annotation = signature.parameters[name].annotation
+        if isinstance(value, str) and _is_path(annotation):
+            value = Path(value)
+        elif isinstance(value, list) and _is_path(
+            typing.get_args(annotation)[0] if typing.get_args(annotation) else None
+        ):
+            value = [Path(v) for v in value]
+        arguments[name] = value
+    return arguments
+
+
+@clean_errors
+def run(
+    params: Annotated[
+        Path,
+        typer.Argument(help="params.json of a report, a model card (.json/.safetensors) or a volume we wrote."),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where the re-run writes (default: where the first run wrote).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the outputs at the target.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run a saved result again from the run record saved beside it, with the same inputs and parameters."""
+    from napari_sparse_sem.cli import app
+
+    if not params.exists():
+        raise ValueError(f"{params} does not exist")
+    record = find_record(_load(params), str(params))
+    commands = record_commands(app)
+    command = record["command"]
+    if command not in commands:
+        raise ValueError(f"{params} was written by the command {command!r}, which this version does not have")
+    callback = commands[command]
+    arguments = call_arguments(callback, record["arguments"], str(params))
+    taken = inspect.signature(callback).parameters
+    if out is not None:
+        if "out" not in taken:
+            raise ValueError(f"`sparse-sem {command}` takes no --out; run without it")
+        arguments["out"] = out
+    for name, value in (("overwrite", overwrite), ("quiet", quiet)):
+        if name in taken:
+            arguments[name] = value
+    if not quiet:
+        echo(f"re-running `sparse-sem {command}` from {params}")
+    callback(**arguments)
