@@ -2,8 +2,8 @@
 that replace their predecessors, and one way to close.
 
 A widget closes when its dock's × removes it (napari takes it out of the dock: its parent becomes None), when it is
-closed itself, or when the viewer's window closes. Closing cancels its running jobs and drops whatever they still
-report (:meth:`JobPanel.discard <napari_sparse_sem.widgets._worker.JobPanel.discard>`), so no layer is added to a
+closed itself, or when the main window it is docked in closes. Closing cancels its running jobs and drops whatever they
+still report (:meth:`JobPanel.discard <napari_sparse_sem.widgets._worker.JobPanel.discard>`), so no layer is added to a
 viewer after the widget that started the job has gone; the job's own cleanup still runs in its worker thread.
 """
 
@@ -14,36 +14,79 @@ from typing import Any, ClassVar
 
 import napari
 from napari.layers import Layer
-from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtWidgets import QFrame, QMainWindow, QScrollArea, QVBoxLayout, QWidget
 
 from napari_sparse_sem.widgets._layers import LayerChoices
 from napari_sparse_sem.widgets._settings import restore_values, save_values
 from napari_sparse_sem.widgets._worker import JobPanel
 
+MAX_HEIGHT_HINT = 900  # px: a widget's preferred height fits a 1080 px screen with the window's bars
+
 
 class _WindowWatch(QObject):
-    """Tells its widget when the viewer's main window closes.
+    """Tells its widget when the main window it is docked in closes.
 
-    A programmatic close (``viewer.close()``) cannot be refused, so it counts at once; a close from the window
-    manager may still be refused by napari's confirmation dialog, so it counts only when the window then hides.
+    It watches the widget's ancestors (its dock, then the main window the dock is added to; Qt's public API only),
+    following them as they change. A programmatic close (``viewer.close()``) cannot be refused, so it counts at
+    once; a close from the window manager may still be refused by napari's confirmation dialog, so it counts only
+    when the window then hides.
     """
 
-    def __init__(self, widget: JobWidget, window: QObject) -> None:
+    def __init__(self, widget: JobWidget) -> None:
         super().__init__(widget)
         self._widget = widget
         self._asked = False
-        window.installEventFilter(self)
+
+    def follow(self) -> None:
+        """Watch every ancestor of the widget (installing a filter twice keeps one)."""
+        ancestor = self._widget.parentWidget()
+        while ancestor is not None:
+            ancestor.installEventFilter(self)
+            ancestor = ancestor.parentWidget()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         kind = event.type()
-        if kind == QEvent.Close:
-            if event.spontaneous() and obj.isVisible():
-                self._asked = True
-            else:
+        if kind == QEvent.ParentChange:
+            self.follow()
+        elif isinstance(obj, QMainWindow) and obj.parentWidget() is None and obj.isAncestorOf(self._widget):
+            if kind == QEvent.Close:
+                if event.spontaneous() and obj.isVisible():
+                    self._asked = True
+                else:
+                    self._widget.shutdown()
+            elif kind == QEvent.Hide and self._asked and not event.spontaneous():
                 self._widget.shutdown()
-        elif kind == QEvent.Hide and self._asked and not event.spontaneous():
-            self._widget.shutdown()
+        return False
+
+
+class _VerticalScroll(QScrollArea):
+    """Scrolls up and down only: as wide as its content needs, and never asks for more height than a screen has
+    (:data:`MAX_HEIGHT_HINT`)."""
+
+    def __init__(self, content: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setWidget(content)
+        content.installEventFilter(self)  # its layout changes (a section shown or hidden): new hints
+
+    def _extra_width(self) -> int:
+        return self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        hint.setWidth(self.widget().minimumSizeHint().width() + self._extra_width())
+        return hint
+
+    def sizeHint(self) -> QSize:
+        content = self.widget().sizeHint()
+        return QSize(content.width() + self._extra_width(), min(content.height(), MAX_HEIGHT_HINT))
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()
         return False
 
 
@@ -67,19 +110,11 @@ class JobWidget(QWidget):
         # Forms are taller than a laptop screen: the body scrolls instead of pushing the dock off the screen.
         content = QWidget()
         self.body = QVBoxLayout(content)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
-        scroll.setWidget(content)
-        self.scroll = scroll
+        self.scroll = scroll = _VerticalScroll(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-
-        window = getattr(getattr(napari_viewer, "window", None), "_qt_window", None)
-        if isinstance(window, QObject):
-            self._window_watch = _WindowWatch(self, window)
+        self._window_watch = _WindowWatch(self)
 
     # -- building ------------------------------------------------------------------------------------------------
     def add_panel(self, run_text: str, run: Callable[[], Any] | None = None) -> JobPanel:
@@ -173,10 +208,12 @@ class JobWidget(QWidget):
         super().closeEvent(event)
 
     def event(self, event: QEvent) -> bool:
-        # The dock's × takes the widget out of its dock (napari's remove_dock_widget sets its parent to None).
+        # Docked: watch the window. The dock's × takes the widget out of its dock (napari's remove_dock_widget sets
+        # its parent to None): that closes it.
         if event.type() == QEvent.ParentChange:
             if self.parent() is not None:
                 self._docked = True
+                self._window_watch.follow()
             elif self._docked:
                 self.shutdown()
         return super().event(event)
