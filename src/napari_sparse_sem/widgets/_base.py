@@ -9,6 +9,7 @@ viewer after the widget that started the job has gone; the job's own cleanup sti
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -37,13 +38,23 @@ class _WindowWatch(QObject):
         super().__init__(widget)
         self._widget = widget
         self._asked = False
+        self._watched: list[QObject] = []
 
     def follow(self) -> None:
         """Watch every ancestor of the widget (installing a filter twice keeps one)."""
         ancestor = self._widget.parentWidget()
         while ancestor is not None:
             ancestor.installEventFilter(self)
+            if ancestor not in self._watched:
+                self._watched.append(ancestor)
             ancestor = ancestor.parentWidget()
+
+    def stop(self) -> None:
+        """Stop watching (the widget closed)."""
+        for obj in self._watched:
+            with contextlib.suppress(RuntimeError):  # already deleted
+                obj.removeEventFilter(self)
+        self._watched = []
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         kind = event.type()
@@ -193,6 +204,7 @@ class JobWidget(QWidget):
         if self.closed:
             return
         self.closed = True
+        self._window_watch.stop()
         for panel in self.panels:
             panel.discard()
         try:
