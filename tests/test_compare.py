@@ -257,3 +257,18 @@ def test_equal_time_scores_the_dense_scan_and_spreads_its_dose(flyem_crop: np.nd
 def test_equal_time_needs_a_dose() -> None:
     with pytest.raises(ValueError, match="equal_time needs a dose"):
         CompareSpec(equal_time=True)
+
+
+def test_figure_shows_each_patterns_best_method(small_result) -> None:
+    """The report figure's image rows show, per pattern, the method with the best mean PSNR (the demo figure used to
+    show `nearest`, the worst, because it came first)."""
+    from napari_sparse_sem.compare.figure import _shown_runs
+
+    shown = _shown_runs(small_result)
+    assert [run.pattern for run in shown] == list(dict.fromkeys(run.pattern for run in small_result.runs))
+    for run in shown:
+        rivals = [
+            r for r in small_result.runs if r.pattern == run.pattern and r.coverage_requested == run.coverage_requested
+        ]
+        best = max(rivals, key=lambda r: np.mean([rec["psnr"] for rec in r.records]))
+        assert run.method == best.method == "linear"

@@ -32,11 +32,24 @@ def _mask_panel(ax: Any, mask: np.ndarray) -> None:
 
 
 def _shown_runs(result: CompareResult) -> list[CompareRun]:
-    """One run per pattern: the first coverage × first method that finished for it."""
+    """One run per pattern at the first coverage that finished for it: its best method by mean PSNR (the picture a
+    reader takes away should be what the pattern can do, not what the weakest method makes of it)."""
+    first_coverage: dict[str, float] = {}
+    for run in result.runs:
+        first_coverage.setdefault(run.pattern, run.coverage_requested)
     shown: dict[str, CompareRun] = {}
     for run in result.runs:
-        shown.setdefault(run.pattern, run)
+        if run.coverage_requested != first_coverage[run.pattern]:
+            continue
+        best = shown.get(run.pattern)
+        if best is None or _mean_psnr(run) > _mean_psnr(best):
+            shown[run.pattern] = run
     return list(shown.values())
+
+
+def _mean_psnr(run: CompareRun) -> float:
+    values = [r["psnr"] for r in run.records if math.isfinite(r["psnr"])]
+    return float(np.mean(values)) if values else -math.inf
 
 
 def comparison_figure(result: CompareResult) -> Any:
