@@ -264,11 +264,10 @@ def test_figure_shows_each_patterns_best_method(small_result) -> None:
     show `nearest`, the worst, because it came first)."""
     from napari_sparse_sem.compare.figure import _shown_runs
 
-    shown = _shown_runs(small_result)
-    assert [run.pattern for run in shown] == list(dict.fromkeys(run.pattern for run in small_result.runs))
+    result, _ = small_result
+    shown = _shown_runs(result)
+    assert [run.pattern for run in shown] == list(dict.fromkeys(run.pattern for run in result.runs))
     for run in shown:
-        rivals = [
-            r for r in small_result.runs if r.pattern == run.pattern and r.coverage_requested == run.coverage_requested
-        ]
+        rivals = [r for r in result.runs if r.pattern == run.pattern and r.coverage_requested == run.coverage_requested]
         best = max(rivals, key=lambda r: np.mean([rec["psnr"] for rec in r.records]))
         assert run.method == best.method == "linear"
