@@ -77,7 +77,10 @@ class WDPPConfig(Spec):
         "gradient", choices=ESTIMATOR_NAMES, label="error estimator", help="How the reconstruction error is estimated."
     )
     estimator_weights: str | None = param(
-        None, label="estimator weights", help="Weights (.safetensors) of the unet estimator (none: the shipped ones)."
+        None,
+        label="estimator weights",
+        help="Weights (.safetensors) of the unet estimator (none: the shipped ones).",
+        flag="weights",
     )
     sampler: str = param("wdpp", choices=SAMPLERS, help="How rescan pixels are picked from the error estimate.")
     mode: str = param(

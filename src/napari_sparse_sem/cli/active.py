@@ -9,13 +9,11 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from napari_sparse_sem.active.pipeline import WDPPConfig
 from napari_sparse_sem.cli.common import (
     QuietOption,
     clean_errors,
     echo,
-    parse_coverage,
-    parse_float_or_auto,
-    parse_list,
     parse_options,
     parse_range,
     parse_roi,
@@ -24,6 +22,7 @@ from napari_sparse_sem.cli.common import (
     region,
     stdout_console,
 )
+from napari_sparse_sem.cli.spec_options import spec_options
 
 
 def active_table(rows: list[dict[str, Any]]) -> Any:
@@ -51,32 +50,14 @@ def active_table(rows: list[dict[str, Any]]) -> Any:
 
 
 @clean_errors
+@spec_options(WDPPConfig, into="config", panel="Active acquisition (WDPPConfig)")
 def active(
     volume: Annotated[Path, typer.Argument(help="Dense volume that plays the microscope (the ground truth).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
-    initial: Annotated[str, typer.Option(help="Initial scan: lowres:F or PATTERN:COVERAGE.")] = "lowres:4",
-    budget: Annotated[str, typer.Option(help="Total fraction scanned (initial + rescans), e.g. 0.10.")] = "0.10",
-    rounds: Annotated[int, typer.Option(help="Rescan rounds the budget is split over.")] = 1,
-    estimator: Annotated[str, typer.Option(help="Error estimator: unet, gradient, variance, entropy, oracle.")] = (
-        "gradient"
-    ),
-    weights: Annotated[Path | None, typer.Option(help="unet estimator weights (.safetensors).")] = None,
-    sampler: Annotated[str, typer.Option(help="Rescan sampler: wdpp, topk, random, bluenoise.")] = "wdpp",
-    mode: Annotated[str, typer.Option(help="wdpp: greedy (MAP) or sample (a DPP draw).")] = "greedy",
-    condition: Annotated[
-        bool, typer.Option("--condition/--no-condition", help="wdpp keeps away from scanned pixels too.")
-    ] = True,
-    gamma: Annotated[float, typer.Option(help="WDPP exponent γ: saliency vs spread.")] = 1.0,
-    sigma: Annotated[str, typer.Option(help="WDPP kernel width σ in pixels, or auto.")] = "auto",
-    recon: Annotated[str, typer.Option(help="Reconstruction method (a 2D one, e.g. linear).")] = "linear",
+    config: WDPPConfig,
     option: Annotated[list[str] | None, typer.Option("--option", help="Reconstruction option KEY=VALUE.")] = None,
-    baselines: Annotated[
-        str | None, typer.Option(help="Static patterns scored at the same total, e.g. random,hexgrid.")
-    ] = None,
-    slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input. [default: all]")] = None,
-    roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1. [default: whole slice]")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of masks and tie-breaking.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input; default: all.")] = None,
+    roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1; default: the whole slice.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -85,28 +66,12 @@ def active(
     Writes metrics.json/csv (records and sparsification curves), active.png, and rescan/ with the bitmap (TIFF),
     the coordinates in beam order (CSV) and the time estimate of every slice.
     """
-    from napari_sparse_sem.active.pipeline import WDPPConfig
     from napari_sparse_sem.active.report import run_active
     from napari_sparse_sem.active.summary import summary_rows
     from napari_sparse_sem.io.volume import to_float01, value_range
 
-    config = WDPPConfig(
-        initial=initial,
-        budget=parse_coverage(budget, "--budget", whole_allowed=False),
-        rounds=rounds,
-        estimator=estimator,
-        estimator_weights=str(weights) if weights is not None else None,
-        sampler=sampler,
-        mode=mode,
-        condition=condition,
-        gamma=gamma,
-        sigma=parse_float_or_auto(sigma, "--sigma"),
-        recon=recon,
-        recon_options=parse_options(option),
-        baselines=tuple(parse_list(baselines, "--baselines") or ()),
-        seed=seed,
-        device=device,
-    )
+    if option:
+        config = config.replace(recon_options=parse_options(option))
     vol = read_input(volume)
     a, b, y0, y1, x0, x1 = region(vol.shape, parse_range(slices), parse_roi(roi))
     raw = np.asarray(vol.data[a:b, y0:y1, x0:x1])

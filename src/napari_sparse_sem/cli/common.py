@@ -1,5 +1,6 @@
 """What every ``sparse-sem`` command shares: the consoles, progress on stderr, the error boundary and exit codes, and
-the parsers of the text forms flags take (``A:B``, ``Y0:Y1,X0:X1``, ``5%``, ``KEY=VALUE``)."""
+the parsers of the text forms that flags outside the parameter models take (``A:B``, ``Y0:Y1,X0:X1``, ``KEY=VALUE``;
+the models' own flags are parsed by :mod:`.spec_options`)."""
 
 from __future__ import annotations
 
@@ -235,40 +236,6 @@ def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
     return ys[0], ys[1], xs[0], xs[1]
 
 
-def parse_list(text: str | None, what: str) -> list[str] | None:
-    """``"a,b , c"`` → ``["a", "b", "c"]``; ``None`` → ``None``."""
-    if text is None:
-        return None
-    items = [item.strip() for item in str(text).split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"{what} needs at least one value (comma-separated), got {text!r}")
-    return items
-
-
-def parse_coverage(text: str, what: str = "--coverage", whole_allowed: bool = True) -> float:
-    """``"0.05"`` or ``"5%"`` → 0.05; in (0, 1], or (0, 1) when a whole scan makes no sense (``whole_allowed``)."""
-    raw = text.strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise ValueError(f"{what} expects a fraction such as 0.05 (or 5%), got {text!r}") from None
-    ok = 0 < value <= 1 if whole_allowed else 0 < value < 1
-    if not np.isfinite(value) or not ok:
-        interval = "(0, 1]" if whole_allowed else "(0, 1): a whole scan leaves nothing to choose"
-        raise ValueError(f"{what} must be in {interval} (a fraction of pixels, e.g. 0.05 for 5 %), got {text}")
-    return value
-
-
-def parse_float_or_auto(text: str, what: str) -> float | str:
-    """``"auto"`` → ``"auto"``, else the number."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{what} expects a number or auto, got {text!r}") from None
-
-
 def _option_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -296,51 +263,6 @@ def parse_options(items: list[str] | None, per_method: bool = False) -> dict[str
         else:
             out[key] = _option_value(value)
     return out
-
-
-def weights_option(weights: Path | None, methods: list[str]) -> dict[str, dict[str, Any]]:
-    """``{method: {"weights": path}}`` for the GAN methods among ``methods`` (``--weights`` names their file)."""
-    if weights is None:
-        return {}
-    from napari_sparse_sem.nn.weights import check_safetensors
-    from napari_sparse_sem.recon.gan import GAN_METHODS, SHIPPED_GAN_WEIGHTS
-
-    targets = [m for m in methods if m in GAN_METHODS]
-    if not targets:
-        raise ValueError(f"--weights applies to {' and '.join(GAN_METHODS)}; add one to --method")
-    if str(weights) not in SHIPPED_GAN_WEIGHTS:
-        check_safetensors(weights)  # a clear error before any work
-    return {name: {"weights": str(weights)} for name in targets}
-
-
-def dip_options(preset: str | None, config_file: Path | None) -> dict[str, Any]:
-    """Options for the DIP methods from ``--dip-config FILE.json`` (read first) and ``--dip-preset`` (wins)."""
-    options: dict[str, Any] = {}
-    if config_file is not None:
-        from napari_sparse_sem.recon.dip import load_dip_options
-
-        options.update(load_dip_options(config_file))
-    if preset is not None:
-        from napari_sparse_sem.recon.dip import PRESETS
-
-        if preset not in PRESETS:
-            raise ValueError(f"--dip-preset must be one of {list(PRESETS)}, got {preset!r}")
-        options["preset"] = preset
-    return options
-
-
-def method_help(value: str | None) -> str | None:
-    """``--method help``: list every registered reconstruction method with its one-line description and exit (before
-    the other options are checked, like ``--help``)."""
-    if value is None or value.strip().lower() != "help":
-        return value
-    from napari_sparse_sem.recon.base import available_methods, method_class
-
-    out = stdout_console()
-    out.print("Reconstruction methods (--method NAME; compare takes a comma list):", markup=False)
-    for name in available_methods():
-        out.print(f"  {name:<11} {method_class(name).description}", markup=False)
-    raise typer.Exit(0)
 
 
 # ------------------------------------------------------------------------------------------------------ files, region

@@ -11,20 +11,18 @@ import typer
 from napari_sparse_sem.cli.common import (
     QuietOption,
     clean_errors,
-    dip_options,
     echo,
-    method_help,
-    parse_coverage,
-    parse_list,
     parse_options,
     parse_range,
     parse_roi,
     progress_bar,
     read_input,
     stdout_console,
-    weights_option,
 )
+from napari_sparse_sem.cli.methods import method_help, preset_options, weights_option
 from napari_sparse_sem.cli.reconstruct import DipConfigOption, DipPresetOption, WeightsOption
+from napari_sparse_sem.cli.spec_options import Form, build, field_default, spec_options
+from napari_sparse_sem.compare.spec import CompareSpec
 
 SUMMARY_COLUMNS = ("pattern", "coverage", "achieved", "method", "PSNR dB", "SSIM", "PSNR unscanned", "s/slice")
 
@@ -56,46 +54,35 @@ def summary_table(records: list[dict[str, Any]]) -> Any:
 
 def _with_method_options(settings: dict[str, Any], extra: dict[str, dict[str, Any]]) -> None:
     """Merge per-method ``extra`` options under the ones already in ``settings`` (``--option`` still wins)."""
+    if not extra:
+        return
     per_method = dict(settings.get("method_options") or {})
     for name, options in extra.items():
         per_method[name] = {**options, **per_method.get(name, {})}
     settings["method_options"] = per_method
 
 
+FORMS = {
+    "methods": Form(callback=method_help(per_method=True)),
+    "slices": Form(parse=parse_range, metavar="A:B"),
+    "roi": Form(parse=lambda text, flag: parse_roi(text), metavar="Y0:Y1,X0:X1"),
+}
+"""How compare's flags read beyond the model's declaration: ``--method help``, the ``A:B`` and ``Y0:Y1,X0:X1`` forms."""
+
+
 @clean_errors
+@spec_options(CompareSpec, into="flags", as_dict=True, forms=FORMS, panel="Comparison (CompareSpec)")
 def compare(
     volume: Annotated[Path, typer.Argument(help="Dense input volume (the ground truth).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
-    patterns: Annotated[str | None, typer.Option(help="Comma list of patterns, or 'all'. [default: random]")] = None,
-    coverage: Annotated[
-        str | None, typer.Option(help="Comma list of coverages, e.g. 0.05,0.2. [default: 0.05]")
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma list of methods, e.g. linear,biharmonic (`--method help` lists them).",
-            callback=method_help,
-            is_eager=True,
-        ),
-    ] = None,
-    slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input. [default: all]")] = None,
-    roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1. [default: whole slice]")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of masks and noise. [default: 0]")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps. [default: auto]")] = None,
-    dose: Annotated[float | None, typer.Option(help="Electrons per scanned pixel (shot noise).")] = None,
-    equal_time: Annotated[
-        bool | None,
-        typer.Option(
-            "--equal-time/--equal-dose",
-            help="Equal total beam time: --dose is the dense scan's; sparse pixels get dose/coverage; "
-            "the noisy dense scan is scored too.",
-        ),
-    ] = None,
-    per_slice: Annotated[bool | None, typer.Option("--per-slice/--fixed-mask", help="New mask per slice.")] = None,
+    flags: dict[str, Any],
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Method option METHOD.KEY=VALUE (repeatable).")
     ] = None,
-    config: Annotated[Path | None, typer.Option(help="JSON file with CompareSpec fields (flags override it).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="JSON file with CompareSpec fields, or an earlier report's params.json (flags override it)."),
+    ] = None,
     dip_preset: DipPresetOption = None,
     dip_config: DipConfigOption = None,
     weights: WeightsOption = None,
@@ -103,7 +90,7 @@ def compare(
     quiet: QuietOption = False,
 ) -> None:
     """Compare mask patterns × coverages × methods on VOLUME; write metrics.json/csv, params.json, comparison.png."""
-    from napari_sparse_sem.compare import CompareSpec, name_list
+    from napari_sparse_sem.compare import name_list
     from napari_sparse_sem.compare.report import run_comparison
 
     settings: dict[str, Any] = {}
@@ -112,32 +99,14 @@ def compare(
 
         settings = read_json_object(config, "config", "CompareSpec fields")
         settings = settings.get("spec", settings)  # a params.json from an earlier report works too
-    flags = {
-        "patterns": parse_list(patterns, "--patterns"),
-        "coverages": [parse_coverage(c) for c in parse_list(coverage, "--coverage") or []] or None,
-        "methods": parse_list(method, "--method"),
-        "slices": parse_range(slices),
-        "roi": parse_roi(roi),
-        "seed": seed,
-        "device": device,
-        "dose": dose,
-        "equal_time": equal_time,
-        "per_slice": per_slice,
-        "method_options": parse_options(option, per_method=True) or None,
-    }
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    settings.setdefault("device", "auto")
-    from_dip = dip_options(dip_preset, dip_config)
-    if from_dip:
-        from napari_sparse_sem.recon.dip import DIP_METHODS
-
-        targets = [m for m in name_list(settings.get("methods", [])) if m in DIP_METHODS]
-        if not targets:
-            raise ValueError(f"--dip-preset/--dip-config apply to {' and '.join(DIP_METHODS)}; add one to --method")
-        _with_method_options(settings, {name: from_dip for name in targets})
-    if weights is not None:
-        _with_method_options(settings, weights_option(weights, name_list(settings.get("methods", []))))
-    spec = CompareSpec.from_dict(settings)
+    settings.update(flags)
+    options = parse_options(option, per_method=True)
+    if options:
+        settings["method_options"] = options
+    methods = name_list(settings.get("methods", field_default(CompareSpec, "methods")))
+    _with_method_options(settings, preset_options(dip_preset, dip_config, methods))
+    _with_method_options(settings, weights_option(weights, methods))
+    spec = build(CompareSpec, settings)
     vol = read_input(volume)
     spec.validate_for(vol.shape)
     with progress_bar("compare", quiet) as update:

@@ -11,27 +11,34 @@ import typer
 from napari_sparse_sem.cli.common import (
     QuietOption,
     clean_errors,
-    dip_options,
     echo,
     format_seconds,
-    method_help,
     parse_options,
     parse_range,
     progress_bar,
+)
+from napari_sparse_sem.cli.methods import (
+    check_methods,
+    method_help,
+    options_file,
+    preset_options,
     weights_option,
 )
 
-MethodOption = Annotated[
-    str,
-    typer.Option(help="Reconstruction method (`--method help` lists them).", callback=method_help, is_eager=True),
+DipPresetOption = Annotated[
+    str | None,
+    typer.Option(help="Preset of the chosen methods whose options have a preset (e.g. DIP): paper or default."),
 ]
-DipPresetOption = Annotated[str | None, typer.Option(help="dip/dip3d preset: paper or default.")]
 DipConfigOption = Annotated[
-    Path | None, typer.Option(help="dip/dip3d options: JSON object of DIPConfig fields (and 'preset').")
+    Path | None,
+    typer.Option(help="Options of the chosen methods with a preset: a JSON object of their option fields."),
 ]
 WeightsOption = Annotated[
     Path | None,
-    typer.Option(help="gan/gan-mse weights: a .safetensors file from train-gan, or flyem / flyem-context1 (shipped)."),
+    typer.Option(
+        help="Weights of the chosen methods that load them (e.g. the GAN): a .safetensors file from train-gan, or "
+        "the name of shipped weights (`--method help` says which methods load weights)."
+    ),
 ]
 
 
@@ -40,10 +47,16 @@ def reconstruct(
     sparse: Annotated[Path, typer.Argument(help="Sparse stack (unscanned pixels 0), e.g. from `simulate`.")],
     mask: Annotated[Path, typer.Option("--mask", "-m", help="Mask stack (non-zero = scanned).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output stack (.tif or .zarr).")],
-    method: MethodOption = "linear",
+    method: Annotated[
+        str,
+        typer.Option(help="Reconstruction method (`--method help` lists them).", callback=method_help(), is_eager=True),
+    ] = "linear",
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) to reconstruct.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     option: Annotated[list[str] | None, typer.Option("--option", help="Method option KEY=VALUE (repeatable).")] = None,
+    method_config: Annotated[
+        Path | None, typer.Option(help="Method options from a JSON object of KEY: VALUE (--option wins over it).")
+    ] = None,
     dip_preset: DipPresetOption = None,
     dip_config: DipConfigOption = None,
     weights: WeightsOption = None,
@@ -51,19 +64,15 @@ def reconstruct(
     quiet: QuietOption = False,
 ) -> None:
     """Fill the unscanned pixels of SPARSE with METHOD and write the reconstruction to OUT."""
-    from napari_sparse_sem.recon.base import available_methods
-    from napari_sparse_sem.recon.dip import DIP_METHODS
     from napari_sparse_sem.recon.to_file import reconstruct_to_file
 
-    if method not in available_methods():
-        raise ValueError(
-            f"unknown reconstruction method {method!r}; choose one of {available_methods()} (--method help describes "
-            "them)"
-        )
-    from_dip = dip_options(dip_preset, dip_config)
-    if from_dip and method not in DIP_METHODS:
-        raise ValueError(f"--dip-preset/--dip-config apply to {' and '.join(DIP_METHODS)}, not to {method!r}")
-    options = {**from_dip, **weights_option(weights, [method]).get(method, {}), **parse_options(option)}
+    check_methods([method])
+    options = {
+        **(options_file(method_config, [method], "method config") if method_config is not None else {}),
+        **preset_options(dip_preset, dip_config, [method], single=True).get(method, {}),
+        **weights_option(weights, [method]).get(method, {}),
+        **parse_options(option),
+    }
     with progress_bar(f"{method}", quiet) as update:
         meta = reconstruct_to_file(
             sparse,

@@ -14,7 +14,6 @@ from napari_sparse_sem.cli.common import (
     QuietOption,
     clean_errors,
     format_seconds,
-    parse_coverage,
     parse_range,
     parse_roi,
     progress_bar,
@@ -23,30 +22,23 @@ from napari_sparse_sem.cli.common import (
     sibling_path,
     stdout_console,
 )
+from napari_sparse_sem.cli.spec_options import Form, spec_options
 from napari_sparse_sem.runtime import run_job
+from napari_sparse_sem.sampling.spec import AcquisitionSpec, MaskSpec
+
+SEED = Form(help="Seed of masks and noise.")
 
 
 @clean_errors
+@spec_options(MaskSpec, into="mask_spec", panel="Mask (MaskSpec)", forms={"seed": SEED})
+@spec_options(AcquisitionSpec, into="acquisition", exclude=("seed",), panel="Acquisition (AcquisitionSpec)")
 def simulate(
     volume: Annotated[Path, typer.Argument(help="Dense input volume.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Sparse output (.tif or .zarr); the mask goes to *_mask.")],
-    pattern: Annotated[str, typer.Option(help="Mask pattern (MaskSpec.pattern).")] = "random",
-    coverage: Annotated[str, typer.Option(help="Fraction of pixels scanned, e.g. 0.05 or 5%.")] = "0.05",
-    per_slice: Annotated[bool, typer.Option("--per-slice/--fixed-mask", help="New mask per slice or one.")] = True,
-    dose: Annotated[
-        float | None, typer.Option(help="Electrons per scanned pixel (shot noise); none = noiseless.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of masks and noise.")] = 0,
+    mask_spec: MaskSpec,
+    acquisition: AcquisitionSpec,
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input.")] = None,
     roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1 of every slice.")] = None,
-    jitter: Annotated[
-        float | None, typer.Option(help="grid/hexgrid jitter (fraction of spacing); default: grid 0.5, hexgrid 0.")
-    ] = None,
-    lines_mode: Annotated[str, typer.Option(help="lines pattern: regular or random.")] = "regular",
-    lowres_factor: Annotated[int | None, typer.Option(help="lowres: every f-th pixel (default from coverage).")] = None,
-    dwell_us: Annotated[float, typer.Option(help="Dwell time per pixel (µs).")] = 3.0,
-    settle_us: Annotated[float, typer.Option(help="Settle time per beam jump (µs).")] = 1.0,
-    move_us_per_px: Annotated[float, typer.Option(help="Beam travel time per pixel of a jump (µs).")] = 0.001,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -54,18 +46,9 @@ def simulate(
     from napari_sparse_sem.io import write_volume
     from napari_sparse_sem.io.volume import SliceMap, as_zyx, to_float01, value_range
     from napari_sparse_sem.outputs import check_output_file, check_volume_space, scratch_array, staged_files
-    from napari_sparse_sem.sampling import AcquisitionSpec, MaskSpec, simulate_job
+    from napari_sparse_sem.sampling import simulate_job
 
-    mask_spec = MaskSpec(
-        pattern=pattern,
-        coverage=parse_coverage(coverage),
-        per_slice=per_slice,
-        seed=seed,
-        jitter=jitter,
-        lines_mode=lines_mode,
-        lowres_factor=lowres_factor,
-    )
-    acq = AcquisitionSpec(dwell_us=dwell_us, settle_us=settle_us, move_us_per_px=move_us_per_px, dose=dose, seed=seed)
+    acq = acquisition.replace(seed=mask_spec.seed)  # one --seed: the masks' and the noise's
     sl, roi_box = parse_range(slices), parse_roi(roi)
     mask_out = sibling_path(out, "_mask")
     for target in (out, mask_out):

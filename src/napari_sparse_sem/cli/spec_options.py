@@ -1,9 +1,16 @@
 """CLI options generated from parameter models: one typer option per field of a :class:`~napari_sparse_sem.params.Spec`,
-so flags, help text, choices and defaults come from the model (design rule 3) and never drift from the widgets.
+so flags, help text, units, ranges, choices and defaults come from the model (design rule 3) and never drift from the
+widgets.
 
 ``@spec_options(MaskSpec, into="mask_spec")`` on a command adds the model's options to its signature and passes
-the built, validated spec as ``mask_spec``; a bad value raises the model's ``ValueError``, which the CLI's error
-boundary turns into one line and exit code 2.
+the built, validated spec as ``mask_spec``; a bad value raises the model's ``ValueError`` (naming the flag), which the
+CLI's error boundary turns into one line and exit code 2.
+
+The generated parameters are named after their flags (``--coverage`` → ``coverage``) and take plain values (text,
+numbers, switches), so a command's arguments stay the JSON-ready run record that ``sparse-sem run`` replays. Values a
+flag cannot carry as a number are text the model's type is parsed from: ``5%`` for a fraction, comma lists, ``A:B``
+tuples, ``none`` for an empty nullable field. A :class:`Form` changes one field's option where the command line has
+its own habits (an extra name, a parser, a repeatable flag).
 """
 
 from __future__ import annotations
@@ -12,11 +19,35 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, dataclass
 from typing import Annotated, Any
 
 import typer
 
 from napari_sparse_sem.params import FieldView, Spec, fields_of
+
+NONE_WORDS = ("", "none", "derived")
+"""What an empty nullable field (or an empty list) reads as on the command line."""
+DERIVED = "derived"
+"""The :class:`~napari_sparse_sem.params.ParamInfo` ``none_means`` that says nothing more than "unset"."""
+
+
+@dataclass(frozen=True)
+class Form:
+    """How one field's option differs from what its model declares.
+
+    ``aliases``: more flags for the same option; ``parse(text, flag)``: the field's value from the flag's text (for
+    forms the generic parser does not know, e.g. ``Y0:Y1,X0:X1``); ``metavar``: the form shown in ``--help``;
+    ``help``: replaces the model's help (e.g. for a field one flag sets in two models); ``repeat``: the flag may be
+    given several times, each value one item of a list field; ``callback``: an eager typer callback (``--method help``).
+    """
+
+    aliases: tuple[str, ...] = ()
+    parse: Callable[[str, str], Any] | None = None
+    metavar: str | None = None
+    help: str | None = None
+    repeat: bool = False
+    callback: Callable[[Any], Any] | None = None
 
 
 def parse_fraction(text: str, flag: str) -> float:
@@ -28,21 +59,45 @@ def parse_fraction(text: str, flag: str) -> float:
         raise ValueError(f"{flag} expects a fraction such as 0.05 (or 5%), got {text!r}") from None
 
 
-def _tuple_items(view: FieldView) -> tuple[type, ...]:
+# --------------------------------------------------------------------------------------------------- field kinds
+
+
+def _sequence(view: FieldView) -> tuple[str, tuple[Any, ...]]:
+    """``("list", (item,))``, ``("tuple", items)`` (``items`` ends in ``...`` when its length is free), or
+    ``("", ())`` for a scalar field."""
     for candidate in (view.base_type, *typing.get_args(view.base_type)):
-        if typing.get_origin(candidate) is tuple:
-            return tuple(a for a in typing.get_args(candidate) if a is not Ellipsis) or (str,)
-    return ()
+        origin = typing.get_origin(candidate)
+        if origin is list or candidate is list:
+            return "list", typing.get_args(candidate) or (str,)
+        if origin is tuple or candidate is tuple:
+            return "tuple", typing.get_args(candidate) or (str, ...)
+    return "", ()
 
 
-def _parse_tuple(text: str, view: FieldView) -> tuple[Any, ...]:
-    kinds = _tuple_items(view)
-    parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
-    kind = kinds[0] if kinds else str
-    try:
-        return tuple(kind(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"{view.flag} expects comma-separated values such as 1,2, got {text!r}") from None
+def _item_type(items: tuple[Any, ...]) -> Any:
+    kinds = [a for a in items if a is not Ellipsis]
+    return kinds[0] if kinds else str
+
+
+def _is_plain(view: FieldView) -> bool:
+    """A field click can type by itself: an int, float or str, not nullable, not a fraction."""
+    return view.base_type in (int, float, str) and not view.info.nullable and not view.info.percent
+
+
+def _metavar(view: FieldView, form: Form) -> str:
+    if form.metavar:
+        return form.metavar
+    kind, items = _sequence(view)
+    if kind == "list":
+        return "A,B,..."
+    if kind == "tuple":
+        if Ellipsis in items:
+            return "A,B,..."
+        return "LOW:HIGH" if len(items) == 2 else ",".join("ABCDEFGH"[: len(items)])
+    if view.info.percent:
+        return "<fraction>"
+    kinds = typing.get_args(view.base_type) or (view.base_type,)
+    return "<" + "|".join(getattr(k, "__name__", "str") for k in kinds if k is not type(None)) + ">"
 
 
 def _range_text(view: FieldView) -> str:
@@ -60,25 +115,51 @@ def _range_text(view: FieldView) -> str:
     return f"{left}{low}, {high}{right}{unit}"
 
 
-def _help(view: FieldView) -> str:
-    parts = [view.info.help or view.label]
-    if view.info.unit and not view.info.percent:
+def _help(view: FieldView, form: Form) -> str:
+    parts = [form.help or view.info.help or view.label]
+    span = _range_text(view)
+    if view.info.unit and not view.info.percent and not span:
         parts.append(f"Unit: {view.info.unit}.")
     if view.info.percent:
         parts.append("A fraction (0.05) or a percentage (5%).")
+    kind, _ = _sequence(view)
+    if form.repeat:
+        parts.append("Repeatable.")
+    elif kind == "list":
+        parts.append("Comma-separated.")
     if view.info.choices is not None:
         parts.append("One of: " + ", ".join(str(c) for c in view.info.choices) + ".")
-    span = _range_text(view)
     if span:
         parts.append(f"Range {span}.")
-    if view.info.nullable:
+    if view.info.nullable and form.parse is None and view.info.none_means != DERIVED:
         parts.append(f"'none': {view.info.none_means}.")
     return " ".join(p.rstrip() for p in parts if p)
+
+
+def show_value(value: Any, view: FieldView) -> str:
+    """A field's value as the flag would take it (``5%``, ``spiral,grid``, ``10:15``)."""
+
+    def one(v: Any) -> str:
+        if view.info.percent and isinstance(v, int | float) and not isinstance(v, bool):
+            return f"{v * 100:g}%"
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    if value is None or (isinstance(value, tuple | list) and not value):
+        return "none"
+    if isinstance(value, tuple | list):
+        separator = ":" if _sequence(view)[0] == "tuple" and len(value) == 2 else ","
+        return separator.join(one(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return one(value)
 
 
 def cli_fields(spec: type[Spec], exclude: Iterable[str] = ()) -> list[FieldView]:
     """The fields of ``spec`` that the CLI shows: declared for the CLI, of a type a flag can carry, not excluded."""
     skipped = set(exclude)
+    unknown = skipped - {view.name for view in fields_of(spec)}
+    if unknown:
+        raise TypeError(f"{spec.__name__} has no field(s) {sorted(unknown)} to exclude")
     out = []
     for view in fields_of(spec):
         if not view.info.cli or view.name in skipped:
@@ -90,52 +171,124 @@ def cli_fields(spec: type[Spec], exclude: Iterable[str] = ()) -> list[FieldView]
     return out
 
 
-def _option(view: FieldView, param_name: str, default: Any, panel: str | None) -> tuple[Any, Any]:
-    """(annotation, default) for one generated parameter."""
-    base = view.base_type
-    kwargs: dict[str, Any] = {"help": _help(view), "show_default": True}
+def param_name(view: FieldView, prefix: str = "") -> str:
+    """The command parameter of a field: its flag with underscores (``--coverage`` → ``coverage``)."""
+    return prefix + view.flag[2:].replace("-", "_")
+
+
+# ------------------------------------------------------------------------------------------------ options, values
+
+
+def _switches(view: FieldView) -> tuple[str, str]:
+    """The on and off names of a boolean field's switch (``flag="per-slice/fixed-mask"``; by default ``x``/``no-x``)."""
+    on, _, off = (view.info.flag or view.name.replace("_", "-")).partition("/")
+    return on, off or "no-" + on
+
+
+def default_text(view: FieldView, default: Any) -> str:
+    """The default as ``--help`` shows it: the switch's name, the form the flag takes, or what ``none`` means."""
+    if view.base_type is bool and not view.info.nullable:
+        return _switches(view)[0 if default else 1]
+    if default is None and view.info.none_means != DERIVED:
+        return view.info.none_means
+    return show_value(default, view)
+
+
+def _option(view: FieldView, default: Any, panel: str | None, form: Form, as_dict: bool) -> tuple[Any, Any]:
+    """(annotation, default) of one generated parameter."""
+    kwargs: dict[str, Any] = {"help": _help(view, form), "show_default": True}
     if panel:
         kwargs["rich_help_panel"] = panel
-    flag = view.flag
-    if base is bool and not view.info.nullable:
-        # ``flag="per-slice/fixed-mask"`` names both switches; by default ``--x/--no-x``.
-        on, _, off = (view.info.flag or view.name.replace("_", "-")).partition("/")
-        return Annotated[bool, typer.Option(f"--{on}/--{off or 'no-' + on}", **kwargs)], bool(default)
-    if view.info.percent or _tuple_items(view) or view.info.nullable or base not in (int, float, str):
-        kwargs["metavar"] = "VALUE"
-        shown = "" if default is None else _show(default, view)
-        kwargs["show_default"] = shown or "derived"
-        return Annotated[str | None, typer.Option(flag, **kwargs)], None
-    return Annotated[base, typer.Option(flag, **kwargs)], default
+    if form.callback is not None:
+        kwargs.update(callback=form.callback, is_eager=True)
+    names = [view.flag, *form.aliases]
+    if view.base_type is bool and not view.info.nullable and form.parse is None:
+        switch = "--{}/--{}".format(*_switches(view))
+        if as_dict:  # unset unless given: a config file's value stays
+            kwargs["show_default"] = default_text(view, default)
+            return Annotated[bool | None, typer.Option(switch, *form.aliases, **kwargs)], None
+        return Annotated[bool, typer.Option(switch, *form.aliases, **kwargs)], bool(default)
+    if _is_plain(view) and form.parse is None and not form.repeat:
+        if as_dict:
+            kwargs["show_default"] = default_text(view, default)
+            return Annotated[view.base_type | None, typer.Option(*names, **kwargs)], None
+        return Annotated[view.base_type, typer.Option(*names, **kwargs)], default
+    kwargs["metavar"] = _metavar(view, form)
+    kwargs["show_default"] = default_text(view, default)
+    if form.repeat:
+        return Annotated[list[str] | None, typer.Option(*names, **kwargs)], None
+    return Annotated[str | None, typer.Option(*names, **kwargs)], None
 
 
-def _show(value: Any, view: FieldView) -> str:
-    if view.info.percent and isinstance(value, int | float):
-        return f"{value * 100:g}%"
-    if isinstance(value, tuple | list):
-        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    return str(value)
+def _split(text: str, separators: str) -> list[str]:
+    for sep in separators[1:]:
+        text = text.replace(sep, separators[0])
+    return [p.strip() for p in text.split(separators[0]) if p.strip()]
 
 
-def _convert(view: FieldView, raw: Any) -> Any:
-    """A flag's value → the field's value (``None`` for an untouched string flag means "keep the default")."""
-    if not isinstance(raw, str) or view.base_type is str:
-        return raw
-    text = raw.strip()
-    if view.info.nullable and text.lower() in ("", "none", "auto", "derived"):
-        return None
-    if _tuple_items(view):
-        return _parse_tuple(text, view)
-    if view.info.percent:
-        return parse_fraction(text, view.flag)
-    base = view.base_type
-    if base in (int, float):
+def _scalar(text: str, kind: Any, view: FieldView, flag: str) -> Any:
+    if view.info.percent and kind in (int, float):
+        return parse_fraction(text, flag)
+    if kind in (int, float):
         try:
-            return base(text)
+            return kind(text)
         except ValueError:
-            kind = "a whole number" if base is int else "a number"
-            raise ValueError(f"{view.flag} expects {kind}, got {raw!r}") from None
+            what = "a whole number" if kind is int else "a number"
+            raise ValueError(f"{flag} expects {what}, got {text!r}") from None
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise ValueError(f"{flag} expects true or false, got {text!r}")
     return text
+
+
+def convert(view: FieldView, raw: Any, form: Form = Form()) -> Any:
+    """A flag's value → the field's value (numbers and switches pass as they are; text is parsed by its field type)."""
+    flag = view.flag
+    if isinstance(raw, list | tuple) and form.repeat:  # one item per flag given
+        kind = _item_type(_sequence(view)[1])
+        return [form.parse(t, flag) if form.parse else _scalar(str(t).strip(), kind, view, flag) for t in raw]
+    if not isinstance(raw, str):
+        return raw
+    if form.parse is not None:
+        return form.parse(raw, flag)
+    text = raw.strip()
+    if view.info.nullable and text.lower() in NONE_WORDS:
+        return None
+    kind, items = _sequence(view)
+    if kind and text.lower() in NONE_WORDS:
+        return [] if kind == "list" else ()
+    if kind == "list":
+        return [_scalar(p, _item_type(items), view, flag) for p in _split(text, ",")]
+    if kind == "tuple":
+        parts = _split(text, ",:")
+        if Ellipsis not in items and len(parts) != len(items):
+            raise ValueError(f"{flag} expects {_metavar(view, form)} ({len(items)} values), got {raw!r}")
+        kinds = [_item_type(items)] * len(parts) if Ellipsis in items else list(items)
+        return tuple(_scalar(p, k, view, flag) for p, k in zip(parts, kinds, strict=True))
+    if view.base_type in (int, float, bool):
+        return _scalar(text, view.base_type, view, flag)
+    if view.info.percent:
+        return parse_fraction(text, flag)
+    return text
+
+
+def build(spec: type[Spec], values: Mapping[str, Any]) -> Spec:
+    """``spec`` from field values (lists become tuples where the model has tuples); the model's error messages name
+    the flag instead of the field (``budget must be …`` → ``--budget must be …``)."""
+    try:
+        return spec.from_dict(values)
+    except ValueError as err:
+        message = str(err)
+        for view in cli_fields(spec):
+            if message.startswith(view.name + " ") and view.flag[2:] != view.name:
+                raise ValueError(view.flag + message[len(view.name) :]) from None
+            if message.startswith(view.name + " "):
+                raise ValueError("--" + message) from None
+        raise
 
 
 def spec_options(
@@ -146,49 +299,89 @@ def spec_options(
     exclude: Iterable[str] = (),
     defaults: Mapping[str, Any] | None = None,
     panel: str | None = None,
+    forms: Mapping[str, Form] | None = None,
+    as_dict: bool = False,
+    given: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator for a typer command: add one option per CLI field of ``spec`` and pass the built spec as ``into``.
 
-    ``prefix`` is prepended to the parameter names (not the flags) so two models can share a command; ``defaults``
-    overrides a model default for this command only; ``panel`` groups the options in ``--help``.
+    ``prefix`` is prepended to the parameter names (not the flags) so two models with a field of the same name can
+    share a command (exclude one of them when one flag sets both); ``defaults`` overrides a model default for this
+    command only; ``panel`` groups the options in ``--help``; ``forms`` adjusts single fields (:class:`Form`).
+    ``as_dict`` passes only the values given on the command line, as ``{field: value}`` (every option starts unset),
+    for a command that lays them over a config file. ``given`` names a parameter of the command that receives the
+    set of fields given on the command line (e.g. to tell ``--minutes`` alone from ``--minutes`` with
+    ``--iterations``).
     """
     views = cli_fields(spec, exclude)
     overrides = dict(defaults or {})
+    adjust = dict(forms or {})
+    unknown = (set(overrides) | set(adjust)) - {view.name for view in fields_of(spec)}
+    if unknown:
+        raise TypeError(f"{spec.__name__} has no field(s) {sorted(unknown)}")
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         base_signature = inspect.signature(command, eval_str=True)
-        kept = [p for p in base_signature.parameters.values() if p.name != into]
+        hidden = {into, given}
+        kept = [p for p in base_signature.parameters.values() if p.name not in hidden]
+        taken = {p.name for p in kept}
         annotations = {p.name: p.annotation for p in kept}
         added = []
         names: dict[str, FieldView] = {}
         for view in views:
-            param_name = f"{prefix}{view.name}"
+            name = param_name(view, prefix)
+            if name in taken:
+                raise TypeError(f"{command.__name__}: the option {view.flag} of {spec.__name__}.{view.name} clashes")
+            form = adjust.get(view.name, Form())
             default = overrides.get(view.name, view.default)
-            annotation, value = _option(view, param_name, default, panel)
-            added.append(
-                inspect.Parameter(param_name, inspect.Parameter.KEYWORD_ONLY, default=value, annotation=annotation)
-            )
-            annotations[param_name] = annotation
-            names[param_name] = view
+            annotation, value = _option(view, default, panel, form, as_dict)
+            added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value, annotation=annotation))
+            annotations[name] = annotation
+            names[name] = view
+            taken.add(name)
 
         @functools.wraps(command)
         def run(*args: Any, **kwargs: Any) -> Any:
-            values = dict(overrides)
-            for param_name, view in names.items():
-                raw = kwargs.pop(param_name, None)
-                if raw is None and (
-                    view.info.percent
-                    or _tuple_items(view)
-                    or view.info.nullable
-                    or view.base_type not in (int, float, str, bool)
-                ):
-                    continue  # flag not given: the model's (or this command's) default
-                values[view.name] = _convert(view, raw)
-            kwargs[into] = spec(**values)
+            values: dict[str, Any] = {} if as_dict else dict(overrides)
+            set_here = set()
+            for name, view in names.items():
+                raw = kwargs.pop(name, None)
+                if raw is None:
+                    continue  # not given: the model's (or this command's) default, or the config file's value
+                if not isinstance(raw, str) and not as_dict and raw == overrides.get(view.name, view.default):
+                    values[view.name] = raw  # a typed option at its default (click fills those in)
+                    continue
+                values[view.name] = convert(view, raw, adjust.get(view.name, Form()))
+                set_here.add(view.name)
+            kwargs[into] = values if as_dict else build(spec, values)
+            if given is not None:
+                kwargs[given] = frozenset(set_here)
             return command(*args, **kwargs)
 
-        run.__signature__ = base_signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
+        # The options of this model come before those of decorators below it (the order of the decorators).
+        generated = set(getattr(command, "spec_fields", {}))
+        own = [p for p in kept if p.name not in generated]
+        below = [p for p in kept if p.name in generated]
+        run.__signature__ = base_signature.replace(parameters=[*own, *added, *below])  # type: ignore[attr-defined]
         run.__annotations__ = annotations
+        run.spec_fields = {  # type: ignore[attr-defined]
+            **getattr(command, "spec_fields", {}),
+            **{n: (spec, v, overrides.get(v.name, v.default)) for n, v in names.items()},
+        }
         return run
 
     return decorate
+
+
+def generated_options(callback: Callable[..., Any]) -> dict[str, tuple[type[Spec], FieldView, Any]]:
+    """The parameters that :func:`spec_options` added to a command: ``{name: (model, field, default)}`` (the default
+    this command uses: the model's unless ``defaults`` overrides it)."""
+    return dict(getattr(callback, "spec_fields", {}))
+
+
+def field_default(spec: type[Spec], name: str) -> Any:
+    """The model's default of field ``name`` (``MISSING`` when it has none)."""
+    for view in fields_of(spec):
+        if view.name == name:
+            return view.default
+    return MISSING

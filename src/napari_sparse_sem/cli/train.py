@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from napari_sparse_sem.active.train_estimator import EstimatorTrainingConfig
 from napari_sparse_sem.cli.common import (
     QuietOption,
     clean_errors,
@@ -20,6 +21,9 @@ from napari_sparse_sem.cli.common import (
     stdout_console,
     stopped,
 )
+from napari_sparse_sem.cli.methods import check_methods
+from napari_sparse_sem.cli.spec_options import Form, parse_fraction, spec_options
+from napari_sparse_sem.recon.gan_training import GANTrainingConfig
 from napari_sparse_sem.runtime import run_job
 
 
@@ -49,6 +53,27 @@ def _check_weights_out(out: Path, volume: Path, overwrite: bool) -> None:
     check_writable_folder(Path(out).parent)
 
 
+ITERATIONS = Form(help="Training batches, across resumes (none with --minutes alone; both: whichever ends first).")
+"""``--iterations`` of the training commands: its default holds only without ``--minutes`` (:func:`training_budget`)."""
+
+
+def training_budget(config: Any, given: frozenset[str]) -> Any:
+    """The training budget of a command line: ``--minutes`` alone is the whole budget (the iterations' default only
+    applies without ``--minutes``); with both, whichever ends first."""
+    if "minutes" in given and "iterations" not in given and config.minutes is not None:
+        return config.replace(iterations=None)
+    return config
+
+
+def coverage_range(text: str, flag: str) -> float | tuple[float, float]:
+    """``--coverage C`` or ``LOW:HIGH`` (fractions or percentages) of a training command."""
+    parts = str(text).split(":")
+    if len(parts) > 2:
+        raise ValueError(f"{flag} expects C or LOW:HIGH (e.g. 0.05 or 0.02:0.2), got {text!r}")
+    values = [parse_fraction(part, flag) for part in parts]
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
 def _budget_flags(minutes: float | None, iterations: int | None) -> str:
     """The budget flags of a training command, as written into model cards."""
     return " ".join(
@@ -58,64 +83,41 @@ def _budget_flags(minutes: float | None, iterations: int | None) -> str:
 
 
 @clean_errors
+@spec_options(
+    EstimatorTrainingConfig,
+    into="config",
+    given="given",
+    forms={"initial": Form(repeat=True, metavar="lowres:F|PATTERN:COVERAGE"), "iterations": ITERATIONS},
+    panel="Training (EstimatorTrainingConfig)",
+)
 def train_estimator(
     volume: Annotated[Path, typer.Argument(help="Dense volume whose reference slices the estimator learns from.")],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Weights file (.safetensors); its model card goes beside it (.json).")
     ],
+    config: EstimatorTrainingConfig,
+    given: frozenset[str],
     slices: Annotated[str | None, typer.Option(help="Reference slices A:B (half-open); default: all.")] = None,
-    initial: Annotated[
-        list[str] | None,
-        typer.Option("--initial", help="Initial scan lowres:F or PATTERN:COVERAGE (repeatable; default lowres:4)."),
-    ] = None,
-    recon: Annotated[str, typer.Option(help="Reconstruction method of the initial scan.")] = "linear",
-    minutes: Annotated[float | None, typer.Option(help="Training time budget in minutes.")] = None,
-    iterations: Annotated[
-        int | None, typer.Option(help="Training batches (default 2000 without --minutes; both: whichever ends first).")
-    ] = None,
-    crop: Annotated[int, typer.Option(help="Side of the random square training crops (px).")] = 96,
-    batch_size: Annotated[int, typer.Option(help="Crops per batch.")] = 16,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    base_channels: Annotated[int, typer.Option(help="U-Net channels of the first level (doubling per level).")] = 16,
-    levels: Annotated[int, typer.Option(help="U-Net down-sampling levels.")] = 3,
-    balance: Annotated[
-        bool, typer.Option("--balance/--no-balance", help="Weight the positive class by the negatives/positives ratio.")
-    ] = False,
-    seed: Annotated[int, typer.Option(help="Seed of crops, augmentation, initial weights and random scans.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing weights file and card.")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Train the unet error estimator (binarized error, Mi et al. 2020) on dense reference slices of VOLUME."""
-    from napari_sparse_sem.active.train_estimator import EstimatorTrainingConfig, train_estimator_job
+    from napari_sparse_sem.active.train_estimator import train_estimator_job
     from napari_sparse_sem.nn.weights import read_card
-    from napari_sparse_sem.recon.base import available_methods
 
-    if recon not in available_methods():
-        raise ValueError(f"unknown reconstruction method {recon!r}; choose one of {available_methods()}")
-    config = EstimatorTrainingConfig(
-        initial=list(initial or ["lowres:4"]),
-        recon=recon,
-        crop=crop,
-        batch_size=batch_size,
-        iterations=iterations if iterations is not None or minutes is not None else 2000,
-        minutes=minutes,
-        lr=lr,
-        seed=seed,
-        base_channels=base_channels,
-        levels=levels,
-        balance=balance,
-    )
+    check_methods([config.recon])
+    config = training_budget(config, given)
     _check_weights_out(out, volume, overwrite)
     scaled, a, b = _reference_slices(volume, dataset, slices)
-    budget = _budget_flags(minutes, config.iterations)
+    c = config
     command = (
         f"sparse-sem train-estimator {volume} --slices {a}:{b} "
-        + " ".join(f"--initial {text}" for text in config.initial)
-        + f" --recon {recon} {budget} --crop {crop} --batch-size {batch_size} --lr {lr:g} "
-        f"--base-channels {base_channels} --levels {levels} {'--balance' if balance else '--no-balance'} "
-        f"--seed {seed} --device {device} --out {out}"
+        + " ".join(f"--initial {text}" for text in c.initial)
+        + f" --recon {c.recon} {_budget_flags(c.minutes, c.iterations)} --crop {c.crop} --batch-size {c.batch_size} "
+        f"--lr {c.lr:g} --base-channels {c.base_channels} --levels {c.levels} "
+        f"{'--balance' if c.balance else '--no-balance'} --seed {c.seed} --device {device} --out {out}"
     )
     job = train_estimator_job(
         scaled,
@@ -146,36 +148,29 @@ def train_estimator(
 
 
 @clean_errors
+@spec_options(
+    GANTrainingConfig,
+    into="config",
+    given="given",
+    forms={
+        "patterns": Form(aliases=("--pattern",)),
+        "coverage": Form(parse=coverage_range, metavar="C|LOW:HIGH"),
+        "iterations": ITERATIONS,
+    },
+    panel="Training (GANTrainingConfig)",
+)
 def train_gan(
     volume: Annotated[Path, typer.Argument(help="Dense volume whose reference slices the generator learns from.")],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Weights file (.safetensors); its model card goes beside it (.json).")
     ],
+    config: GANTrainingConfig,
+    given: frozenset[str],
     slices: Annotated[str | None, typer.Option(help="Reference slices A:B (half-open); default: all.")] = None,
-    patterns: Annotated[
-        str, typer.Option("--patterns", "--pattern", help="Mask patterns: a comma list, or mixed (spiral,grid,random).")
-    ] = "mixed",
-    coverage: Annotated[
-        str, typer.Option(help="Coverage C, or a range LOW:HIGH drawn log-uniformly per crop.")
-    ] = "0.02:0.2",
-    minutes: Annotated[float | None, typer.Option(help="Training time budget in minutes (across resumes).")] = None,
-    iterations: Annotated[
-        int | None, typer.Option(help="Training batches (default 2000 without --minutes; both: whichever ends first).")
-    ] = None,
-    preset: Annotated[str, typer.Option(help="Network size: compact (CPU) or paper (Ede's widths, GPU).")] = "compact",
     fill: Annotated[str | None, typer.Option(help="Input fill of unscanned pixels: nearest or zeros (Ede).")] = None,
     context: Annotated[
         int, typer.Option(help="Neighbour slices on each side the generator also sees (0: Ede's 2D generator).")
     ] = 0,
-    crop: Annotated[int, typer.Option(help="Side of the random square training crops (px).")] = 128,
-    batch_size: Annotated[int, typer.Option(help="Crops per batch.")] = 8,
-    pretrain_fraction: Annotated[
-        float, typer.Option(help="Share of the budget for MSE pre-training (1: no adversarial phase).")
-    ] = 0.7,
-    adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial loss against the MSE.")] = 2e-3,
-    alrc: Annotated[bool, typer.Option("--alrc/--no-alrc", help="Adaptive learning rate clipping of outliers.")] = True,
-    lr: Annotated[float, typer.Option(help="Adam learning rate of the pre-training.")] = 1e-3,
-    seed: Annotated[int, typer.Option(help="Seed of crops, masks, augmentation and initial weights.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the training saved in OUT's checkpoint.")] = False,
@@ -184,40 +179,21 @@ def train_gan(
 ) -> None:
     """Train the partial-scan GAN (Ede & Beanland 2020) on dense reference slices of VOLUME."""
     from napari_sparse_sem.nn.weights import read_card
-    from napari_sparse_sem.recon.gan_training import (
-        GANTrainingConfig,
-        parse_coverage,
-        parse_patterns,
-        state_path,
-        train_gan_job,
-    )
+    from napari_sparse_sem.recon.gan_training import state_path, train_gan_job
 
     if resume and overwrite:
         raise ValueError("--resume continues a training, --overwrite starts a new one: give one of them")
     _check_weights_out(out, volume, overwrite=True)  # the job itself refuses existing files without --overwrite
-    config = GANTrainingConfig(
-        preset=preset,
-        architecture={**({"fill": fill} if fill else {}), **({"context": context} if context else {})},
-        patterns=parse_patterns(patterns),
-        coverage=parse_coverage(coverage),
-        crop=crop,
-        batch_size=batch_size,
-        iterations=iterations if iterations is not None or minutes is not None else 2000,
-        minutes=minutes,
-        pretrain_fraction=pretrain_fraction,
-        adv_weight=adv_weight,
-        alrc=alrc,
-        lr=lr,
-        seed=seed,
-    )
+    architecture = {**({"fill": fill} if fill else {}), **({"context": context} if context else {})}
+    config = training_budget(config.replace(architecture=architecture), given)
     scaled, a, b = _reference_slices(volume, dataset, slices)
-    budget = _budget_flags(minutes, config.iterations)
+    c = config
     command = (
-        f"sparse-sem train-gan {volume} --slices {a}:{b} --patterns {','.join(config.patterns)} "
-        f"--coverage {config.coverage[0]:g}:{config.coverage[1]:g} {budget} --preset {preset} "
-        f"--fill {config.network().fill} --context {context} --crop {crop} --batch-size {batch_size} "
-        f"--pretrain-fraction {pretrain_fraction:g} --adv-weight {adv_weight:g} {'--alrc' if alrc else '--no-alrc'} "
-        f"--lr {lr:g} --seed {seed} --device {device} --out {out}"
+        f"sparse-sem train-gan {volume} --slices {a}:{b} --patterns {','.join(c.patterns)} "
+        f"--coverage {c.coverage[0]:g}:{c.coverage[1]:g} {_budget_flags(c.minutes, c.iterations)} --preset {c.preset} "
+        f"--fill {c.network().fill} --context {context} --crop {c.crop} --batch-size {c.batch_size} "
+        f"--pretrain-fraction {c.pretrain_fraction:g} --adv-weight {c.adv_weight:g} "
+        f"{'--alrc' if c.alrc else '--no-alrc'} --lr {c.lr:g} --seed {c.seed} --device {device} --out {out}"
     )
     job = train_gan_job(
         scaled,

@@ -93,16 +93,23 @@ class CompareSpec(Spec):
         default_factory=lambda: ["random"], help="Mask patterns to compare (a list, or 'all' for every pattern)."
     )
     coverages: list[float] = param(
-        default_factory=lambda: [DEFAULT_COVERAGE], help="Fractions of pixels scanned, e.g. 0.05.", percent=True
+        default_factory=lambda: [DEFAULT_COVERAGE],
+        help="Fractions of pixels scanned, e.g. 0.05.",
+        percent=True,
+        flag="coverage",
     )
-    methods: list[str] = param(default_factory=lambda: ["linear"], help="Reconstruction methods.")
+    methods: list[str] = param(
+        default_factory=lambda: ["linear"], help="Reconstruction methods (`--method help` lists them).", flag="method"
+    )
     slices: tuple[int, int] | None = param(None, help="Slices A:B (half-open) of the input.", none_means="all slices")
     roi: tuple[int, int, int, int] | None = param(
         None, help="Region (y0, y1, x0, x1) of every slice.", none_means="the whole slice"
     )
     seed: int = param(0, help="Seed of masks and noise.", low=0)
     device: str = param("cpu", help="auto, cpu, cuda or mps.")
-    per_slice: bool = param(True, help="A new mask for every slice (else one mask for all slices).")
+    per_slice: bool = param(
+        True, help="A new mask for every slice (else one mask for all slices).", flag="per-slice/fixed-mask"
+    )
     dose: float | None = param(
         None,
         help="Electrons per scanned pixel (shot noise).",
@@ -121,7 +128,10 @@ class CompareSpec(Spec):
         widget=False,
     )
     equal_time: bool = param(
-        False, help="Equal total beam time: dose is the dense scan's; sparse pixels get dose/coverage."
+        False,
+        help="Equal total beam time: dose is the dense scan's; sparse pixels get dose/coverage; the noisy dense scan "
+        "is scored too.",
+        flag="equal-time/equal-dose",
     )
 
     def __post_init__(self) -> None:

@@ -62,7 +62,10 @@ class MaskSpec(Spec):
         low_open=True,
     )
     per_slice: bool = param(
-        True, help="A new mask for every slice (else one mask for all slices).", label="new mask per slice"
+        True,
+        help="A new mask for every slice (else one mask for all slices).",
+        label="new mask per slice",
+        flag="per-slice/fixed-mask",
     )
     seed: int | None = param(0, help="Seed of the masks.", low=0, nullable=True, none_means="a fresh random seed")
     jitter: float | None = param(

@@ -41,7 +41,13 @@ class DatasetSpec(Spec):
     size: int = param(128, low=16, high=2048, unit="px", help="Image side of every sample (square).")
     scale: float = param(0.5, low=0.05, high=4.0, help="Factor on Table 1's particle sizes.")
     pixel_size_nm: float = param(
-        5.0, low=0.0, low_open=True, unit="nm", label="pixel size", help="Physical size of one voxel."
+        5.0,
+        low=0.0,
+        low_open=True,
+        unit="nm",
+        label="pixel size",
+        help="Physical size of one voxel.",
+        flag="pixel-size",
     )
     seed: int = param(0, help="Random seed of the geometry plan and the particle draws.")
     mc: MCConfig = param(default_factory=MCConfig, label="Monte Carlo", help="Settings of the Monte Carlo teacher.")

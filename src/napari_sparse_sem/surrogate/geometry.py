@@ -75,7 +75,13 @@ class GeometrySpec(Spec):
         (128, 256, 256), unit="voxels", help="Size of the voxel window (depth, height, width)."
     )
     pixel_size_nm: float = param(
-        5.0, low=0.0, low_open=True, unit="nm", label="pixel size", help="Physical size of one voxel."
+        5.0,
+        low=0.0,
+        low_open=True,
+        unit="nm",
+        label="pixel size",
+        help="Physical size of one voxel.",
+        flag="pixel-size",
     )
     seed: int = param(0, help="Random seed of the particle draw.")
 

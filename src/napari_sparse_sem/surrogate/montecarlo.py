@@ -43,13 +43,25 @@ class MCConfig(Spec):
 
     kind = "Monte Carlo"
 
-    energy_kev: float = param(2.0, low=0.1, high=50.0, unit="keV", label="beam energy", help="Primary beam energy.")
+    energy_kev: float = param(
+        2.0, low=0.1, high=50.0, unit="keV", label="beam energy", help="Primary beam energy.", flag="energy"
+    )
     electrons_per_pixel: int = param(
-        100, low=1, label="electrons / pixel", help="Primary electrons traced per pixel (more: less MC noise)."
+        100,
+        low=1,
+        label="electrons / pixel",
+        help="Primary electrons traced per pixel (more: less MC noise).",
+        flag="electrons",
     )
     element: str = param("C", help=f"Target element ({', '.join(ELEMENTS)}; case does not matter).")
     cutoff_kev: float = param(
-        0.05, low=0.0, low_open=True, unit="keV", label="cutoff", help="Energy at which a trajectory ends (< beam)."
+        0.05,
+        low=0.0,
+        low_open=True,
+        unit="keV",
+        label="cutoff",
+        help="Energy at which a trajectory ends (< beam).",
+        flag="cutoff",
     )
     bse_min_ev: float = param(
         50.0, low=0.0, unit="eV", label="BSE minimum", help="Lowest energy an escaping electron counts as BSE."
@@ -70,7 +82,14 @@ class MCConfig(Spec):
         30.0, low=0.0, unit="1/keV", label="SE per keV", help="Secondary electrons made per keV the primaries lose."
     )
     tilt_deg: float = param(
-        0.0, low=0.0, high=89.0, high_open=True, unit="°", label="tilt", help="Beam tilt from the surface normal."
+        0.0,
+        low=0.0,
+        high=89.0,
+        high_open=True,
+        unit="°",
+        label="tilt",
+        help="Beam tilt from the surface normal.",
+        flag="tilt",
     )
     seed: int = param(0, help="Random seed of the electron trajectories.")
 
