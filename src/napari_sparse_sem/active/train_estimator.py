@@ -233,7 +233,7 @@ class _EstimatorTrainer(Trainer[dict[str, Any]]):
         weight = torch.tensor(self.pos_weight, dtype=torch.float32, device=device).reshape(-1, 1, 1)
         self.loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
         self.curve: list[float] = []  # mean loss per log interval
-        self._loss: Any = None
+        self.pending_loss: Any = None
 
     def losses(self) -> dict[str, float]:
         import torch
@@ -244,15 +244,8 @@ class _EstimatorTrainer(Trainer[dict[str, Any]]):
         x, y = _crop_batch(self.samples, self.size, self.config.batch_size, self.rng)
         xt = torch.from_numpy(x).to(self.device)
         yt = torch.from_numpy(y).to(self.device)
-        self._loss = self.loss_fn(self.model(xt), yt)
-        return {"loss": float(self._loss.detach())}
-
-    def update(self) -> dict[str, float]:
-        loss, self._loss = self._loss, None
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {}
+        self.pending_loss = self.loss_fn(self.model(xt), yt)
+        return {"loss": float(self.pending_loss.detach())}
 
     def progress(self, means: Mapping[str, float]) -> Progress:
         iteration, seconds = self.state.iteration, self.state.seconds

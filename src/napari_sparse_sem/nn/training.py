@@ -115,6 +115,9 @@ class Trainer(Generic[T]):
     checkpoint_every: int | None = None
     checkpoint_minutes: float | None = None
 
+    optimizer: Any = None
+    pending_loss: Any = None
+
     def __init__(self) -> None:
         self.state = LoopState()
 
@@ -124,8 +127,13 @@ class Trainer(Generic[T]):
 
     def update(self) -> dict[str, float]:
         """Apply the update of the batch :meth:`losses` computed; return further losses to log (e.g. a
-        discriminator's), or an empty dict."""
-        raise NotImplementedError
+        discriminator's), or an empty dict. The default is one optimizer step on ``self.pending_loss`` (the loss
+        tensor :meth:`losses` kept) with ``self.optimizer``; trainers with several networks override it."""
+        loss, self.pending_loss = self.pending_loss, None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {}
 
     def diverged(self, losses: Mapping[str, float]) -> bool:
         """Whether this batch's losses mean the training diverged (default: any loss is not finite)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_sparse_sem.nn.curves import Panel, Series, curves_json, plot_curves, write_curves_json
+from napari_sparse_sem.nn.curves import Panel, Series, curves_json, curves_png, plot_curves, write_curves_json
 from napari_sparse_sem.nn.training import Trainer, TrainingDiverged
 from napari_sparse_sem.recon.gan import CARD_KIND
 from napari_sparse_sem.recon.gan_data import Validation, training_batch
@@ -74,10 +74,8 @@ def state_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.train-state.safetensors")
 
 
-def curves_path(path: str | Path) -> Path:
-    """The learning-curve plot beside weights file ``path``: ``model.curves.png`` (its numbers: ``.curves.json``)."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.curves.png")
+curves_path = curves_png
+"""The learning-curve plot beside weights file ``path``: ``model.curves.png`` (its numbers: ``.curves.json``)."""
 
 
 def _learning_rate(config: GANTrainingConfig, progress: float) -> float:

@@ -243,7 +243,7 @@ class _SurrogateTrainer(Trainer[dict[str, Any]]):
         self.use_amp = device.startswith("cuda")
         if self.use_amp:
             torch.backends.cudnn.benchmark = True
-        self._loss: Any = None
+        self.pending_loss: Any = None
 
     def resume(self, tensors: dict[str, Any], saved: dict[str, Any]) -> None:
         """Continue from the checkpoint: weights, optimiser state, curves and counters."""
@@ -289,15 +289,8 @@ class _SurrogateTrainer(Trainer[dict[str, Any]]):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp):
             pred = self.net(x)
         diff = pred.float() - y
-        self._loss = diff.abs().mean() if config.loss == "l1" else (diff * diff).mean()
-        return {"loss": float(self._loss.detach())}
-
-    def update(self) -> dict[str, float]:
-        loss, self._loss = self._loss, None
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {}
+        self.pending_loss = diff.abs().mean() if config.loss == "l1" else (diff * diff).mean()
+        return {"loss": float(self.pending_loss.detach())}
 
     def validate(self) -> None:
         """Record the mean held-out L1 per signal (when the dataset has held-out samples)."""
