@@ -106,7 +106,7 @@ class CompareSpec(Spec):
         None, help="Region (y0, y1, x0, x1) of every slice.", none_means="the whole slice"
     )
     seed: int = param(0, help="Seed of masks and noise.", low=0)
-    device: str = param("cpu", help="auto, cpu, cuda or mps.")
+    device: str = param("auto", help="Where networks run: auto (cuda > mps > cpu), cpu, cuda or mps.")
     per_slice: bool = param(
         True, help="A new mask for every slice (else one mask for all slices).", flag="per-slice/fixed-mask"
     )
