@@ -117,8 +117,9 @@ def test_cli_train_estimator(small_stack: np.ndarray, tmp_path: Path) -> None:
     card = read_card(out)
     assert card["data"]["file"] == "crop.tif" and card["data"]["slices"] == [0, 1, 2]
     assert card["initial"] == ["lowres:4", "lowres:8"] and card["training"]["seed"] == 3
-    assert card["command"].startswith(f"sparse-sem train-estimator {volume} --slices 0:3 --initial lowres:4")
-    assert "--iterations 12" in card["command"] and "--levels 2" in card["command"]
+    assert card["command"].startswith(f"sparse-sem train-estimator {volume} --out {out} --slices 0:3")
+    for flags in ("--initial lowres:4 --initial lowres:8", "--iterations 12", "--levels 2", "--seed 3"):
+        assert flags in card["command"], flags
 
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--overwrite" in again.output

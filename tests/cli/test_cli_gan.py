@@ -39,8 +39,10 @@ def test_train_gan_writes_weights_card_curves_and_refuses_to_overwrite(trained: 
     card = read_card(out)
     assert card["data"]["slices"] == [0, 1, 2, 3] and card["training"]["patterns"] == ["spiral", "random"]
     assert card["training"]["coverage"] == [0.05, 0.1] and card["training"]["seed"] == 2
-    assert card["command"].startswith(f"sparse-sem train-gan {volume} --slices 0:4 --patterns spiral,random")
-    assert "--iterations 4" in card["command"] and "--fill nearest" in card["command"]
+    # The card's command is rendered from the run record: the flags given, in the CLI's own spelling.
+    assert card["command"].startswith(f"sparse-sem train-gan {volume} --out {out} --slices 0:4 --device cpu")
+    for flags in ("--patterns spiral,random", "--coverage 0.05:0.1", "--iterations 4", "--seed 2"):
+        assert flags in card["command"], flags
     assert out.with_name("gan.curves.png").is_file() and out.with_name("gan.train-state.safetensors").is_file()
     again = runner.invoke(app, ["train-gan", str(volume), "--iterations", "4", "--out", str(out)])
     assert again.exit_code == 2 and "--resume" in again.output

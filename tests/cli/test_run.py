@@ -84,3 +84,21 @@ def test_run_refuses_files_without_a_record(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no run record" in result.output
     assert invoke("run", tmp_path / "missing.json").exit_code == 2
+
+
+def test_rendered_command_line_runs_the_same_command(tmp_path: Path) -> None:
+    """Model cards and messages show a record as a shell command; that command, typed in, does the same work."""
+    import shlex
+
+    from napari_sparse_sem.cli.run import command_line
+
+    sparse = tmp_path / "sparse.tif"
+    args = ["simulate", CROP, "--out", sparse, "--slices", "2:4", "--pattern", "hexgrid", "--coverage", "7%"]
+    assert invoke(*args, "--fixed-mask", "--seed", "5").exit_code == 0
+    record = read_metadata(sparse)["run"]
+    words = shlex.split(command_line(record["command"], record["arguments"]))
+    assert words[:3] == ["sparse-sem", "simulate", str(CROP)]
+    assert "--fixed-mask" in words and "--quiet" not in words
+    words[words.index("--out") + 1] = str(tmp_path / "typed.tif")
+    assert invoke(*words[1:]).exit_code == 0
+    np.testing.assert_array_equal(read_volume(tmp_path / "typed.tif").data, read_volume(sparse).data)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import shlex
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from napari_sparse_sem.cli.common import QuietOption, clean_errors, echo
-from napari_sparse_sem.provenance import find_record, recording
+from napari_sparse_sem.provenance import current, find_record, recording
 
 CONTROL_ARGUMENTS = ("out", "overwrite", "quiet")
 """Arguments ``run`` sets itself rather than taking from the record."""
@@ -51,6 +52,47 @@ def record_commands(app: typer.Typer, prefix: str = "") -> dict[str, Callable[..
     for group in app.registered_groups:
         commands.update(record_commands(group.typer_instance, f"{prefix}{group.name} "))
     return commands
+
+
+def command_line(command: str, arguments: Mapping[str, Any]) -> str:
+    """The shell command that runs ``command`` with ``arguments`` (a run record's), for model cards and messages.
+
+    Rendered from the command's own options (their flag names, on/off switches, aliases), so it never drifts from
+    the CLI; options at their default, ``--quiet`` and ``--overwrite`` are left out.
+    """
+    import typer.main
+
+    from napari_sparse_sem.cli import app
+
+    node: Any = typer.main.get_command(app)
+    for part in command.split():
+        node = node.commands[part]
+    words = ["sparse-sem", *command.split()]
+    options: list[str] = []
+    for param in node.params:
+        if param.name not in arguments or param.name in ("quiet", "overwrite"):
+            continue
+        value = arguments[param.name]
+        if param.param_type_name == "argument":
+            words.extend(str(v) for v in (value if isinstance(value, list | tuple) else [value]))
+            continue
+        if value is None or value == param.default:
+            continue
+        if isinstance(value, bool):
+            if value or param.secondary_opts:
+                options.append(param.opts[0] if value else param.secondary_opts[0])
+            continue
+        values = value if isinstance(value, list | tuple) and param.multiple else [value]
+        for item in values:
+            text = ",".join(str(v) for v in item) if isinstance(item, list | tuple) else str(item)
+            options.extend([param.opts[0], text])
+    return shlex.join([*words, *options])
+
+
+def current_command_line() -> str:
+    """:func:`command_line` of the command running now (its run record); empty outside a recorded command."""
+    record = current()
+    return command_line(record["command"], record["arguments"]) if record else ""
 
 
 def _load(path: Path) -> Any:

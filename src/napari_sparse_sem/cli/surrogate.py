@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from napari_sparse_sem.cli.common import QuietOption, clean_errors, progress_bar, stdout_console, stopped
+from napari_sparse_sem.cli.run import current_command_line
 from napari_sparse_sem.cli.spec_options import Form, spec_options
 from napari_sparse_sem.cli.train import ITERATIONS, training_budget
 from napari_sparse_sem.runtime import run_job
@@ -132,15 +133,7 @@ def train(
     check_not_input(out, [dataset])
     check_writable_folder(out.parent)
     c = training_budget(config.replace(model=model), given)
-    budget = " ".join(
-        f for f in (f"--iterations {c.iterations}" if c.iterations else "",
-                    f"--minutes {c.minutes:g}" if c.minutes else "") if f
-    )  # fmt: skip
-    command = (
-        f"sparse-sem surrogate train {dataset} --out {out} --layout {model.layout} --representation "
-        f"{model.representation} {budget} --batch {c.batch} --crop {c.crop} --lr {c.lr:g} --loss {c.loss} "
-        f"--seed {c.seed} --device {c.device}"
-    )
+    command = current_command_line()
     job = train_surrogate_job(dataset, out, c, resume=resume, overwrite=overwrite, command=command)
     try:
         with progress_bar("surrogate train", quiet) as update:

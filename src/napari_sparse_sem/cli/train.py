@@ -22,6 +22,7 @@ from napari_sparse_sem.cli.common import (
     stopped,
 )
 from napari_sparse_sem.cli.methods import check_methods
+from napari_sparse_sem.cli.run import current_command_line
 from napari_sparse_sem.cli.spec_options import Form, parse_fraction, spec_options
 from napari_sparse_sem.recon.gan_training import GANTrainingConfig
 from napari_sparse_sem.runtime import run_job
@@ -74,14 +75,6 @@ def coverage_range(text: str, flag: str) -> float | tuple[float, float]:
     return values[0] if len(values) == 1 else (values[0], values[1])
 
 
-def _budget_flags(minutes: float | None, iterations: int | None) -> str:
-    """The budget flags of a training command, as written into model cards."""
-    return " ".join(
-        ([f"--minutes {minutes:g}"] if minutes is not None else [])
-        + ([f"--iterations {iterations}"] if iterations is not None else [])
-    )
-
-
 @clean_errors
 @spec_options(
     EstimatorTrainingConfig,
@@ -111,14 +104,7 @@ def train_estimator(
     config = training_budget(config, given)
     _check_weights_out(out, volume, overwrite)
     scaled, a, b = _reference_slices(volume, dataset, slices)
-    c = config
-    command = (
-        f"sparse-sem train-estimator {volume} --slices {a}:{b} "
-        + " ".join(f"--initial {text}" for text in c.initial)
-        + f" --recon {c.recon} {_budget_flags(c.minutes, c.iterations)} --crop {c.crop} --batch-size {c.batch_size} "
-        f"--lr {c.lr:g} --base-channels {c.base_channels} --levels {c.levels} "
-        f"{'--balance' if c.balance else '--no-balance'} --seed {c.seed} --device {device} --out {out}"
-    )
+    command = current_command_line()
     job = train_estimator_job(
         scaled,
         list(range(a, b)),
@@ -187,14 +173,7 @@ def train_gan(
     architecture = {**({"fill": fill} if fill else {}), **({"context": context} if context else {})}
     config = training_budget(config.replace(architecture=architecture), given)
     scaled, a, b = _reference_slices(volume, dataset, slices)
-    c = config
-    command = (
-        f"sparse-sem train-gan {volume} --slices {a}:{b} --patterns {','.join(c.patterns)} "
-        f"--coverage {c.coverage[0]:g}:{c.coverage[1]:g} {_budget_flags(c.minutes, c.iterations)} --preset {c.preset} "
-        f"--fill {c.network().fill} --context {context} --crop {c.crop} --batch-size {c.batch_size} "
-        f"--pretrain-fraction {c.pretrain_fraction:g} --adv-weight {c.adv_weight:g} "
-        f"{'--alrc' if c.alrc else '--no-alrc'} --lr {c.lr:g} --seed {c.seed} --device {device} --out {out}"
-    )
+    command = current_command_line()
     job = train_gan_job(
         scaled,
         list(range(a, b)),
@@ -243,8 +222,5 @@ def export_gan(
     """Copy the generators of a trained GAN (without the training state), e.g. to ship or share them."""
     from napari_sparse_sem.recon.gan import export_weights
 
-    command = f"sparse-sem export-gan {source} --out {out} {'--half' if half else '--full'}"
-    if single_slice_weights:
-        command += f" --single-slice-weights {single_slice_weights}"
-    path = export_weights(source, out, half, single_slice_weights, command, overwrite)
+    path = export_weights(source, out, half, single_slice_weights, current_command_line(), overwrite)
     stdout_console().print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its model card", markup=False)
