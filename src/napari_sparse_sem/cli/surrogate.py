@@ -14,7 +14,7 @@ import typer
 from napari_sparse_sem.cli.common import QuietOption, clean_errors, progress_bar, stdout_console, stopped
 from napari_sparse_sem.cli.run import current_command_line
 from napari_sparse_sem.cli.spec_options import Form, spec_options
-from napari_sparse_sem.cli.train import ITERATIONS, training_budget
+from napari_sparse_sem.cli.train import ITERATIONS, run_training, training_budget
 from napari_sparse_sem.runtime import run_job
 from napari_sparse_sem.surrogate.dataset import DatasetSpec
 from napari_sparse_sem.surrogate.geometry import GeometrySpec
@@ -135,12 +135,11 @@ def train(
     c = training_budget(config.replace(model=model), given)
     command = current_command_line()
     job = train_surrogate_job(dataset, out, c, resume=resume, overwrite=overwrite, command=command)
-    try:
-        with progress_bar("surrogate train", quiet) as update:
-            result = run_job(job, update)
-    except KeyboardInterrupt as exc:
-        kept = f"saved a checkpoint to {out}; continue with --resume." if out.exists() else "nothing written."
-        raise stopped(exc, kept) from None
+
+    def kept() -> str:
+        return f"saved a checkpoint to {out}; continue with --resume." if out.exists() else "nothing written."
+
+    result = run_training(job, "surrogate train", quiet, kept)
     stdout_console().print(json.dumps(result), markup=False)
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,6 +76,31 @@ def coverage_range(text: str, flag: str) -> float | tuple[float, float]:
     return values[0] if len(values) == 1 else (values[0], values[1])
 
 
+def run_training(job: Any, label: str, quiet: bool, kept: Callable[[], str | None]) -> Any:
+    """Drive a training job with a progress bar; a stop (Ctrl-C, SIGTERM) says what stayed on disk (``kept()``, or
+    nothing when it returns None)."""
+    try:
+        with progress_bar(label, quiet) as update:
+            return run_job(job, update)
+    except KeyboardInterrupt as exc:
+        raise stopped(exc, kept() or "stopped before training started; nothing written.") from None
+
+
+def saved_checkpoint(out: Path, checkpoint: Path, resume_hint: bool) -> Callable[[], str | None]:
+    """``kept`` for :func:`run_training`: the iterations a cancelled training saved to ``out`` (its card says)."""
+    from napari_sparse_sem.nn.weights import read_card
+
+    def kept() -> str | None:
+        if not checkpoint.exists() or read_card(out).get("training", {}).get("stopped") != "cancelled":
+            return None
+        done = read_card(out)["training"]["iterations_done"]
+        return f"saved the checkpoint after {done} iterations to {out}" + (
+            "; continue with --resume." if resume_hint else "."
+        )
+
+    return kept
+
+
 @clean_errors
 @spec_options(
     EstimatorTrainingConfig,
@@ -98,7 +124,6 @@ def train_estimator(
 ) -> None:
     """Train the unet error estimator (binarized error, Mi et al. 2020) on dense reference slices of VOLUME."""
     from napari_sparse_sem.active.train_estimator import train_estimator_job
-    from napari_sparse_sem.nn.weights import read_card
 
     check_methods([config.recon])
     config = training_budget(config, given)
@@ -115,14 +140,7 @@ def train_estimator(
         data_name=Path(volume).name,
         command=command,
     )
-    try:
-        with progress_bar("train-estimator", quiet) as update:
-            result = run_job(job, update)
-    except KeyboardInterrupt as exc:
-        if out.exists() and read_card(out).get("training", {}).get("stopped") == "cancelled":
-            done = read_card(out)["training"]["iterations_done"]
-            raise stopped(exc, f"saved the checkpoint after {done} iterations to {out}.") from None
-        raise stopped(exc, "stopped before training started; nothing written.") from None
+    result = run_training(job, "train-estimator", quiet, saved_checkpoint(out, out, resume_hint=False))
     size_mb = result["path"].stat().st_size / 1e6
     training = result["card"]["training"]
     stdout_console().print(
@@ -164,7 +182,6 @@ def train_gan(
     quiet: QuietOption = False,
 ) -> None:
     """Train the partial-scan GAN (Ede & Beanland 2020) on dense reference slices of VOLUME."""
-    from napari_sparse_sem.nn.weights import read_card
     from napari_sparse_sem.recon.gan_training import state_path, train_gan_job
 
     if resume and overwrite:
@@ -185,16 +202,7 @@ def train_gan(
         data_name=Path(volume).name,
         command=command,
     )
-    try:
-        with progress_bar("train-gan", quiet) as update:
-            result = run_job(job, update)
-    except KeyboardInterrupt as exc:
-        if state_path(out).exists() and read_card(out).get("training", {}).get("stopped") == "cancelled":
-            done = read_card(out)["training"]["iterations_done"]
-            raise stopped(
-                exc, f"saved the checkpoint after {done} iterations to {out}; continue with --resume."
-            ) from None
-        raise stopped(exc, "stopped before training started; nothing written.") from None
+    result = run_training(job, "train-gan", quiet, saved_checkpoint(out, state_path(out), resume_hint=True))
     card = result["card"]
     metrics = card.get("metrics", {})
     scores = ", ".join(f"{name} {metrics[name]['psnr']:.2f} dB" for name in ("gan-mse", "gan") if name in metrics)
