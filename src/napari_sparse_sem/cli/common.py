@@ -27,6 +27,11 @@ LOG_INTERVAL_S = 10.0
 _COMPOUND_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif")
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
+DeviceOption = Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda or mps.")]
+WeightsOutOption = Annotated[
+    Path, typer.Option("--out", "-o", help="Weights file (.safetensors); its model card goes beside it (.json).")
+]
+ReferenceSlicesOption = Annotated[str | None, typer.Option(help="Reference slices A:B (half-open); default: all.")]
 
 
 # ---------------------------------------------------------------------------------------------- consoles and errors

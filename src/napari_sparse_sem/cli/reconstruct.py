@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from napari_sparse_sem.cli.common import (
+    DeviceOption,
     QuietOption,
     clean_errors,
     echo,
@@ -52,7 +53,7 @@ def reconstruct(
         typer.Option(help="Reconstruction method (`--method help` lists them).", callback=method_help(), is_eager=True),
     ] = "linear",
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) to reconstruct.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    device: DeviceOption = "auto",
     option: Annotated[list[str] | None, typer.Option("--option", help="Method option KEY=VALUE (repeatable).")] = None,
     method_config: Annotated[
         Path | None, typer.Option(help="Method options from a JSON object of KEY: VALUE (--option wins over it).")

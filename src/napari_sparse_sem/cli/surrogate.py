@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from napari_sparse_sem.cli.common import QuietOption, clean_errors, progress_bar, stdout_console, stopped
+from napari_sparse_sem.cli.common import DeviceOption, QuietOption, clean_errors, progress_bar, stdout_console, stopped
 from napari_sparse_sem.cli.run import current_command_line
 from napari_sparse_sem.cli.spec_options import Form, spec_options
 from napari_sparse_sem.cli.train import ITERATIONS, run_training, training_budget
@@ -157,7 +157,7 @@ def simulate_stack_command(
         Path | None, typer.Option(help="A saved primitive list (.npz) instead of a new geometry.")
     ] = None,
     weights: Annotated[Path | None, typer.Option(help="Surrogate weights (default: the shipped ones).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    device: DeviceOption = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -199,7 +199,7 @@ def evaluate(
     size: Annotated[int, typer.Option(help="Image size when making the evaluation set.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation set (the shipped weights were trained on 0).")] = 2,
     mc_rows: Annotated[int, typer.Option(help="Rows of Monte Carlo to time here per geometry class (0: skip).")] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    device: DeviceOption = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT/metrics.json.")] = False,
     quiet: QuietOption = False,
 ) -> None:

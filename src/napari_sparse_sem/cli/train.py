@@ -13,7 +13,10 @@ import typer
 
 from napari_sparse_sem.active.train_estimator import EstimatorTrainingConfig
 from napari_sparse_sem.cli.common import (
+    DeviceOption,
     QuietOption,
+    ReferenceSlicesOption,
+    WeightsOutOption,
     clean_errors,
     format_seconds,
     parse_range,
@@ -111,13 +114,11 @@ def saved_checkpoint(out: Path, checkpoint: Path, resume_hint: bool) -> Callable
 )
 def train_estimator(
     volume: Annotated[Path, typer.Argument(help="Dense volume whose reference slices the estimator learns from.")],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Weights file (.safetensors); its model card goes beside it (.json).")
-    ],
+    out: WeightsOutOption,
     config: EstimatorTrainingConfig,
     given: frozenset[str],
-    slices: Annotated[str | None, typer.Option(help="Reference slices A:B (half-open); default: all.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    slices: ReferenceSlicesOption = None,
+    device: DeviceOption = "auto",
     dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing weights file and card.")] = False,
     quiet: QuietOption = False,
@@ -165,17 +166,15 @@ def train_estimator(
 )
 def train_gan(
     volume: Annotated[Path, typer.Argument(help="Dense volume whose reference slices the generator learns from.")],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Weights file (.safetensors); its model card goes beside it (.json).")
-    ],
+    out: WeightsOutOption,
     config: GANTrainingConfig,
     given: frozenset[str],
-    slices: Annotated[str | None, typer.Option(help="Reference slices A:B (half-open); default: all.")] = None,
+    slices: ReferenceSlicesOption = None,
     fill: Annotated[str | None, typer.Option(help="Input fill of unscanned pixels: nearest or zeros (Ede).")] = None,
     context: Annotated[
         int, typer.Option(help="Neighbour slices on each side the generator also sees (0: Ede's 2D generator).")
     ] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    device: DeviceOption = "auto",
     dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the training saved in OUT's checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing weights, card, plot and checkpoint.")] = False,
