@@ -119,4 +119,4 @@ def test_parameters_persist_between_sessions(viewer, sample_layer, wait_done):
     wait_done(widget.panel)
 
     again = AcquisitionWidget(viewer)
-    assert (again.pattern.value, again.coverage.value, again.seed.value) == ("spiral", 7.5, 3)
+    assert (again.pattern.value, again.coverage.value, again.seed.value) == ("spiral", 7.5, "3")

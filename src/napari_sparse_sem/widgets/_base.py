@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import napari
 from napari.layers import Layer
 from qtpy.QtCore import QEvent, QObject, QSize, Qt
-from qtpy.QtWidgets import QFrame, QMainWindow, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QMainWindow,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_sparse_sem.widgets._layers import LayerChoices
 from napari_sparse_sem.widgets._settings import restore_values, save_values
@@ -104,9 +114,14 @@ class _VerticalScroll(QScrollArea):
 class JobWidget(QWidget):
     """A dock widget that runs core jobs: subclasses put their form into :attr:`body`, make their panels with
     :meth:`add_panel`, register layer combo boxes with :meth:`pick_layers`, list the fields to remember in
-    :meth:`remembered`, add results with :meth:`add_result`, and clean up their own state in :meth:`on_close`."""
+    :meth:`remembered`, add results with :meth:`add_result`, and clean up their own state in :meth:`on_close`.
+
+    A widget whose form comes from parameter models sets :attr:`PARAMETERS` (what it reads, for the tooltip) and
+    implements :meth:`parameters_from`: the base then shows a *Load parameters…* button that fills the form from a
+    saved file (:meth:`load_parameters`)."""
 
     SETTINGS_GROUP: ClassVar[str] = ""
+    PARAMETERS: ClassVar[str] = ""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
@@ -126,6 +141,15 @@ class JobWidget(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         self._window_watch = _WindowWatch(self)
+        self.load_button: QPushButton | None = None
+        if self.PARAMETERS:
+            self.load_button = QPushButton("Load parameters…")
+            self.load_button.setToolTip(f"fill the form from {self.PARAMETERS}")
+            self.load_button.clicked.connect(self._ask_parameters)
+            row = QHBoxLayout()
+            row.addStretch(1)
+            row.addWidget(self.load_button)
+            self.body.addLayout(row)
 
     # -- building ------------------------------------------------------------------------------------------------
     def add_panel(self, run_text: str, run: Callable[[], Any] | None = None) -> JobPanel:
@@ -160,6 +184,38 @@ class JobWidget(QWidget):
         """Remember the current values (called when a run starts)."""
         if self.SETTINGS_GROUP:
             save_values(self.SETTINGS_GROUP, self.remembered())
+
+    # -- parameter files ------------------------------------------------------------------------------------------
+    def parameters_from(self, data: Mapping[str, Any], where: str) -> Callable[[], None]:
+        """Check the saved parameters ``data`` (from the file ``where``) against the widget's models and return what
+        fills the form with them; a ``ValueError`` (unknown keys, bad values, another command's record) says why
+        not, before anything changed. Subclasses with :attr:`PARAMETERS` implement it."""
+        raise ValueError("this widget does not load parameter files")
+
+    def load_parameters(self, path: str | Path) -> bool:
+        """Fill the form from a saved ``params.json``, model card or run record; a problem is shown in the widget
+        and changes nothing. Returns whether the form was filled."""
+        from napari_sparse_sem.widgets._records import read_parameters
+
+        panel = self.panels[0] if self.panels else None
+        name = Path(path).name
+        try:
+            apply = self.parameters_from(read_parameters(path), name)
+        except ValueError as exc:
+            if panel is not None:
+                panel.show_error(f"parameters not loaded: {exc}")
+            return False
+        apply()
+        if panel is not None:
+            panel.set_status(f"parameters loaded from {name}")
+        return True
+
+    def _ask_parameters(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load parameters", "", "Parameters (*.json *.safetensors *.tif *.tiff *.zarr);;All files (*)"
+        )
+        if path:
+            self.load_parameters(path)
 
     # -- results -------------------------------------------------------------------------------------------------
     def add_result(self, layer: Layer, key: str | None = None) -> Layer:
