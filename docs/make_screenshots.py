@@ -130,8 +130,7 @@ def _simulate(viewer, simulate, out: Path) -> None:
     simulate.size.value = 160
     simulate.slices.value = 32
     simulate.seed.value = 3
-    simulate.noise.value = "SNR"
-    simulate.noise_value.value = 8.33
+    simulate.stack_form["snr"].value = "8.33"
     simulate.mc_electrons.value = 100
     simulate.run()
     _wait(simulate.stack_panel, timeout=300.0)
@@ -259,7 +258,7 @@ def _train_gan(viewer, sample, train_gan, out: Path) -> None:
     for layer in viewer.layers:
         layer.visible = layer is sample
     train_gan.source.value = sample
-    train_gan.minutes.value = 0.0
+    train_gan.minutes.value = ""  # no time budget: the iterations decide
     train_gan.iterations.value = 300
     train_gan.out.value = str(Path(tempfile.mkdtemp(prefix="sparse-sem-gan-")) / "my_gan.safetensors")
     train_gan.run()
@@ -276,7 +275,7 @@ def _active(viewer, sample, active, out: Path) -> None:
         layer.visible = False
     active.source.value = sample
     active.slice_mode.value = "current slice"
-    active.initial_text.value = "lowres:4"
+    active.initial.value = "lowres:4"
     active.budget.value = 10.0
     active.estimator.value = "gradient"
     active.sampler.value = "wdpp"
@@ -316,7 +315,9 @@ def _dip_live(viewer, sample, acquisition, reconstruct, out: Path) -> None:
     _show_dock(reconstruct)
     reconstruct.sparse.value = crop_sparse
     reconstruct.method.value = "dip"
-    reconstruct.dip.fields["preview_every"].value = 25
+    dip = reconstruct.options.form("dip")
+    dip["preview_every"].value = 25
+    dip.section.set_expanded(True)  # the DIP fields in the shot, not only the preset
     reconstruct.run()
     layer = reconstruct.layer
     _only_visible(viewer, [crop.name, layer.name])

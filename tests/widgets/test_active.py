@@ -21,7 +21,7 @@ WHATS = ("initial recon", "true error", "estimated error", "final recon", "|erro
 
 def _setup(widget: ActiveWidget, layer, initial="lowres:4", budget=10.0, baselines=()) -> None:
     widget.source.value = layer
-    widget.initial_text.value = initial
+    widget.initial.value = initial
     widget.budget.value = budget
     widget.estimator.value = "gradient"
     widget.sampler.value = "wdpp"
@@ -135,9 +135,9 @@ def test_cancel_keeps_the_finished_slices(viewer, flyem_crop_uint8, wait_done):
 def test_bad_parameters_show_an_error_and_start_nothing(viewer, sample_layer, tmp_path):
     widget = ActiveWidget(viewer)
     cases = [
-        (lambda: setattr(widget.initial_text, "value", "lowres:3.5"), "lowres factor must be an integer"),
-        (lambda: setattr(widget.initial_text, "value", "blob:0.1"), "is not PATTERN:VALUE"),
-        (lambda: setattr(widget.initial_text, "value", "random:5"), "coverage must be a fraction"),
+        (lambda: setattr(widget.initial, "value", "lowres:3.5"), "lowres factor must be an integer"),
+        (lambda: setattr(widget.initial, "value", "blob:0.1"), "is not PATTERN:VALUE"),
+        (lambda: setattr(widget.initial, "value", "random:5"), "coverage must be a fraction"),
         (lambda: setattr(widget.budget, "value", 5.0), "raise the budget"),  # lowres:4 alone is 6.25 %
         (lambda: setattr(widget.budget, "value", 0.0), "budget must be more than 0 %"),
         (
@@ -216,19 +216,19 @@ def test_parameters_are_remembered_and_fields_follow_choices(viewer, sample_laye
     weights = tmp_path / "mine.safetensors"
     weights.write_bytes(b"")  # only its path matters here
     widget = ActiveWidget(viewer)
-    assert not widget.weights.enabled and widget.sigma.enabled is False
+    assert not widget.weights.enabled and widget.sigma.number.enabled is False
     widget.estimator.value = "unet"
     assert widget.weights.enabled
-    widget.sigma_auto.value = False
-    assert widget.sigma.enabled
+    widget.sigma.auto.value = False
+    assert widget.sigma.number.enabled
     widget.sampler.value = "topk"
     assert not widget.mode.enabled and not widget.condition.enabled
-    assert widget.dip.native.isHidden()
+    assert widget.options.isHidden()
     widget.recon.value = "dip"
-    assert not widget.dip.native.isHidden()
+    assert not widget.options.isHidden()
     assert "linear3d" not in widget.recon.choices  # 2D methods only
 
-    widget.initial_text.value = "hexgrid:0.05"
+    widget.initial.value = "hexgrid:0.05"
     widget.budget.value = 15.0
     widget.weights.value = weights
     widget.baseline_boxes["hexgrid"].value = True
@@ -240,10 +240,10 @@ def test_parameters_are_remembered_and_fields_follow_choices(viewer, sample_laye
     widget.slice_mode.value = "current slice"
     widget.save_settings()  # ... as a run saves them
     again = ActiveWidget(viewer)
-    assert again.initial_text.value == "hexgrid:0.05"
+    assert again.initial.value == "hexgrid:0.05"
     assert again.budget.value == 15.0 and again.estimator.value == "unet" and again.sampler.value == "topk"
     assert str(again.weights.value) == str(weights) and again.weights.enabled
     assert again.baseline_boxes["hexgrid"].value and not again.baseline_boxes["random"].value
-    assert again.sigma.value == 3.5 and not again.sigma_auto.value and again.recon.value == "dip"
+    assert again.sigma.value == 3.5 and not again.sigma.auto.value and again.recon.value == "dip"
     config = again.config()
     assert config.sigma == 3.5 and config.baselines == ("hexgrid",) and config.recon_options == {"preset": "default"}

@@ -7,6 +7,7 @@ import pytest
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from napari_sparse_sem.metrics import psnr
+from napari_sparse_sem.recon.dip import DIPConfig
 from napari_sparse_sem.widgets._worker import ERROR_STYLE
 from napari_sparse_sem.widgets.compare import RANGE, CompareWidget
 
@@ -184,15 +185,16 @@ def test_equal_beam_time_adds_the_dense_scan_row(viewer, sample_layer, wait_done
 def test_dip_methods_show_their_options_and_pass_them_on(viewer, sample_layer, wait_done):
     widget = CompareWidget(viewer)
     _choose(widget, patterns=("random",), methods=("linear",), coverage=20.0)
-    assert widget.dip.native.isHidden()
+    assert widget.options.isHidden()
     widget.methods.value = ["linear", "dip", "dip3d"]
-    assert not widget.dip.native.isHidden() and not widget.dip.fields["neighbours"].native.isHidden()
+    form = widget.options.form("dip")
+    assert not widget.options.isHidden() and widget.options.groups[DIPConfig].title() == "dip, dip3d options"
     tiny = {"levels": 2, "channels": 8, "iterations_first": 12, "stopping": "fixed", "warmup_slices": 0}
     for name, value in {**tiny, "neighbours": 1}.items():
-        widget.dip.fields[name].value = value
+        form[name].value = value
     spec, _ = widget.spec()
-    tiny = {"preset": "default", **tiny}
-    assert spec.method_options == {"dip": tiny, "dip3d": {**tiny, "neighbours": 1}}
+    tiny = {"preset": "default", **tiny, "neighbours": 1}  # one form for both (dip reads no neighbours)
+    assert spec.method_options == {"dip": tiny, "dip3d": tiny}
     widget.run()
     wait_done(widget.panel)
     iterations = {r["method"]: r["iterations"] for r in widget.result.records}
@@ -201,4 +203,5 @@ def test_dip_methods_show_their_options_and_pass_them_on(viewer, sample_layer, w
     assert not widget.fit_plot.isHidden() and widget.fit_plot.axes.lines and widget.fit_plot.image_axes.images
     # The choices are remembered: a new widget comes up with the same DIP fields.
     again = CompareWidget(viewer)
-    assert again.dip.fields["iterations_first"].value == 12 and again.dip.fields["neighbours"].value == 1
+    again_form = again.options.form("dip")
+    assert again_form["iterations_first"].value == 12 and again_form["neighbours"].value == 1

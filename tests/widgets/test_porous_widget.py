@@ -13,8 +13,8 @@ def _small(widget: PorousWidget) -> None:
     widget.size.value = 48
     widget.depth.value = 40
     widget.below.value = 16
-    widget.radius_low.value, widget.radius_high.value = 5.0, 8.0
-    widget.porosity.value = 0.5
+    widget.geometry_form["radius"].value = (5.0, 8.0)
+    widget.geometry_form["porosity"].value = 0.5
     widget.seed.value = 3
     widget.electrons.value = 8
 
@@ -68,7 +68,7 @@ def test_saved_primitive_list_and_bad_input(viewer, wait_done, tmp_path):
     assert viewer.layers["porous · entry 1"].data.shape == (32, 32)
 
     widget.primitives_file.value = ""
-    widget.radius_low.value, widget.radius_high.value = 9.0, 4.0
+    widget.geometry_form["radius"].value = (9.0, 4.0)
     widget.make_geometry()
-    assert "swap" in widget.geometry_panel.status.text()
+    assert "radius must be an interval 0 < low <= high" in widget.geometry_panel.status.text()
     assert widget.geometry_panel.status.styleSheet() == ERROR_STYLE

@@ -7,6 +7,7 @@ import pytest
 from qtpy.QtCore import QTimer
 
 from napari_sparse_sem.metrics import psnr
+from napari_sparse_sem.recon.dip import DIPConfig
 from napari_sparse_sem.sampling.record import AcquisitionRecord
 from napari_sparse_sem.widgets._worker import ERROR_STYLE
 from napari_sparse_sem.widgets.acquisition import AcquisitionWidget
@@ -155,17 +156,20 @@ def test_dip_parameters_live_preview_and_loss_plot(viewer, acquired, wait_done, 
         return not getattr(w, "native", w).isHidden()
 
     widget.method.value = "linear"
-    assert not shown(widget.dip)
+    assert not shown(widget.options)
     widget.method.value = "dip3d"
-    assert shown(widget.dip) and shown(widget.dip.fields["neighbours"])
+    group = widget.options.groups[DIPConfig]
+    assert shown(widget.options) and group.title() == "dip3d options"
+    assert widget.options.form("dip3d") is widget.options.form("dip")  # one options spec, one form
     widget.method.value = "dip"
-    assert not shown(widget.dip.fields["neighbours"])
+    assert group.title() == "dip options"
     # A tiny fixed-count fit so the test stays fast; the preset fills the fields, our changes override them.
-    widget.dip.preset.value = "paper"
-    assert widget.dip.fields["iterations_first"].value == 3000 and widget.dip.fields["stopping"].value == "fixed"
+    form = widget.options.form("dip")
+    form["preset"].value = "paper"
+    assert form["iterations_first"].value == 3000 and form["stopping"].value == "fixed"
     for name, value in {"levels": 2, "channels": 8, "iterations_first": 30, "iterations_warm": 10}.items():
-        widget.dip.fields[name].value = value
-    widget.dip.fields["preview_every"].value = 10
+        form[name].value = value
+    form["preview_every"].value = 10
     previews = []
     widget.run()
     widget.panel.worker.yielded.connect(
@@ -197,12 +201,12 @@ def test_dip_parameters_live_preview_and_loss_plot(viewer, acquired, wait_done, 
 def test_cancel_during_a_dip_fit_keeps_only_finished_slices(viewer, acquired, wait_done, qtbot):
     widget = ReconstructWidget(viewer)
     widget.method.value = "dip"
-    widget.dip.preset.value = "default"
+    widget.options.form("dip")["preset"].value = "default"
     for name, value in {"levels": 2, "channels": 8, "iterations_first": 20, "iterations_warm": 100_000}.items():
-        widget.dip.fields[name].value = value
-    widget.dip.fields["stopping"].value = "fixed"
-    widget.dip.fields["warmup_slices"].value = 0
-    widget.dip.fields["preview_every"].value = 5
+        widget.options.form("dip")[name].value = value
+    widget.options.form("dip")["stopping"].value = "fixed"
+    widget.options.form("dip")["warmup_slices"].value = 0
+    widget.options.form("dip")["preview_every"].value = 5
     widget.run()
     qtbot.waitUntil(lambda: widget.done_slices == [0] and widget._preview_z == 1, timeout=30_000)
     assert widget.layer.data[1].any()  # slice 1 shows its live preview

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sparse_sem.widgets.simulate import NOISE_MODES, SimulateSEMWidget
+from napari_sparse_sem.widgets.simulate import SimulateSEMWidget
 
 
 def _small(widget: SimulateSEMWidget) -> None:
     widget.size.value = 48
     widget.slices.value = 4
     widget.spacing.value = 2.0
-    widget.radius_low.value, widget.radius_high.value = 5.0, 8.0
-    widget.porosity.value = 0.5
+    widget.geometry_form["radius"].value = (5.0, 8.0)
+    widget.geometry_form["porosity"].value = 0.5
     widget.seed.value = 1
-    widget.noise.value = NOISE_MODES[0]
     widget.mc_electrons.value = 20
 
 
@@ -53,14 +52,17 @@ def test_noise_and_bad_input(viewer, wait_done):
     widget = SimulateSEMWidget(viewer)
     _small(widget)
     widget.detector.value = "se"
-    widget.noise.value = NOISE_MODES[2]
-    widget.noise_value.value = 8.33
+    widget.stack_form["snr"].value = "8.33"  # shot noise for this SNR (empty: noise-free)
     widget.run()
     wait_done(widget.stack_panel, timeout=120_000)
     assert "simulated · SE" in viewer.layers and "simulated · BSE" not in viewer.layers
     assert widget.stack is not None and widget.stack.metadata["dose_electrons_per_pixel"]["se"] > 0
     assert not np.array_equal(widget.stack.images["se"], widget.stack.clean["se"])
 
-    widget.radius_low.value, widget.radius_high.value = 9.0, 4.0
+    widget.stack_form["dose"].value = "20"
     widget.run()
-    assert "swap them" in widget.stack_panel.status.text()
+    assert "a dose or an SNR" in widget.stack_panel.status.text()  # not both
+    widget.stack_form["dose"].value = ""
+    widget.geometry_form["radius"].value = (9.0, 4.0)
+    widget.run()
+    assert "radius must be an interval" in widget.stack_panel.status.text()

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from napari_sparse_sem.nn.weights import read_card
-from napari_sparse_sem.recon.gan import DEFAULT_GAN_WEIGHTS
 from napari_sparse_sem.widgets._worker import ERROR_STYLE
 from napari_sparse_sem.widgets.reconstruct import ReconstructWidget
 from napari_sparse_sem.widgets.train_gan import TrainGANWidget
@@ -20,7 +19,7 @@ def _tiny_widget(viewer, sample_layer, architecture: dict, out: Path, iterations
     widget.source.value = sample_layer
     widget.crop.value = 64
     widget.batch_size.value = 2
-    widget.minutes.value = 0.0
+    widget.minutes.value = ""  # no time budget
     widget.iterations.value = iterations
     widget.pretrain.value = 0.5
     widget.out.value = str(out)
@@ -41,20 +40,20 @@ def test_trains_saves_and_plots(viewer, sample_layer, tiny_gan_architecture, wai
     # the weights serve the Reconstruct widget's GAN weights field
     recon = ReconstructWidget(viewer)
     recon.method.value = "linear"
-    assert recon.gan_weights.widget.native.isHidden()
+    assert recon.options.isHidden()
     recon.method.value = "gan-mse"
-    assert (
-        not recon.gan_weights.widget.native.isHidden() and Path(recon.gan_weights.widget.value) == DEFAULT_GAN_WEIGHTS
-    )
+    weights = recon.options.form("gan-mse")["weights"]
+    assert not recon.options.isHidden() and weights.value is None  # empty: the shipped default weights
+    assert "weights" in weights.tooltip
     mask = np.random.default_rng(0).random(sample_layer.data.shape) < 0.1
     viewer.add_labels(mask.astype(np.uint8), name="mask")
     viewer.add_image(np.where(mask, sample_layer.data / 255.0, 0.0).astype(np.float32), name="sparse")
     recon.sparse.value, recon.mask.value = viewer.layers["sparse"], viewer.layers["mask"]
-    recon.gan_weights.widget.value = str(out)
+    weights.value = str(out)
     recon.run()
     wait_done(recon.panel)
     assert recon.layer is not None and recon.layer.data.any() and recon.layer.metadata["method"] == "gan-mse"
-    recon.gan_weights.widget.value = str(tmp_path / "missing.safetensors")
+    weights.value = str(tmp_path / "missing.safetensors")
     recon.run()
     assert "is not a file" in recon.panel.status.text()
 
@@ -81,7 +80,7 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes(
     widget.run()
     wait_done(widget.panel)
     card = read_card(out)
-    assert card["training"]["completed"] and card["training"]["iterations_done"] == widget.iterations.value
+    assert card["training"]["completed"] and card["training"]["iterations_done"] == int(widget.iterations.value)
 
 
 def test_bad_input_is_reported_in_the_widget(viewer, sample_layer, tiny_gan_architecture, tmp_path):
@@ -93,9 +92,9 @@ def test_bad_input_is_reported_in_the_widget(viewer, sample_layer, tiny_gan_arch
     widget.run()
     assert "outside the stack" in widget.panel.status.text()
     widget.last_slice.value = 3
-    widget.iterations.value = 0
+    widget.iterations.value = ""
     widget.run()
-    assert "give a budget" in widget.panel.status.text()
+    assert "give a training budget" in widget.panel.status.text()
     widget.iterations.value = 4
     widget.out.value = str(tmp_path / "model.pt")
     widget.run()

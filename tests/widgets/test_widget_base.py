@@ -163,7 +163,7 @@ def test_dip_cancel_lands_within_an_iteration_and_leaves_no_black_layer(viewer, 
     widget.method.value = "dip"
     tiny = {"levels": 2, "channels": 8, "iterations_first": 100_000, "stopping": "fixed", "warmup_slices": 0}
     for name, value in {**tiny, "preview_every": 0}.items():  # no previews: only the fit's own steps report
-        widget.dip.fields[name].value = value
+        widget.options.form("dip")[name].value = value
     n_layers = len(viewer.layers)
     widget.run()
     assert len(viewer.layers) == n_layers + 1
@@ -194,7 +194,7 @@ def test_dip_cancel_after_a_finished_slice_marks_the_kept_layer(viewer, acquired
     widget.method.value = "dip"
     tiny = {"levels": 2, "channels": 8, "iterations_first": 10, "iterations_warm": 100_000, "stopping": "fixed"}
     for name, value in {**tiny, "warmup_slices": 0, "preview_every": 0}.items():
-        widget.dip.fields[name].value = value
+        widget.options.form("dip")[name].value = value
     widget.run()
     qtbot.waitUntil(lambda: widget.done_slices == [0], timeout=30_000)
     widget.panel.cancel_button.click()

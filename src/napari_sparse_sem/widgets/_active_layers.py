@@ -38,6 +38,7 @@ class ActiveRun:
     block: np.ndarray  # the processed slices, float32 in [0, 1] (the ground truth of the |error| layers)
     done: list[Any] = field(default_factory=list)  # the finished slices (FinishedSlice), in order
     complete: bool = False
+    record: dict[str, Any] | None = None  # the run record of the same `sparse-sem active` (a source from a file)
 
     @property
     def finished(self) -> list[ActiveSlice]:
@@ -142,6 +143,8 @@ class ActiveLayers:
             "baseline_records": [b[2] for item in finished for b in item.baselines.values()],
             "complete": run.complete,
         }
+        if run.record is not None:
+            common["run"] = run.record
         for layer in self.layers.values():
             layer.metadata.update(common)
 

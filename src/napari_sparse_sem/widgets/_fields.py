@@ -87,17 +87,16 @@ class FileField(_Composite):
     ``check()`` refuses a path that is not a file, naming the field."""
 
     def __init__(self, *, filter: str = "", mode: str = "r", value: str | None = None, **kwargs: Any) -> None:
-        self.file = FileEdit(mode=mode, filter=filter, value=value or "")
+        self.file = FileEdit(mode=mode, filter=filter, nullable=True, value=value or None)
         super().__init__([self.file], **kwargs)
 
     @property
     def value(self) -> str | None:
-        text = str(self.file.value) if self.file.value is not None else ""
-        return None if text in ("", ".") else text
+        return None if self.file.value is None else str(self.file.value)
 
     @value.setter
     def value(self, path: Any) -> None:
-        self.file.value = "" if path in (None, "") else str(path)
+        self.file.value = None if path in (None, "", ".") else str(path)
 
     def check(self) -> str | None:
         """The value, after making sure a given path is a file."""

@@ -7,18 +7,22 @@ active_job` runs in a worker thread on the chosen slices. As each slice finishes
 ``<source> · active <initial>→<budget>% · <what>`` (initial recon, true error, estimated error, final recon, |error|
 and the rescan points) get its plane, the metrics table its numbers and the plot its sparsification curve, so Cancel
 keeps every finished slice. *Export rescan…* writes the bitmap, beam-order CSV and plan of the rescan for the
-microscope. The source layer is only read.
+microscope. The source layer is only read. The form is generated from ``WDPPConfig`` (the sampler's finer settings
+behind *Advanced*), the reconstruction's options from its options spec; *Load parameters…* reads a report's
+``params.json`` (key ``config``) or an ``active`` run record, and the layers of a source read from a file carry the
+run record of the same ``sparse-sem active``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, SpinBox
+from magicgui.widgets import ComboBox, Container, Label, SpinBox
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSplitter
 
@@ -28,14 +32,24 @@ from napari_sparse_sem.active.summary import SUMMARY_COLUMNS, summary_rows
 from napari_sparse_sem.active.summary import mean_of as _mean
 from napari_sparse_sem.io.volume import as_zyx, to_float01, value_range
 from napari_sparse_sem.metrics import DEFAULT_FRACTIONS
-from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.runtime import Job, Progress, available_devices
 from napari_sparse_sem.widgets._active_layers import ActiveLayers, ActiveRun
 from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._dialogs import write_or_ask
-from napari_sparse_sem.widgets._dip_options import DIPOptions
+from napari_sparse_sem.widgets._fields import AutoNumber, ChecksField, FileField, TextChoice, align_labels
+from napari_sparse_sem.widgets._form import SpecForm
 from napari_sparse_sem.widgets._layers import current_slice, image_layers, layer_array, meta
+from napari_sparse_sem.widgets._method_options import MethodOptions
 from napari_sparse_sem.widgets._plots import MetricsTable, SparsificationPlot
+from napari_sparse_sem.widgets._records import (
+    command_arguments,
+    file_source,
+    option_items,
+    record_options,
+    run_record,
+    spec_arguments,
+    spec_values,
+)
 from napari_sparse_sem.widgets._worker import error_text
 
 CURRENT = "current slice"
@@ -45,6 +59,8 @@ EXPORT_CURRENT = "current slice"
 EXPORT_ALL = "all processed slices"
 INITIAL_CHOICES = ("lowres:4", "lowres:8", "lowres:16", "random:0.05", "hexgrid:0.05")
 BASELINE_PATTERNS = ("random", "hexgrid")
+ADVANCED_FIELDS = ("rounds", "mode", "condition", "gamma", "sigma", "seed")
+COMMAND = "active"
 TABLE_COLUMNS = SUMMARY_COLUMNS  # the rows of the CLI's table too (active.summary)
 TABLE_TIP = (
     "means over the finished slices; PSNR in dB; L1: mean absolute error (image in [0, 1]); err. corr.: correlation "
@@ -79,31 +95,15 @@ def active_view_job(volume: np.ndarray, config: WDPPConfig, z_offset: int) -> Jo
         job.close()  # Cancel closes this generator: let active_job's own clean-up run too
 
 
-class _EditableText:
-    """``.value`` of an editable combo box's text (for :mod:`._settings`, which stores ``.value``)."""
-
-    def __init__(self, combo: ComboBox) -> None:
-        self.combo = combo
-
-    @property
-    def value(self) -> str:
-        return self.combo.native.currentText().strip()
-
-    @value.setter
-    def value(self, text: str) -> None:
-        self.combo.native.setEditText(str(text))
-
-
 class ActiveWidget(JobWidget):
     """Simulate an active acquisition (initial scan, error estimate, WDPP rescan, final reconstruction)."""
 
     SETTINGS_GROUP = "active"
+    PARAMETERS = "an active acquisition report's params.json, or a run record of `sparse-sem active`"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
-        from napari_sparse_sem.active.error_estimation import ESTIMATORS
         from napari_sparse_sem.active.scan import INITIAL_HELP
-        from napari_sparse_sem.active.wdpp import DPP_MODES, SAMPLERS
         from napari_sparse_sem.recon import available_methods, method_class
 
         methods = [m for m in available_methods() if method_class(m).context == 0]
@@ -112,81 +112,37 @@ class ActiveWidget(JobWidget):
         self.first_slice = SpinBox(label="first slice", value=0, min=0, max=100_000)
         self.last_slice = SpinBox(label="last slice", value=0, min=0, max=100_000)
         self.slice_label = Label(value="")
-        self.initial = ComboBox(label="initial scan", choices=list(INITIAL_CHOICES), value=INITIAL_CHOICES[0])
-        self.initial.native.setEditable(True)
-        self.initial.native.setInsertPolicy(self.initial.native.InsertPolicy.NoInsert)
+        self.inputs = Container(
+            widgets=[self.source, self.slice_mode, self.first_slice, self.last_slice, self.slice_label]
+        )
+        self.initial = TextChoice(INITIAL_CHOICES, label="initial scan")
         self.initial.tooltip = f"the first, cheap scan: {INITIAL_HELP}; type your own"
-        self.initial_text = _EditableText(self.initial)
-        self.budget = FloatSpinBox(
-            label="total budget (%)",
-            value=10.0,
-            min=0.0,
-            max=99.0,
-            step=0.5,
-            tooltip="share of pixels scanned in all (initial scan + rescans); the speed-up is 100 / budget",
+        self.weights = FileField(filter="*.safetensors", label="estimator weights")
+        self.sigma = AutoNumber(low=0.1, high=1000.0, label="σ (px)")
+        self.recon = ComboBox(label="reconstruction", choices=methods, tooltip="2D methods only (one slice at a time)")
+        self.baselines = ChecksField(BASELINE_PATTERNS, label="static baselines")
+        self.baselines.tooltip = "fixed patterns scored at the same total coverage"
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.config_form = SpecForm(
+            WDPPConfig,
+            widgets={
+                "initial": self.initial,
+                "estimator_weights": self.weights,
+                "sigma": self.sigma,
+                "recon": self.recon,
+                "baselines": self.baselines,
+                "device": self.device,
+            },
+            advanced=ADVANCED_FIELDS,
         )
-        self.rounds = SpinBox(label="rounds", value=1, min=1, max=20, tooltip="estimate-and-rescan rounds")
-        self.estimator = ComboBox(label="error estimator", choices=list(ESTIMATORS), value="gradient")
-        self.weights = FileEdit(
-            label="estimator weights",
-            mode="r",
-            filter="*.safetensors",
-            nullable=True,
-            tooltip="unet weights (.safetensors); empty: the weights shipped with the plugin",
+        fields = self.config_form.fields
+        self.budget, self.rounds, self.estimator, self.sampler = (
+            fields[n] for n in ("budget", "rounds", "estimator", "sampler")
         )
-        self.sampler = ComboBox(label="sampler", choices=list(SAMPLERS), value="wdpp")
-        self.mode = ComboBox(
-            label="WDPP mode", choices=list(DPP_MODES), value="greedy", tooltip="greedy: MAP; sample: a DPP draw"
-        )
-        self.condition = CheckBox(text="condition on scanned pixels", value=True, tooltip="rescans keep away from them")
-        self.gamma = FloatSpinBox(
-            label="γ", value=1.0, min=0.0, max=20.0, step=0.1, tooltip="weight exponent: saliency (high) vs spread"
-        )
-        self.sigma_auto = CheckBox(text="auto", value=True, tooltip="kernel width from the mean point spacing")
-        self.sigma = FloatSpinBox(value=2.0, min=0.1, max=1000.0, step=0.5, tooltip="WDPP kernel width in pixels")
-        sigma_row = Container(label="σ (px)", layout="horizontal", widgets=[self.sigma, self.sigma_auto], labels=False)
-        sigma_row.margins = (0, 0, 0, 0)
-        self.recon = ComboBox(
-            label="reconstruction",
-            choices=methods,
-            value="linear" if "linear" in methods else methods[0],
-            tooltip="2D methods only (one slice at a time)",
-        )
-        self.baseline_boxes = {p: CheckBox(text=p, value=False) for p in BASELINE_PATTERNS}
-        self.baselines = Container(
-            label="static baselines",
-            layout="horizontal",
-            widgets=list(self.baseline_boxes.values()),
-            labels=False,
-            tooltip="fixed patterns scored at the same total coverage",
-        )
-        self.baselines.margins = (0, 0, 0, 0)
-        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
-        self.form = Container(
-            widgets=[
-                self.source,
-                self.slice_mode,
-                self.first_slice,
-                self.last_slice,
-                self.slice_label,
-                self.initial,
-                self.budget,
-                self.rounds,
-                self.estimator,
-                self.weights,
-                self.sampler,
-                self.mode,
-                self.condition,
-                self.gamma,
-                sigma_row,
-                self.recon,
-                self.baselines,
-                self.seed,
-                self.device,
-            ]
-        )
-        self.dip = DIPOptions()
+        self.mode, self.condition, self.gamma, self.seed = (fields[n] for n in ("mode", "condition", "gamma", "seed"))
+        self.baseline_boxes = self.baselines.boxes
+        align_labels(self.inputs, self.config_form, self.config_form.advanced)
+        self.options = MethodOptions(methods)
         self.panel = self.add_panel("Run active acquisition", self.run)
         self.table = MetricsTable(TABLE_COLUMNS, TABLE_TIP)
         self.table.setMinimumHeight(120)
@@ -197,8 +153,9 @@ class ActiveWidget(JobWidget):
         self.export_button.setEnabled(False)
 
         layout = self.body
-        layout.addWidget(self.form.native)
-        layout.addWidget(self.dip.native)
+        layout.addWidget(self.inputs.native)
+        layout.addWidget(self.config_form.native)
+        layout.addWidget(self.options)
         layout.addWidget(self.panel)
         results = QSplitter(Qt.Vertical)
         results.addWidget(self.table)
@@ -219,7 +176,7 @@ class ActiveWidget(JobWidget):
             (self.slice_mode, self._on_slice_mode),
             (self.estimator, self._on_estimator),
             (self.sampler, self._on_sampler),
-            (self.sigma_auto, self._on_sampler),
+            (self.sigma.auto, self._on_sampler),
             (self.recon, self._on_recon),
             (self.source, self._show_current_slice),
         ):
@@ -236,27 +193,31 @@ class ActiveWidget(JobWidget):
         return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") is None)
 
     def remembered(self) -> dict[str, Any]:
-        params: dict[str, Any] = {
+        return {
             "slice_mode": self.slice_mode,
-            "initial": self.initial_text,
-            "budget": self.budget,
-            "rounds": self.rounds,
-            "estimator": self.estimator,
-            "weights": self.weights,
-            "sampler": self.sampler,
-            "mode": self.mode,
-            "condition": self.condition,
-            "gamma": self.gamma,
-            "sigma_auto": self.sigma_auto,
-            "sigma": self.sigma,
-            "recon": self.recon,
-            "seed": self.seed,
-            "device": self.device,
+            **self.config_form.fields,
             "export_which": self.export_which,
+            **self.options.settings_widgets(),
         }
-        params.update({f"baseline_{p}": box for p, box in self.baseline_boxes.items()})
-        params.update(self.dip.settings_widgets())
-        return params
+
+    def parameters_from(self, data: Mapping[str, Any], where: str) -> Callable[[], None]:
+        """A report's ``config``, or the WDPPConfig flags (and ``--option``) of an ``active`` run record."""
+        if isinstance(data.get("config"), Mapping):
+            config = WDPPConfig.from_dict(data["config"])
+        else:
+            arguments = command_arguments(data, [COMMAND], where, self.PARAMETERS)
+            values = spec_values(WDPPConfig, arguments)
+            values["recon_options"] = record_options(arguments)
+            config = WDPPConfig.from_dict(values)
+        if config.recon not in self.recon.choices:
+            raise ValueError(f"{where} reconstructs with {config.recon!r}, which is not a 2D method installed here")
+        self.options.check_options(config.recon, config.recon_options)
+
+        def apply() -> None:
+            self.config_form.set_spec(config)
+            self.options.set_options(config.recon, config.recon_options)
+
+        return apply
 
     def _on_slice_mode(self, *_: Any) -> None:
         ranged = self.slice_mode.value == RANGE
@@ -277,42 +238,16 @@ class ActiveWidget(JobWidget):
         self.mode.enabled = wdpp
         self.condition.enabled = wdpp
         self.gamma.enabled = self.sampler.value != "random"
-        self.sigma_auto.enabled = self.sampler.value != "random"
-        self.sigma.enabled = self.sampler.value != "random" and not self.sigma_auto.value
+        self.sigma.auto.enabled = self.sampler.value != "random"
+        self.sigma.number.enabled = self.sampler.value != "random" and not self.sigma.auto.value
 
     def _on_recon(self, *_: Any) -> None:
-        self.dip.show_for([self.recon.value])
+        self.options.show_for([self.recon.value])
 
     def config(self) -> WDPPConfig:
         """The :class:`WDPPConfig` of the form (ValueError with a readable message when a field is wrong)."""
-        if self.budget.value <= 0:
-            raise ValueError("the total budget must be more than 0 % (initial scan + rescans), e.g. 10 %")
-        weights = None
-        if self.estimator.value == "unet" and self.weights.value is not None:
-            weights = str(self.weights.value)
-            if not Path(weights).is_file():
-                raise ValueError(
-                    f"estimator weights {weights!r} is not a file; choose a .safetensors file or clear the field "
-                    "to use the shipped weights"
-                )
-        method = self.recon.value
-        return WDPPConfig(
-            initial=self.initial_text.value,
-            budget=float(self.budget.value) / 100.0,
-            rounds=int(self.rounds.value),
-            estimator=self.estimator.value,
-            estimator_weights=weights,
-            sampler=self.sampler.value,
-            mode=self.mode.value,
-            condition=bool(self.condition.value),
-            gamma=float(self.gamma.value),
-            sigma="auto" if self.sigma_auto.value else float(self.sigma.value),
-            recon=method,
-            recon_options=self.dip.options(method) if method in DIP_METHODS else {},
-            baselines=tuple(p for p, box in self.baseline_boxes.items() if box.value),
-            seed=int(self.seed.value),
-            device=self.device.value,
-        )
+        weights = self.weights.check() if self.estimator.value == "unet" else None
+        return self.config_form.spec(estimator_weights=weights, recon_options=self.options.options(self.recon.value))
 
     def plan(self) -> tuple[WDPPConfig, Any, int, int]:
         """The config, the source's (z, y, x) data and the half-open slice range [a, b) to process."""
@@ -341,6 +276,16 @@ class ActiveWidget(JobWidget):
         round_counts(shape[0] * shape[1], int(initial.sum()), config.budget, config.rounds)  # budget check
         return config, data, a, b
 
+    def run_record(self, source: Any, config: WDPPConfig, a: int, b: int) -> dict[str, Any] | None:
+        """The run record of the ``sparse-sem active`` that processes slices ``a:b`` of ``source``'s file (None: the
+        source has no file)."""
+        path = file_source(source)
+        if path is None:
+            return None
+        options = option_items(config.recon_options) or None
+        arguments = {"volume": path, **spec_arguments(config), "option": options, "slices": f"{a}:{b}"}
+        return run_record(COMMAND, arguments)
+
     # -- running ---------------------------------------------------------------------------------------------------
     def run(self) -> None:
         """Start the active acquisition (bad input: message in the widget, nothing starts)."""
@@ -365,6 +310,7 @@ class ActiveWidget(JobWidget):
             shape=tuple(block.shape[1:]),
             vrange=(float(vrange[0]), float(vrange[1])),
             block=block,
+            record=self.run_record(source, config, a, b),
         )
         where = f"slice {a}" if b - a == 1 else f"slices {a}–{b - 1}"
         self.panel.start(

@@ -5,10 +5,16 @@ shows, or a range; optionally a rectangle from a Shapes layer), then shows every
 column per pattern: mask, reconstruction(s), |error| map(s), with one contrast for all reconstructions and one for all
 error maps), fitted to the canvas, every cell labelled with its pattern, coverage, method and PSNR; a metrics table and
 PSNR/SSIM bars. Results of a previous comparison are replaced; the user's own layers are never changed.
+
+The scalar fields come from :class:`~napari_sparse_sem.compare.CompareSpec` (a form, :mod:`._form`), the chosen
+methods' options from their options specs (:mod:`._method_options`). *Load parameters…* fills the form from a
+report's ``params.json`` (key ``spec``) or a ``compare`` run record; a comparison of a layer read from a file carries
+the run record of the same ``sparse-sem compare``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +28,12 @@ from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QPushButton, QSp
 from napari_sparse_sem.compare import CompareResult, CompareRun, CompareSpec, compare_job, result_from_runs, summary
 from napari_sparse_sem.io.volume import Volume, as_zyx
 from napari_sparse_sem.recon.base import FitPreview
-from napari_sparse_sem.recon.dip import DIP_METHODS
-from napari_sparse_sem.recon.gan import GAN_METHODS
 from napari_sparse_sem.runtime import Progress, available_devices
 from napari_sparse_sem.sampling.spec import PATTERNS
 from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._dialogs import write_or_ask
-from napari_sparse_sem.widgets._dip_options import DIPOptions
-from napari_sparse_sem.widgets._gan_weights import GANWeights
+from napari_sparse_sem.widgets._fields import align_labels
+from napari_sparse_sem.widgets._form import SpecForm
 from napari_sparse_sem.widgets._layers import (
     SEP,
     current_slice,
@@ -40,7 +44,17 @@ from napari_sparse_sem.widgets._layers import (
     offset_placement,
     percent,
 )
+from napari_sparse_sem.widgets._method_options import MethodOptions
 from napari_sparse_sem.widgets._plots import LossPlot, MetricsPlot, MetricsTable
+from napari_sparse_sem.widgets._records import (
+    command_arguments,
+    file_source,
+    option_items,
+    record_options,
+    run_record,
+    spec_arguments,
+    spec_values,
+)
 
 CURRENT = "current slice"
 RANGE = "range"
@@ -49,6 +63,29 @@ DEFAULT_PATTERNS = ("random", "grid", "spiral")
 PATTERN_COLUMNS = 3  # the pattern check boxes sit in a grid of this many columns
 LABEL_PX_PER_POINT_AND_CHAR = 1.1  # width of a label character per point of font size (napari's canvas font)
 LABEL_PADDING_PX = 20  # the label's offset from the cell's edge, and a margin
+COMMAND = "compare"
+OWN_FIELDS = ("patterns", "methods", "slices", "roi")  # CompareSpec fields the widget shows its own way
+ADVANCED_FIELDS = ("per_slice", "seed")
+
+
+class OneCoverage(Container):
+    """CompareSpec's ``coverages`` as one percentage (the grid shows one column per pattern, so one coverage)."""
+
+    def __init__(self) -> None:
+        self.number = FloatSpinBox(value=5.0, min=0.0, max=100.0, step=0.5)
+        super().__init__(widgets=[self.number], layout="horizontal", labels=False, label="coverage (%)")
+        self.margins = (0, 0, 0, 0)
+
+    @property
+    def value(self) -> list[float]:
+        return [self.number.value / 100.0]
+
+    @value.setter
+    def value(self, coverages: Any) -> None:
+        values = [coverages] if isinstance(coverages, int | float) else list(coverages)
+        if len(values) != 1:
+            raise ValueError(f"Compare masks compares one coverage at a time, got {len(values)}: {values}")
+        self.number.value = float(values[0]) * 100.0
 
 
 def matched_limits(arrays: list[np.ndarray], low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
@@ -81,6 +118,7 @@ class CompareWidget(JobWidget):
     """Compare mask patterns and reconstruction methods on the ground truth's current slice (or a range)."""
 
     SETTINGS_GROUP = "compare"
+    PARAMETERS = "a comparison report's params.json, or a run record of `sparse-sem compare`"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
@@ -93,7 +131,18 @@ class CompareWidget(JobWidget):
         grid = QGridLayout(self.patterns)
         for i, box in enumerate(self.pattern_boxes.values()):
             grid.addWidget(box.native, i // PATTERN_COLUMNS, i % PATTERN_COLUMNS)
-        self.coverage = FloatSpinBox(label="coverage (%)", value=5.0, min=0.0, max=100.0, step=0.5)
+        self.coverages = OneCoverage()
+        self.coverage = self.coverages.number
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.spec_form = SpecForm(
+            CompareSpec,
+            exclude=OWN_FIELDS,
+            widgets={"coverages": self.coverages, "device": self.device},
+            values={"device": "auto"},  # the widget picks the GPU when there is one; the CLI's default is cpu
+            advanced=ADVANCED_FIELDS,
+        )
+        fields = self.spec_form.fields
+        self.seed, self.dose, self.equal_time = fields["seed"], fields["dose"], fields["equal_time"]
         self.methods = Select(
             label="methods", choices=methods, value=["linear"] if "linear" in methods else methods[:1]
         )
@@ -102,35 +151,21 @@ class CompareWidget(JobWidget):
         self.first_slice = SpinBox(label="first slice", value=0, min=0, max=100000)
         self.last_slice = SpinBox(label="last slice", value=0, min=0, max=100000)
         self.roi = ComboBox(label="ROI", choices=self._roi_choices, tooltip="a Shapes layer: its bounding box is used")
-        self.dose = FloatSpinBox(label="dose (e⁻/px)", value=0.0, min=0.0, max=1e6, step=10.0, tooltip="0 = noiseless")
-        self.equal_time = CheckBox(
-            text="equal beam time (dose is the dense scan's)",
-            value=False,
-            tooltip="sparse pixels get dose / coverage; the noisy dense scan is scored too",
-        )
-        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         self.slice_label = Label(value="")
-        self.gan_weights = GANWeights()
         self.truth_form = Container(widgets=[self.truth])
         self.form = Container(
             widgets=[
-                self.coverage,
                 self.methods,
-                self.gan_weights.widget,
                 self.slice_mode,
                 self.first_slice,
                 self.last_slice,
                 self.slice_label,
                 self.roi,
-                self.dose,
-                self.equal_time,
-                self.seed,
-                self.device,
             ]
         )
-        self.dip = DIPOptions()
-        self.fit_plot = LossPlot(with_image=True)  # a DIP run's current estimate and curves
+        align_labels(self.truth_form, self.spec_form, self.spec_form.advanced, self.form)
+        self.options = MethodOptions(methods)
+        self.fit_plot = LossPlot(with_image=True)  # an iterative method's current estimate and curves
         self.methods.changed.connect(self._on_methods)
         self._on_methods()
         self.panel = self.add_panel("Compare", self.run)
@@ -143,8 +178,9 @@ class CompareWidget(JobWidget):
         layout = self.body
         layout.addWidget(self.truth_form.native)
         layout.addWidget(self.patterns)
+        layout.addWidget(self.spec_form.native)
         layout.addWidget(self.form.native)
-        layout.addWidget(self.dip.native)
+        layout.addWidget(self.options)
         layout.addWidget(self.panel)
         layout.addWidget(self.fit_plot)
         results = QSplitter(Qt.Vertical)
@@ -177,23 +213,56 @@ class CompareWidget(JobWidget):
 
     def remembered(self) -> dict[str, Any]:
         params: dict[str, Any] = {f"pattern_{p}": box for p, box in self.pattern_boxes.items()}
-        params.update(
-            coverage=self.coverage,
-            methods=self.methods,
-            slice_mode=self.slice_mode,
-            dose=self.dose,
-            equal_time=self.equal_time,
-            seed=self.seed,
-        )
-        params["device"] = self.device
-        params["gan_weights"] = self.gan_weights.widget
-        params.update(self.dip.settings_widgets())
+        params.update(self.spec_form.fields)
+        params.update(methods=self.methods, slice_mode=self.slice_mode)
+        params.update(self.options.settings_widgets())
         return params
 
     def _on_methods(self, *_: Any) -> None:
-        self.dip.show_for(list(self.methods.value))
-        self.gan_weights.show_for(list(self.methods.value))
-        self.fit_plot.setVisible(any(m in DIP_METHODS for m in self.methods.value))
+        self.options.show_for(self.methods.value)
+        self.fit_plot.setVisible(self.options.iterative(self.methods.value))
+
+    def parameters_from(self, data: Mapping[str, Any], where: str) -> Callable[[], None]:
+        """A report's ``spec``, or the CompareSpec flags of a ``compare`` run record."""
+        if isinstance(data.get("spec"), Mapping):
+            spec = CompareSpec.from_dict(data["spec"])
+        else:
+            arguments = command_arguments(data, [COMMAND], where, self.PARAMETERS)
+            for name in ("config", "dip_config", "dip_preset", "weights"):
+                if arguments.get(name):
+                    raise ValueError(
+                        f"{where} takes part of its parameters from --{name.replace('_', '-')}; load the params.json "
+                        "of the report it wrote instead"
+                    )
+            values = spec_values(CompareSpec, arguments)
+            values["method_options"] = record_options(arguments, per_method=True)
+            spec = CompareSpec.from_dict(values)
+        if len(spec.coverages) != 1:
+            raise ValueError(
+                f"{where} compares {len(spec.coverages)} coverages; Compare masks shows one at a time (use the CLI, "
+                "or one coverage of it)"
+            )
+        unknown = [m for m in spec.methods if m not in self.methods.choices]
+        if unknown:
+            raise ValueError(f"{where} uses methods {unknown} that are not installed here")
+        for method, options in spec.method_options.items():
+            self.options.check_options(method, options)
+
+        def apply() -> None:
+            for pattern, box in self.pattern_boxes.items():
+                box.value = pattern in spec.patterns
+            self.methods.value = list(spec.methods)
+            self.spec_form.set_spec(spec)
+            for method, options in spec.method_options.items():
+                self.options.set_options(method, options)
+            if spec.slices is not None:
+                self.slice_mode.value = RANGE
+                self.first_slice.value, self.last_slice.value = spec.slices[0], spec.slices[1] - 1
+            if spec.roi is not None:
+                y0, y1, x0, x1 = spec.roi
+                self.panel.notify(f"the ROI {y0}:{y1},{x0}:{x1} of {where} is not set: draw it as a Shapes rectangle")
+
+        return apply
 
     def _on_slice_mode(self, *_: Any) -> None:
         ranged = self.slice_mode.value == RANGE
@@ -240,6 +309,7 @@ class CompareWidget(JobWidget):
             raise ValueError("select at least one reconstruction method")
         if self.coverage.value <= 0:
             raise ValueError("coverage must be more than 0 % (the share of pixels the beam visits); e.g. 5 %")
+        method_options = {m: options for m in methods if (options := self.options.options(m))}
         nz = int(data.shape[0])
         if self.slice_mode.value == RANGE:
             first, last = int(self.first_slice.value), int(self.last_slice.value)
@@ -249,30 +319,25 @@ class CompareWidget(JobWidget):
                 raise ValueError(f"last slice {last} is outside the stack of {nz} slices (0 to {nz - 1})")
         else:
             first = last = self.current_slice(truth)
-        dose = float(self.dose.value)
-        if self.equal_time.value and dose <= 0:
-            raise ValueError("equal beam time needs a dose > 0: the dense scan's electrons per pixel")
-        spec = CompareSpec(
+        spec = self.spec_form.spec(
             patterns=patterns,
-            coverages=[self.coverage.value / 100.0],
             methods=methods,
             slices=(first, last + 1),
             roi=self._roi_box(truth, tuple(data.shape[1:])),
-            seed=int(self.seed.value),
-            device=self.device.value,
-            per_slice=True,
-            dose=dose if dose > 0 else None,
-            equal_time=bool(self.equal_time.value),
-            method_options={
-                m: self.dip.options(m) if m in DIP_METHODS else self.gan_weights.options(m)
-                for m in methods
-                if m in DIP_METHODS or m in GAN_METHODS
-            },
+            method_options=method_options,
         )
         spec.validate_for(data.shape)
         return spec, data
 
     # -- running ---------------------------------------------------------------------------------------------------
+    def run_arguments(self, truth: Any, spec: CompareSpec) -> dict[str, Any] | None:
+        """The arguments of the ``sparse-sem compare`` that makes this comparison (None: ``truth`` has no file)."""
+        path = file_source(truth)
+        if path is None:
+            return None
+        options = [item for m, opts in spec.method_options.items() for item in option_items(opts, m)]
+        return {"volume": path, **spec_arguments(spec), "option": options or None}
+
     def run(self) -> None:
         """Start the comparison (bad input: message in the widget, nothing added)."""
         if self.panel.busy:
@@ -286,7 +351,9 @@ class CompareWidget(JobWidget):
         truth = self.truth.value
         volume = Volume(data=data, name=truth.name, voxel_size=None, metadata=dict(truth.metadata or {}))
         self.partial_runs = []
-        self._pending = {"truth": truth, "spec": spec, "volume": volume}
+        arguments = self.run_arguments(truth, spec)
+        record = run_record(COMMAND, arguments) if arguments is not None else None
+        self._pending = {"truth": truth, "spec": spec, "volume": volume, "run": record}
         n_runs = len(spec.patterns) * len(spec.methods)
         self.panel.start(
             compare_job(volume, spec),
@@ -366,6 +433,9 @@ class CompareWidget(JobWidget):
         truth = self._pending["truth"]
         self.result = result
         layers = self.result_layers_for(result, truth)
+        if self._pending.get("run") is not None:
+            for layer in layers:
+                layer.metadata["run"] = self._pending["run"]
         grid = self.viewer.canvas.grid
         grid.enabled = False  # re-laying out the grid for every added layer would be slow
         with self.viewer.layers.batched_update():

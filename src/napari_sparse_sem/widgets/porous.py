@@ -4,6 +4,7 @@
 primitive list), and adds the solid phase under the cut plane as a labels layer (top first), the four heightfield
 depths and the normal map as image layers. *Run Monte Carlo* simulates the BSE and SE images of that cut plane
 (:class:`~napari_sparse_sem.surrogate.montecarlo.MCConfig`) row batch by row batch; Cancel keeps the finished rows.
+Both forms are generated from their models (:mod:`._form`); the window comes from the image size and depth.
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, SpinBox
 
-from napari_sparse_sem.surrogate.geometry import ORIENTATIONS, SHAPES, GeometrySpec, Primitives
+from napari_sparse_sem.surrogate.geometry import GeometrySpec, Primitives
 from napari_sparse_sem.surrogate.materials import ELEMENTS
 from napari_sparse_sem.surrogate.montecarlo import MCConfig, MCResult, simulate_slice
 from napari_sparse_sem.surrogate.scene import PorousCut, cut_job
 from napari_sparse_sem.widgets._base import JobWidget
+from napari_sparse_sem.widgets._fields import align_labels
+from napari_sparse_sem.widgets._form import SpecForm
 from napari_sparse_sem.widgets._worker import error_text
 
 EHF_NAMES = ("entry 1", "exit 1", "entry 2", "exit 2")
+GEOMETRY_ADVANCED = ("orientation", "kappa", "mixture")  # cylinder axes and mixture weights
+MC_SHOWN = ("energy_kev", "electrons_per_pixel", "element", "seed")  # the rest of MCConfig behind Advanced
 
 
 class PorousWidget(JobWidget):
@@ -32,29 +37,23 @@ class PorousWidget(JobWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
-        geometry_fields(self)
+        self.geometry_form = geometry_form()
+        self.seed = self.geometry_form["seed"]
         self.size = SpinBox(label="image size (px)", value=128, min=16, max=2048, step=16)
         self.depth = SpinBox(label="window depth (vx)", value=96, min=8, max=4096, step=8)
         self.below = SpinBox(label="slices shown below", value=32, min=1, max=1024, tooltip="solid-phase layers")
-        self.element = ComboBox(label="material", choices=list(ELEMENTS), value="C")
-        self.energy = FloatSpinBox(label="beam energy (keV)", value=2.0, min=0.1, max=50.0, step=0.5)
-        self.electrons = SpinBox(label="electrons / pixel", value=50, min=1, max=100_000)
-        self.mc_seed = SpinBox(label="MC seed", value=0, min=0, max=2**31 - 1)
+        self.primitives_file = primitives_field()
+        self.window_form = Container(widgets=[self.size, self.depth, self.below, self.primitives_file])
+        self.mc_form = mc_form()
+        self.electrons = self.mc_form["electrons_per_pixel"]
         self.summary = Label(value="")
-        self.geometry_form = Container(
-            widgets=[
-                self.shape, self.porosity, self.radius_low, self.radius_high, self.height_low, self.height_high,
-                self.edge_low, self.edge_high, self.orientation, self.kappa, self.size, self.depth, self.below,
-                self.pixel_size, self.seed, self.primitives_file,
-            ]
-        )  # fmt: skip
-        self.mc_form = Container(widgets=[self.element, self.energy, self.electrons, self.mc_seed, self.summary])
+        align_labels(self.geometry_form, self.geometry_form.advanced, self.window_form, self.mc_form,
+                     self.mc_form.advanced)  # fmt: skip
         self.geometry_panel = self.add_panel("Make geometry", self.make_geometry)
         self.mc_panel = self.add_panel("Run Monte Carlo for this cut", self.run_monte_carlo)
-        self.body.addWidget(self.geometry_form.native)
-        self.body.addWidget(self.geometry_panel)
-        self.body.addWidget(self.mc_form.native)
-        self.body.addWidget(self.mc_panel)
+        for widget in (self.geometry_form.native, self.window_form.native, self.geometry_panel, self.mc_form.native,
+                       self.summary.native, self.mc_panel):  # fmt: skip
+            self.body.addWidget(widget)
         self.body.addStretch(1)
 
         self.cut: PorousCut | None = None
@@ -62,10 +61,9 @@ class PorousWidget(JobWidget):
         self.restore_settings()
 
     def remembered(self) -> dict[str, Any]:
-        names = ("shape", "porosity", "radius_low", "radius_high", "height_low", "height_high", "edge_low",
-                 "edge_high", "orientation", "kappa", "size", "depth", "below", "pixel_size", "seed", "element",
-                 "energy", "electrons", "mc_seed")  # fmt: skip
-        return {name: getattr(self, name) for name in names}
+        own = {"size": self.size, "depth": self.depth, "below": self.below}
+        mc = {f"mc_{name}": widget for name, widget in self.mc_form.fields.items()}
+        return {**self.geometry_form.fields, **own, **mc}
 
     # -- parameters ------------------------------------------------------------------------------------------------
     def geometry_spec(self) -> GeometrySpec:
@@ -78,12 +76,7 @@ class PorousWidget(JobWidget):
 
     def mc_config(self) -> MCConfig:
         """The Monte Carlo settings of the form."""
-        return MCConfig(
-            element=self.element.value,
-            energy_kev=float(self.energy.value),
-            electrons_per_pixel=int(self.electrons.value),
-            seed=int(self.mc_seed.value),
-        )
+        return self.mc_form.spec()
 
     # -- geometry --------------------------------------------------------------------------------------------------
     def make_geometry(self) -> None:
@@ -179,44 +172,36 @@ def _replace(viewer: napari.viewer.Viewer, name: str, data: np.ndarray, kind: st
     return adder(data, name=name, **kwargs)
 
 
-def geometry_fields(owner: Any) -> None:
-    """Give ``owner`` the Boolean-model fields shared by the porous and the Simulate SEM widgets."""
-    owner.shape = ComboBox(label="particles", choices=list(SHAPES), value="spheres")
-    owner.porosity = FloatSpinBox(label="porosity Φ", value=0.5, min=0.05, max=0.95, step=0.05)
-    owner.radius_low = FloatSpinBox(label="radius from (vx)", value=10.0, min=0.5, max=1000.0)
-    owner.radius_high = FloatSpinBox(label="radius to (vx)", value=15.0, min=0.5, max=1000.0)
-    owner.height_low = FloatSpinBox(label="cylinder height from", value=100.0, min=1.0, max=5000.0)
-    owner.height_high = FloatSpinBox(label="cylinder height to", value=150.0, min=1.0, max=5000.0)
-    owner.edge_low = FloatSpinBox(label="cube edge from", value=20.0, min=1.0, max=2000.0)
-    owner.edge_high = FloatSpinBox(label="cube edge to", value=30.0, min=1.0, max=2000.0)
-    owner.orientation = ComboBox(label="cylinder axes", choices=list(ORIENTATIONS), value="uniform")
-    owner.kappa = FloatSpinBox(label="κ (vmf)", value=20.0, min=0.1, max=1000.0)
-    owner.pixel_size = FloatSpinBox(label="pixel size (nm)", value=5.0, min=0.1, max=1000.0)
-    owner.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-    owner.primitives_file = FileEdit(
+def geometry_form(exclude: tuple[str, ...] = ()) -> SpecForm:
+    """The Boolean-model form shared by the porous and the Simulate SEM widgets (the window is theirs to set)."""
+    return SpecForm(GeometrySpec, exclude=("window", *exclude), advanced=GEOMETRY_ADVANCED)
+
+
+def mc_form(shown: tuple[str, ...] = MC_SHOWN, advanced: bool = True) -> SpecForm:
+    """An :class:`MCConfig` form: ``shown`` fields, the others behind *Advanced* (or left out)."""
+    from napari_sparse_sem.params import fields_of
+
+    rest = tuple(view.name for view in fields_of(MCConfig) if view.name not in shown)
+    element = ComboBox(label="material", choices=list(ELEMENTS)) if "element" in shown else None
+    return SpecForm(
+        MCConfig,
+        exclude=() if advanced else rest,
+        widgets={"element": element} if element is not None else None,
+        advanced=rest if advanced else (),
+    )
+
+
+def primitives_field() -> FileEdit:
+    """A saved primitive list to load instead of drawing particles (empty: draw from the form)."""
+    return FileEdit(
         label="or load particles", mode="r", filter="*.npz", value="", tooltip="a list saved by 'sparse-sem "
         "surrogate geometry' or Primitives.save; empty: draw from the fields above"
     )  # fmt: skip
 
 
 def geometry_spec_of(owner: Any, window: tuple[int, int, int]) -> GeometrySpec:
-    """The Boolean model of ``owner``'s geometry fields in ``window`` (ValueError naming a wrong field)."""
-    for name in ("radius", "height", "edge"):
-        low, high = getattr(owner, f"{name}_low").value, getattr(owner, f"{name}_high").value
-        if high < low:
-            raise ValueError(f"{name}: 'to' ({high}) is below 'from' ({low}); swap them")
-    return GeometrySpec(
-        shape=owner.shape.value,
-        porosity=float(owner.porosity.value),
-        radius=(float(owner.radius_low.value), float(owner.radius_high.value)),
-        height=(float(owner.height_low.value), float(owner.height_high.value)),
-        edge=(float(owner.edge_low.value), float(owner.edge_high.value)),
-        orientation=owner.orientation.value,
-        kappa=float(owner.kappa.value),
-        window=window,
-        pixel_size_nm=float(owner.pixel_size.value),
-        seed=int(owner.seed.value),
-    )
+    """The Boolean model of ``owner``'s geometry form in ``window`` (ValueError naming a wrong field)."""
+    return owner.geometry_form.spec(window=window)
 
 
 def saved_primitives(owner: Any) -> Primitives | None:

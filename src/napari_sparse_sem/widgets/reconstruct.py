@@ -2,13 +2,17 @@
 
 The reconstruction layer ``<source> · <pattern> <cov>% · <method>`` is added at the start (zeros) and updated as every
 slice finishes, so one watches it grow; Cancel stops after the current slice and keeps the finished ones. With a ground
-truth chosen, an ``… · |error|`` layer and PSNR/SSIM (all pixels and unscanned pixels) follow. For the DIP methods the
-form shows their parameters, the slice being fitted shows the network's current estimate every few iterations (a live
-preview), and a plot shows its loss and held-out error curves.
+truth chosen, an ``… · |error|`` layer and PSNR/SSIM (all pixels and unscanned pixels) follow. The chosen method's
+options show as a form made from its options spec (:mod:`._method_options`); for an iterative method (a network fit)
+the slice being fitted shows the current estimate every few iterations (a live preview), and a plot shows its loss and
+held-out error curves. A reconstruction of layers read from files carries the run record of the same
+``sparse-sem reconstruct``; *Load parameters…* reads the method and options back from such a record or from a
+reconstruction the CLI wrote.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import napari
@@ -19,12 +23,9 @@ from qtpy.QtWidgets import QLabel
 
 from napari_sparse_sem.compare.measure import Measured, reconstruct_and_measure
 from napari_sparse_sem.recon.base import FitPreview
-from napari_sparse_sem.recon.dip import DIP_METHODS
 from napari_sparse_sem.runtime import Progress, available_devices, pick_device
 from napari_sparse_sem.sampling.record import AcquisitionRecord
 from napari_sparse_sem.widgets._base import JobWidget
-from napari_sparse_sem.widgets._dip_options import DIPOptions
-from napari_sparse_sem.widgets._gan_weights import GANWeights
 from napari_sparse_sem.widgets._layers import (
     SEP,
     contrast_01,
@@ -37,16 +38,20 @@ from napari_sparse_sem.widgets._layers import (
     placement,
     result_name,
 )
+from napari_sparse_sem.widgets._method_options import MethodOptions
 from napari_sparse_sem.widgets._plots import LossPlot
+from napari_sparse_sem.widgets._records import command_arguments, file_source, option_items, record_options, run_record
 from napari_sparse_sem.widgets._worker import error_text
 
 NO_TRUTH = "(none)"
+COMMAND = "reconstruct"
 
 
 class ReconstructWidget(JobWidget):
     """Reconstruct a sparse acquisition with a chosen method and device; optional ground truth for metrics."""
 
     SETTINGS_GROUP = "reconstruct"
+    PARAMETERS = "a reconstruction written by `sparse-sem reconstruct`, or its run record"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
@@ -62,11 +67,8 @@ class ReconstructWidget(JobWidget):
         )
         self.method = ComboBox(label="method", choices=methods, value="linear" if "linear" in methods else methods[0])
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
-        self.gan_weights = GANWeights()
-        self.form = Container(
-            widgets=[self.sparse, self.mask, self.truth, self.method, self.gan_weights.widget, self.device]
-        )
-        self.dip = DIPOptions()
+        self.form = Container(widgets=[self.sparse, self.mask, self.truth, self.method, self.device])
+        self.options = MethodOptions(methods)
         self.panel = self.add_panel("Reconstruct", self.run)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
@@ -74,7 +76,7 @@ class ReconstructWidget(JobWidget):
         self.loss_plot.setVisible(False)
 
         self.body.addWidget(self.form.native)
-        self.body.addWidget(self.dip.native)
+        self.body.addWidget(self.options)
         self.body.addWidget(self.panel)
         self.body.addWidget(self.result_label)
         self.body.addWidget(self.loss_plot)
@@ -94,16 +96,42 @@ class ReconstructWidget(JobWidget):
         self._on_method()
 
     def remembered(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "device": self.device,
-            "gan_weights": self.gan_weights.widget,
-            **self.dip.settings_widgets(),
-        }
+        return {"method": self.method, "device": self.device, **self.options.settings_widgets()}
 
     def _on_method(self, *_: Any) -> None:
-        self.dip.show_for([self.method.value])
-        self.gan_weights.show_for([self.method.value])
+        self.options.show_for([self.method.value])
+
+    def parameters_from(self, data: Mapping[str, Any], where: str) -> Callable[[], None]:
+        """The method and options of a reconstruction's metadata, or of a ``reconstruct`` run record."""
+        device = None
+        if isinstance(data.get("method"), str) and isinstance(data.get("options", {}), Mapping):
+            method, options = data["method"], dict(data.get("options") or {})
+        else:
+            arguments = command_arguments(data, [COMMAND], where, self.PARAMETERS)
+            for name in ("method_config", "dip_config"):
+                if arguments.get(name):
+                    raise ValueError(
+                        f"{where} reads options from a file (--{name.replace('_', '-')}); load the reconstruction "
+                        "it wrote instead"
+                    )
+            method, device = arguments.get("method") or "linear", arguments.get("device")
+            options = record_options(arguments)
+            if arguments.get("dip_preset"):
+                options.setdefault("preset", arguments["dip_preset"])
+            if arguments.get("weights"):
+                options.setdefault("weights", str(arguments["weights"]))
+        if method not in self.method.choices:
+            raise ValueError(f"{where} uses the method {method!r}, which is not installed here")
+        spec = self.options.check_options(method, options)
+
+        def apply() -> None:
+            self.method.value = method
+            if spec is not None:
+                self.options.set_options(method, spec)
+            if device in self.device.choices:
+                self.device.value = device
+
+        return apply
 
     # -- choices ---------------------------------------------------------------------------------------------------
     def _sparse_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -199,6 +227,22 @@ class ReconstructWidget(JobWidget):
             return result_name(meta(sparse_layer, "source_layer"), spec.pattern, spec.coverage, method)
         return f"{sparse_layer.name}{SEP}{method}"
 
+    def run_arguments(
+        self, sparse_layer: Any, mask_layer: Any, method: str, options: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The arguments of the ``sparse-sem reconstruct`` that makes this reconstruction (None unless both the
+        sparse layer and the mask were read from files)."""
+        sparse, mask = file_source(sparse_layer), file_source(mask_layer)
+        if sparse is None or mask is None:
+            return None
+        return {
+            "sparse": sparse,
+            "mask": mask,
+            "method": method,
+            "device": self.device.value,
+            "option": option_items(options) or None,
+        }
+
     def run(self) -> None:
         """Start the reconstruction; the result layer fills slice by slice (bad input: message, no layer)."""
         from napari_sparse_sem.recon.volume import reconstruct_volume
@@ -210,7 +254,7 @@ class ReconstructWidget(JobWidget):
             sparse, mask, truth = self._inputs()
             device = pick_device(self.device.value)
             method = self.method.value
-            options = self.dip.options(method) if method in DIP_METHODS else self.gan_weights.options(method)
+            options = self.options.options(method)
             out = np.zeros_like(sparse)
             job = reconstruct_volume(sparse, mask, method, device=device, options=options, out=out)
         except ValueError as exc:
@@ -226,7 +270,10 @@ class ReconstructWidget(JobWidget):
         metadata.update(kind="reconstruction", method=method, device=device, sparse_layer=sparse_layer.name)
         if options:
             metadata["options"] = options
-        self.loss_plot.setVisible(method in DIP_METHODS)
+        arguments = self.run_arguments(sparse_layer, self.mask.value, method, options)
+        if arguments is not None:
+            metadata["run"] = run_record(COMMAND, arguments)
+        self.loss_plot.setVisible(self.options.iterative([method]))
         self.loss_plot.clear(method)
         self._preview_z: int | None = None
         name = self._name(sparse_layer, method)

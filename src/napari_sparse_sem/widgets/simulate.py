@@ -5,6 +5,8 @@ adds the surrogate's BSE and/or SE stacks (with shot noise for a dose or an SNR,
 labels (:func:`~napari_sparse_sem.surrogate.stack.simulate_stack`). *Compare with Monte Carlo for this slice* runs the
 teacher on the slice under napari's slider and adds the MC image and |surrogate − MC| as layers, with the error in
 percent of the MC image's range. *Send to Sparse acquisition* opens that widget with the simulated stack chosen.
+The forms are generated from ``GeometrySpec`` and ``StackSpec`` (noise: a dose or an SNR, empty for none); one seed
+draws the particles and the noise.
 """
 
 from __future__ import annotations
@@ -14,16 +16,24 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import Container, FileEdit, Label, PushButton
 
 from napari_sparse_sem.surrogate.geometry import GeometrySpec, Primitives
 from napari_sparse_sem.surrogate.montecarlo import MCConfig, MCResult, simulate_slice
-from napari_sparse_sem.surrogate.stack import DETECTORS, SimulatedStack, StackSpec, simulate_stack
+from napari_sparse_sem.surrogate.stack import SimulatedStack, StackSpec, simulate_stack
 from napari_sparse_sem.widgets._base import JobWidget
+from napari_sparse_sem.widgets._fields import align_labels
+from napari_sparse_sem.widgets._form import SpecForm
 from napari_sparse_sem.widgets._worker import error_text
-from napari_sparse_sem.widgets.porous import _replace, geometry_fields, geometry_spec_of, saved_primitives
+from napari_sparse_sem.widgets.porous import (
+    _replace,
+    geometry_form,
+    geometry_spec_of,
+    mc_form,
+    primitives_field,
+    saved_primitives,
+)
 
-NOISE_MODES = ("none", "dose (e⁻/px)", "SNR")
 PLUGIN = "napari-sparse-sem"
 
 
@@ -34,38 +44,29 @@ class SimulateSEMWidget(JobWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
-        geometry_fields(self)
-        self.slices = SpinBox(label="slices", value=32, min=1, max=10_000)
-        self.spacing = FloatSpinBox(label="slice spacing Δz (vx)", value=1.0, min=0.1, max=1000.0)
-        self.size = SpinBox(label="image size (px)", value=256, min=16, max=4096, step=16)
-        self.detector = ComboBox(label="detector", choices=list(DETECTORS), value="both")
-        self.noise = ComboBox(label="noise", choices=list(NOISE_MODES), value="none")
-        self.noise_value = FloatSpinBox(
-            label="dose or SNR", value=8.33, min=0.01, max=1e6, tooltip="electrons per pixel, or the SNR in flat "
-            "solid areas (the paper measured 8.33)"
-        )  # fmt: skip
+        self.geometry_form = geometry_form()
+        self.seed = self.geometry_form["seed"]
+        self.primitives_file = primitives_field()
+        self.stack_form = SpecForm(StackSpec, exclude=("seed",))  # the geometry's seed draws the noise too
+        fields = self.stack_form.fields
+        self.slices, self.spacing, self.size, self.detector = (
+            fields[n] for n in ("slices", "spacing", "size", "detector")
+        )
         self.weights = FileEdit(label="surrogate weights", mode="r", filter="*.safetensors", value="",
                                 tooltip="empty: the shipped weights (carbon, 2 keV, 5 nm pixels)")  # fmt: skip
-        self.mc_electrons = SpinBox(label="MC electrons / pixel", value=100, min=1, max=100_000)
         self.summary = Label(value="")
+        self.form = Container(widgets=[self.primitives_file, self.weights, self.summary])
+        self.mc_form = mc_form(shown=("electrons_per_pixel",), advanced=False)
+        self.mc_electrons = self.mc_form["electrons_per_pixel"]
         self.mc_summary = Label(value="")
-        self.form = Container(
-            widgets=[
-                self.shape, self.porosity, self.radius_low, self.radius_high, self.height_low, self.height_high,
-                self.edge_low, self.edge_high, self.orientation, self.kappa, self.pixel_size, self.seed,
-                self.primitives_file, self.slices, self.spacing, self.size, self.detector, self.noise,
-                self.noise_value, self.weights, self.summary,
-            ]
-        )  # fmt: skip
+        align_labels(self.geometry_form, self.geometry_form.advanced, self.stack_form, self.form, self.mc_form)
         self.stack_panel = self.add_panel("Simulate stack", self.run)
         self.send_button = PushButton(text="Send to Sparse acquisition", enabled=False)
-        self.mc_form = Container(widgets=[self.mc_electrons, self.mc_summary])
         self.mc_panel = self.add_panel("Compare with Monte Carlo for this slice", self.compare_with_monte_carlo)
-        self.body.addWidget(self.form.native)
-        self.body.addWidget(self.stack_panel)
-        self.body.addWidget(self.send_button.native)
-        self.body.addWidget(self.mc_form.native)
-        self.body.addWidget(self.mc_panel)
+        parts = [self.geometry_form.native, self.stack_form.native, self.form.native, self.stack_panel]
+        parts += [self.send_button.native, self.mc_form.native, self.mc_summary.native, self.mc_panel]
+        for widget in parts:
+            self.body.addWidget(widget)
         self.body.addStretch(1)
 
         self.stack: SimulatedStack | None = None
@@ -74,25 +75,13 @@ class SimulateSEMWidget(JobWidget):
         self.send_button.clicked.connect(self.send_to_acquisition)
 
     def remembered(self) -> dict[str, Any]:
-        names = ("shape", "porosity", "radius_low", "radius_high", "height_low", "height_high", "edge_low",
-                 "edge_high", "orientation", "kappa", "pixel_size", "seed", "slices", "spacing", "size", "detector",
-                 "noise", "noise_value", "mc_electrons")  # fmt: skip
-        return {name: getattr(self, name) for name in names}
+        mc = {"mc_electrons": self.mc_electrons}
+        return {**self.geometry_form.fields, **self.stack_form.fields, **mc}
 
     # -- parameters ------------------------------------------------------------------------------------------------
     def stack_spec(self) -> StackSpec:
         """The stack settings of the form."""
-        mode = self.noise.value
-        value = float(self.noise_value.value)
-        return StackSpec(
-            slices=int(self.slices.value),
-            spacing=float(self.spacing.value),
-            size=int(self.size.value),
-            detector=self.detector.value,
-            dose=value if mode == NOISE_MODES[1] else None,
-            snr=value if mode == NOISE_MODES[2] else None,
-            seed=int(self.seed.value),
-        )
+        return self.stack_form.spec(seed=int(self.seed.value))
 
     def source(self) -> GeometrySpec | Primitives:
         """A saved primitive list when one is chosen, else the Boolean model of the form (window set by the stack)."""

@@ -1,6 +1,8 @@
 """The *Train GAN* dock widget: train the partial-scan GAN (Ede & Beanland 2020) on dense reference slices of a layer.
 
-The form maps onto :class:`~napari_sparse_sem.recon.gan_training.GANTrainingConfig`; the training runs in a worker
+The form is generated from :class:`~napari_sparse_sem.recon.gan_training.GANTrainingConfig` (learning rates and
+loss weights behind *Advanced*; *Load parameters…* fills it from a model card or a ``train-gan`` run record); the
+training runs in a worker
 (progress bar, Cancel) and a plot follows the training MSE and the held-out PSNR against ``linear``. Cancel stops
 after the current batch and the job writes a checkpoint; *resume* continues it. The weights file then serves the
 *Reconstruct* and *Compare masks* widgets (their *GAN weights* field) and ``--weights`` on the command line.
@@ -8,94 +10,69 @@ after the current batch and the job writes a checkpoint; *resume* continues it. 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
 
 from napari_sparse_sem.io.volume import as_zyx, to_float01, value_range
-from napari_sparse_sem.recon.gan_training import (
-    GANTrainingConfig,
-    GANTrainingStatus,
-    parse_patterns,
-    train_gan_job,
-)
+from napari_sparse_sem.params import fields_of
+from napari_sparse_sem.recon.gan_training import GANTrainingConfig, GANTrainingStatus, train_gan_job
 from napari_sparse_sem.runtime import Progress, available_devices
 from napari_sparse_sem.widgets._base import JobWidget
+from napari_sparse_sem.widgets._fields import TextChoice, align_labels
+from napari_sparse_sem.widgets._form import SpecForm
 from napari_sparse_sem.widgets._layers import image_layers, layer_array, meta
 from napari_sparse_sem.widgets._plots import TrainingPlot
+from napari_sparse_sem.widgets._records import command_arguments, spec_values
 from napari_sparse_sem.widgets._worker import error_text
 
 PATTERN_CHOICES = ("mixed", "spiral", "grid", "random", "lines", "lowres", "hexgrid", "bluenoise")
+ADVANCED_FIELDS = ("lr", "adv_weight", "alrc")
+COMMAND = "train-gan"
 
 
 class TrainGANWidget(JobWidget):
     """Train a partial-scan GAN generator on the slices of a dense image layer."""
 
     SETTINGS_GROUP = "train_gan"
+    PARAMETERS = "a GAN's model card (.json or its .safetensors), or a run record of `sparse-sem train-gan`"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
+        from napari_sparse_sem.nn.gan import PRESETS
+
         self.source = ComboBox(label="reference image", choices=self._source_choices, tooltip="dense slices to learn")
         self.first_slice = SpinBox(label="first slice", value=0, min=0, max=100_000)
         self.last_slice = SpinBox(
             label="last slice", value=0, min=0, max=100_000, tooltip="inclusive; 0 and 0 with a stack: all slices"
         )
-        self.patterns = ComboBox(
-            label="patterns",
-            choices=list(PATTERN_CHOICES),
-            value="mixed",
-            tooltip="mask patterns drawn for the training crops (mixed: spiral, grid, random); type a comma list",
+        self.inputs = Container(widgets=[self.source, self.first_slice, self.last_slice])
+        self.patterns = TextChoice(PATTERN_CHOICES, label="patterns")
+        self.preset = ComboBox(label="network", choices=list(PRESETS), tooltip="paper: GPU")
+        self.config_form = SpecForm(
+            GANTrainingConfig,
+            widgets={"patterns": self.patterns, "preset": self.preset},
+            advanced=ADVANCED_FIELDS,
         )
-        self.patterns.native.setEditable(True)
-        self.coverage_low = FloatSpinBox(label="coverage from (%)", value=2.0, min=0.1, max=100.0, step=0.5)
-        self.coverage_high = FloatSpinBox(label="coverage to (%)", value=20.0, min=0.1, max=100.0, step=0.5)
-        self.minutes = FloatSpinBox(label="minutes", value=30.0, min=0.0, max=100_000.0, step=5.0, tooltip="0: none")
-        self.iterations = SpinBox(
-            label="iterations", value=0, min=0, max=10_000_000, tooltip="batches; 0: no limit (the minutes decide)"
-        )
-        self.preset = ComboBox(label="network", choices=["compact", "paper"], value="compact", tooltip="paper: GPU")
+        fields = self.config_form.fields
+        self.coverage, self.minutes, self.iterations = fields["coverage"], fields["minutes"], fields["iterations"]
+        self.crop, self.batch_size, self.pretrain = fields["crop"], fields["batch_size"], fields["pretrain_fraction"]
+        self.seed = fields["seed"]
         self.context = SpinBox(label="neighbour slices", value=0, min=0, max=8, tooltip="slices on each side it sees")
-        self.crop = SpinBox(label="crop (px)", value=128, min=32, max=2048, step=32)
-        self.batch_size = SpinBox(label="batch size", value=8, min=1, max=256)
-        self.pretrain = FloatSpinBox(
-            label="MSE share", value=0.7, min=0.05, max=1.0, step=0.05, tooltip="budget share before adversarial"
-        )
-        self.adv_weight = FloatSpinBox(label="adversarial weight", value=0.002, min=0.0, max=10.0, step=0.001)
-        self.alrc = CheckBox(text="ALRC (clip outlier losses)", value=True)
-        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         self.out = FileEdit(label="save weights to", mode="w", filter="*.safetensors", value="gan.safetensors")
         self.overwrite = CheckBox(text="overwrite", value=False)
         self.resume = CheckBox(text="resume the checkpoint", value=False)
-        self.form = Container(
-            widgets=[
-                self.source,
-                self.first_slice,
-                self.last_slice,
-                self.patterns,
-                self.coverage_low,
-                self.coverage_high,
-                self.minutes,
-                self.iterations,
-                self.preset,
-                self.context,
-                self.crop,
-                self.batch_size,
-                self.pretrain,
-                self.adv_weight,
-                self.alrc,
-                self.seed,
-                self.device,
-                self.out,
-                self.overwrite,
-                self.resume,
-            ]
-        )
+        self.form = Container(widgets=[self.context, self.device, self.out, self.overwrite, self.resume])
+        align_labels(self.inputs, self.config_form, self.config_form.advanced, self.form)
         self.panel = self.add_panel("Train GAN", self.run)
         self.plot = TrainingPlot()
+        self.body.addWidget(self.inputs.native)
+        self.body.addWidget(self.config_form.native)
         self.body.addWidget(self.form.native)
         self.body.addWidget(self.panel)
         self.body.addWidget(self.plot, 1)
@@ -110,50 +87,33 @@ class TrainGANWidget(JobWidget):
         return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") is None)
 
     def remembered(self) -> dict[str, Any]:
-        return {
-            "patterns": self.patterns,
-            "coverage_low": self.coverage_low,
-            "coverage_high": self.coverage_high,
-            "minutes": self.minutes,
-            "iterations": self.iterations,
-            "preset": self.preset,
-            "context": self.context,
-            "crop": self.crop,
-            "batch_size": self.batch_size,
-            "pretrain": self.pretrain,
-            "adv_weight": self.adv_weight,
-            "alrc": self.alrc,
-            "seed": self.seed,
-            "device": self.device,
-            "out": self.out,
-        }
+        return {**self.config_form.fields, "context": self.context, "device": self.device, "out": self.out}
 
     def config(self) -> GANTrainingConfig:
         """The training config of the form (ValueError with a readable message when a field is wrong)."""
-        low, high = float(self.coverage_low.value), float(self.coverage_high.value)
-        if high < low:
-            raise ValueError(f"coverage 'to' ({high} %) is below 'from' ({low} %); swap them")
-        minutes = float(self.minutes.value) or None
-        iterations = int(self.iterations.value) or None
-        if minutes is None and iterations is None:
-            raise ValueError("give a budget: minutes, iterations or both")
         architecture = dict(self.architecture)
         if self.context.value:
             architecture["context"] = int(self.context.value)
-        return GANTrainingConfig(
-            preset=self.preset.value,
-            architecture=architecture,
-            patterns=parse_patterns(str(self.patterns.value)),
-            coverage=(low / 100.0, high / 100.0),
-            crop=int(self.crop.value),
-            batch_size=int(self.batch_size.value),
-            iterations=iterations,
-            minutes=minutes,
-            pretrain_fraction=float(self.pretrain.value),
-            adv_weight=float(self.adv_weight.value),
-            alrc=bool(self.alrc.value),
-            seed=int(self.seed.value),
-        )
+        return self.config_form.spec(architecture=architecture)
+
+    def parameters_from(self, data: Mapping[str, Any], where: str) -> Callable[[], None]:
+        """The training block of a model card (its config fields), or a ``train-gan`` run record."""
+        context = None
+        training = data.get("training")
+        if isinstance(training, Mapping):
+            names = {view.name for view in fields_of(GANTrainingConfig)}
+            config = GANTrainingConfig.from_dict({k: v for k, v in training.items() if k in names})
+            context = config.architecture.get("context")
+        else:
+            arguments = command_arguments(data, [COMMAND], where, self.PARAMETERS)
+            config = GANTrainingConfig.from_dict(spec_values(GANTrainingConfig, arguments))
+            context = arguments.get("context")
+
+        def apply() -> None:
+            self.config_form.set_spec(config)
+            self.context.value = int(context or 0)
+
+        return apply
 
     def plan(self) -> tuple[GANTrainingConfig, np.ndarray, list[int], Path]:
         """The config, the reference slices as float32 in [0, 1], their numbers, and the weights file."""
