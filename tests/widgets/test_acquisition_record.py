@@ -3,16 +3,22 @@ when opened in napari and reconstructed by the widget, and the CLI and the widge
 
 from __future__ import annotations
 
+import inspect
+import json
+
 import numpy as np
 import pytest
 import tifffile
 from typer.testing import CliRunner
 
 from napari_sparse_sem.cli import app
+from napari_sparse_sem.cli.simulate import simulate as simulate_command
 from napari_sparse_sem.io import read_metadata
 from napari_sparse_sem.io.napari_hooks import read_layers
 from napari_sparse_sem.metrics import psnr
+from napari_sparse_sem.params import fields_of
 from napari_sparse_sem.sampling.record import RECORD_KEY, AcquisitionRecord
+from napari_sparse_sem.sampling.spec import AcquisitionSpec, MaskSpec
 from napari_sparse_sem.widgets.acquisition import AcquisitionWidget
 from napari_sparse_sem.widgets.reconstruct import ReconstructWidget
 
@@ -84,3 +90,47 @@ def test_cli_and_widget_make_the_same_scan(viewer, sample_layer, small_stack, tm
     ours = AcquisitionRecord.from_metadata(sparse_layer.metadata)
     for name in ("mask_spec", "acquisition", "coverage", "scan_s", "dense_s", "path_length_px", "value_range"):
         assert getattr(cli, name) == getattr(ours, name), name
+
+
+def test_results_from_a_file_carry_the_run_record_of_the_same_cli_command(viewer, small_stack, tmp_path, wait_done):
+    source = tmp_path / "dense.tif"
+    tifffile.imwrite(source, small_stack)
+    (layer,) = viewer.open(str(source), plugin="napari-sparse-sem")
+    widget = AcquisitionWidget(viewer)
+    widget.source.value = layer
+    widget.pattern.value = "spiral"
+    widget.coverage.value = 7.5
+    widget.per_slice.value = False
+    widget.seed.value = "4"
+    widget.dose.value = "30"
+    widget.run()
+    wait_done(widget.panel)
+
+    sparse = viewer.layers["dense · spiral 7.5% · sparse"]
+    mask = viewer.layers["dense · spiral 7.5% · mask"]
+    record = sparse.metadata["run"]
+    assert mask.metadata["run"] == record and record["command"] == "simulate"
+    # The arguments are the command's parameters, named and valued as the specs' fields.
+    mask_spec, acq_spec = widget.specs()
+    arguments = dict(record["arguments"])
+    assert arguments.pop("volume") == str(source.absolute())
+    expected = {f.name: getattr(mask_spec, f.name) for f in fields_of(MaskSpec)}
+    expected |= {f.name: getattr(acq_spec, f.name) for f in fields_of(AcquisitionSpec) if f.name != "seed"}
+    assert arguments == expected  # one seed for masks and noise, as the command takes it
+    assert set(record["arguments"]) <= set(inspect.signature(simulate_command).parameters)
+
+    # `sparse-sem run` makes the same scan from the record.
+    params = tmp_path / "record.json"
+    params.write_text(json.dumps({"run": record}))
+    out = tmp_path / "again.tif"
+    result = CliRunner().invoke(app, ["run", str(params), "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "again_mask.tif").astype(bool), mask.data.astype(bool))
+    np.testing.assert_allclose(tifffile.imread(out) / 255.0, sparse.data, atol=0.5 / 255)
+
+    # Results of in-memory data carry no record: there is no file to run the command on.
+    memory = viewer.add_image(small_stack.copy(), name="memory")
+    widget.source.value = memory
+    widget.run()
+    wait_done(widget.panel)
+    assert "run" not in viewer.layers["memory · spiral 7.5% · sparse"].metadata

@@ -1,0 +1,86 @@
+"""Method option panels come from each method's options spec: a third-party method (the test plugin ``mean-fill``)
+shows up in Reconstruct and Compare masks with its option field, and its option reaches the method."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+
+from napari_sparse_sem.recon import registry
+from napari_sparse_sem.recon.base import ENTRY_POINT_GROUP, available_methods, method_class, refresh_methods
+from napari_sparse_sem.widgets.compare import CompareWidget
+from napari_sparse_sem.widgets.reconstruct import ReconstructWidget
+
+PLUGIN = Path(__file__).resolve().parents[1] / "plugin_pkg"
+
+
+@pytest.fixture
+def mean_fill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``tests/plugin_pkg`` installed the way pip does (its package and a dist-info with its entry points), as in
+    ``tests/recon/test_registry.py``; the registry is restored afterwards."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    available_methods()  # our entry points are read before the plugin arrives
+    saved = dict(registry._REGISTRY), list(registry._ORDER), set(registry._LOADED)
+    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
+    shutil.copytree(PLUGIN / "sparse_sem_mean_fill", site / "sparse_sem_mean_fill")
+    dist = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    points = project["entry-points"][ENTRY_POINT_GROUP]
+    (dist / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items())
+    )
+    refresh_methods()
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved[0])
+    registry._ORDER[:] = saved[1]
+    registry._LOADED.clear()
+    registry._LOADED.update(saved[2])
+    sys.modules.pop("sparse_sem_mean_fill", None)
+
+
+@pytest.mark.usefixtures("mean_fill")
+def test_a_plugin_method_brings_its_option_field(viewer, acquired, sample_layer, wait_done):
+    mask_layer, sparse_layer = acquired
+    widget = ReconstructWidget(viewer)
+    assert "mean-fill" in widget.method.choices
+    widget.method.value = "linear"
+    assert widget.options.isHidden()  # linear takes no options
+    widget.method.value = "mean-fill"
+    form = widget.options.form("mean-fill")
+    group = widget.options.groups[method_class("mean-fill").options]
+    assert not widget.options.isHidden() and group.title() == "mean-fill options"
+    assert list(form.fields) == ["fill"] and form["fill"].label == "Fill"
+    assert "empty: the scanned mean" in form["fill"].tooltip.lower()
+    assert widget.loss_plot.isHidden()  # not iterative: no live fit plot
+
+    form["fill"].value = "0.25"
+    widget.sparse.value, widget.mask.value = sparse_layer, mask_layer
+    widget.run()
+    wait_done(widget.panel)
+    layer = widget.layer
+    assert layer.metadata["method"] == "mean-fill" and layer.metadata["options"] == {"fill": 0.25}
+    scanned = mask_layer.data.astype(bool)
+    np.testing.assert_array_equal(layer.data[~scanned], np.float32(0.25))
+    np.testing.assert_allclose(layer.data[scanned], sample_layer.data[scanned] / 255.0, atol=1e-6)
+
+    form["fill"].value = "3"  # out of the spec's bounds: the method's own message, nothing starts
+    widget.run()
+    assert "method 'mean-fill'" in widget.panel.status.text() and "fill must be in [0, 1]" in widget.panel.status.text()
+
+    compare = CompareWidget(viewer)
+    assert "mean-fill" in compare.methods.choices
+    compare.methods.value = ["linear", "mean-fill"]
+    assert not compare.options.isHidden()
+    compare.options.form("mean-fill")["fill"].value = "0.5"
+    spec, _ = compare.spec()
+    assert spec.methods == ["linear", "mean-fill"] and spec.method_options == {"mean-fill": {"fill": 0.5}}
