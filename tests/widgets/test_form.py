@@ -39,7 +39,7 @@ def test_form_round_trips_defaults_and_changes(qtbot):
     assert form.spec() == Scan()
     assert "hidden" not in form.fields
     assert form["coverage"].value == pytest.approx(5.0)  # shown as a percentage
-    assert form["coverage"].label == "Coverage (%)"
+    assert form["coverage"].label == "coverage (%)"  # lower case, as the dock widgets write labels
     assert isinstance(form["radius"], NumbersEdit) and form["radius"].value == (10.0, 15.0)
     changed = Scan(pattern="grid", coverage=0.125, per_slice=False, seed=None, factor=3, radius=(1.0, 2.5))
     form.set_spec(changed.to_dict())

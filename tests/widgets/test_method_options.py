@@ -59,7 +59,7 @@ def test_a_plugin_method_brings_its_option_field(viewer, acquired, sample_layer,
     form = widget.options.form("mean-fill")
     group = widget.options.groups[method_class("mean-fill").options]
     assert not widget.options.isHidden() and group.title() == "mean-fill options"
-    assert list(form.fields) == ["fill"] and form["fill"].label == "Fill"
+    assert list(form.fields) == ["fill"] and form["fill"].label == "fill"
     assert "empty: the scanned mean" in form["fill"].tooltip.lower()
     assert widget.loss_plot.isHidden()  # not iterative: no live fit plot
 

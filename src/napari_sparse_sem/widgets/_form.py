@@ -48,10 +48,20 @@ def _tooltip(view: FieldView) -> str:
     return text
 
 
+def face_label(text: str) -> str:
+    """A label as the dock widgets write them: lower case first (``Coverage`` → ``coverage``), acronyms kept
+    (``DIP preset``, ``SNR``)."""
+    first = text.split(" ", 1)[0]
+    if len(first) > 1 and first.isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
 def _label(view: FieldView) -> str:
+    label = face_label(view.label)
     if view.info.percent:
-        return f"{view.label} (%)"
-    return f"{view.label} ({view.info.unit})" if view.info.unit else view.label
+        return f"{label} (%)"
+    return f"{label} ({view.info.unit})" if view.info.unit else label
 
 
 def _sequence(view: FieldView) -> tuple[str, list[Any]]:
@@ -198,7 +208,9 @@ class SpecForm(Container):
         self._custom = set(custom)
         super().__init__(widgets=[made[n] for n in names if n not in hidden], labels=True)
         self.advanced = Container(widgets=[made[n] for n in names if n in hidden], labels=True)
-        self.advanced.margins = (0, 0, 0, 0)
+        for container in (self, self.advanced):  # forms stack in a dock: no blank band above and below each
+            left, _, right, _ = container.margins
+            container.margins = (left, 0, right, 0)
         self.section: Section | None = None
         if hidden and section:
             self.section = Section(section, self.advanced.native)

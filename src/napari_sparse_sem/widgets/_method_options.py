@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QGroupBox, QVBoxLayout, QWidget
 
 from napari_sparse_sem.params import Spec
 from napari_sparse_sem.widgets._fields import FileField
-from napari_sparse_sem.widgets._form import SpecForm, form_fields
+from napari_sparse_sem.widgets._form import SpecForm, face_label, form_fields
 
 SHOWN_FIELDS = 3
 """Options specs with at most this many fields (besides preset and weights) show them all; larger ones keep the rest
@@ -92,7 +92,7 @@ class SpecOptions(QGroupBox):
 
 def _weights_label(spec: type[Spec]) -> str:
     view = next(v for v in form_fields(spec) if v.name == "weights")
-    return view.label
+    return face_label(view.label)
 
 
 class MethodOptions(QWidget):

@@ -46,6 +46,7 @@ class PorousWidget(JobWidget):
         self.window_form = Container(widgets=[self.size, self.depth, self.below, self.primitives_file])
         self.mc_form = mc_form()
         self.electrons = self.mc_form["electrons_per_pixel"]
+        self.mc_form["seed"].label = "MC seed"
         self.summary = Label(value="")
         align_labels(self.geometry_form, self.geometry_form.advanced, self.window_form, self.mc_form,
                      self.mc_form.advanced)  # fmt: skip

@@ -55,15 +55,25 @@ class SimulateSEMWidget(JobWidget):
         self.weights = FileEdit(label="surrogate weights", mode="r", filter="*.safetensors", value="",
                                 tooltip="empty: the shipped weights (carbon, 2 keV, 5 nm pixels)")  # fmt: skip
         self.summary = Label(value="")
-        self.form = Container(widgets=[self.primitives_file, self.weights, self.summary])
+        self.files = Container(widgets=[self.primitives_file])
+        self.form = Container(widgets=[self.weights, self.summary])
         self.mc_form = mc_form(shown=("electrons_per_pixel",), advanced=False)
         self.mc_electrons = self.mc_form["electrons_per_pixel"]
+        self.mc_electrons.label = "MC electrons / pixel"
         self.mc_summary = Label(value="")
-        align_labels(self.geometry_form, self.geometry_form.advanced, self.stack_form, self.form, self.mc_form)
+        align_labels(
+            self.geometry_form, self.geometry_form.advanced, self.files, self.stack_form, self.form, self.mc_form
+        )
         self.stack_panel = self.add_panel("Simulate stack", self.run)
         self.send_button = PushButton(text="Send to Sparse acquisition", enabled=False)
         self.mc_panel = self.add_panel("Compare with Monte Carlo for this slice", self.compare_with_monte_carlo)
-        parts = [self.geometry_form.native, self.stack_form.native, self.form.native, self.stack_panel]
+        parts = [
+            self.geometry_form.native,
+            self.files.native,
+            self.stack_form.native,
+            self.form.native,
+            self.stack_panel,
+        ]
         parts += [self.send_button.native, self.mc_form.native, self.mc_summary.native, self.mc_panel]
         for widget in parts:
             self.body.addWidget(widget)
