@@ -84,3 +84,11 @@ def test_a_plugin_method_brings_its_option_field(viewer, acquired, sample_layer,
     compare.options.form("mean-fill")["fill"].value = "0.5"
     spec, _ = compare.spec()
     assert spec.methods == ["linear", "mean-fill"] and spec.method_options == {"mean-fill": {"fill": 0.5}}
+
+
+def test_no_method_is_special_cased_in_the_widgets():
+    """Option panels come from the registry's options specs and flags, never from lists of method names."""
+    widgets = Path(__file__).resolve().parents[2] / "src" / "napari_sparse_sem" / "widgets"
+    for path in widgets.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "DIP_METHODS" not in text and "GAN_METHODS" not in text, path.name

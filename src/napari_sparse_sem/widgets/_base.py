@@ -201,7 +201,7 @@ class JobWidget(QWidget):
         name = Path(path).name
         try:
             apply = self.parameters_from(read_parameters(path), name)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:  # a value of the wrong kind in the file is a message too
             if panel is not None:
                 panel.show_error(f"parameters not loaded: {exc}")
             return False

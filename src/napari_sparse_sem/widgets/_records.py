@@ -11,6 +11,7 @@ can make them again; layers from in-memory data carry none. The other way, *Load
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,10 @@ def argument_name(view: FieldView) -> str:
 
 
 def _on_command_line(view: FieldView) -> bool:
+    """True for a field a CLI flag carries (declared for the CLI; not a dict or a nested model)."""
     base = view.base_type
-    nested = typing_dict(base) or (isinstance(base, type) and issubclass(base, Spec))
+    nested = base is dict or typing.get_origin(base) is dict or (isinstance(base, type) and issubclass(base, Spec))
     return view.info.cli and not nested
-
-
-def typing_dict(base: Any) -> bool:
-    """True for a ``dict`` annotation (a field no flag carries)."""
-    import typing
-
-    return base is dict or typing.get_origin(base) is dict
 
 
 def spec_arguments(spec: Spec, exclude: Iterable[str] = ()) -> dict[str, Any]:
