@@ -309,6 +309,7 @@ def _dip_live(viewer, sample, acquisition, reconstruct, out: Path) -> None:
     crop = viewer.add_image(crop_data, name="crop", colormap="gray", scale=scale)
     _show_dock(acquisition)
     acquisition.source.value = crop
+    acquisition.pattern.value, acquisition.coverage.value = "random", 10.0  # also when run with --only dip_live
     acquisition.run()
     _wait(acquisition.panel)
     crop_sparse = viewer.layers["crop · random 10% · sparse"]

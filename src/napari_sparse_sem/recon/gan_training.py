@@ -108,7 +108,9 @@ class GANTrainingConfig(Spec):
     iterations: int | None = param(
         2000, nullable=True, low=1, help="Training batches, across resumes (with minutes: whichever ends first)."
     )
-    minutes: float | None = param(None, unit="min", **_POSITIVE, help="Training time budget, across resumes.")
+    minutes: float | None = param(
+        None, unit="min", label="time budget", **_POSITIVE, help="Training time budget, across resumes."
+    )
     pretrain_fraction: float = param(
         0.7,
         label="MSE share",
