@@ -316,9 +316,7 @@ def _dip_live(viewer, sample, acquisition, reconstruct, out: Path) -> None:
     _show_dock(reconstruct)
     reconstruct.sparse.value = crop_sparse
     reconstruct.method.value = "dip"
-    dip = reconstruct.options.form("dip")
-    dip["preview_every"].value = 25
-    dip.section.set_expanded(True)  # the DIP fields in the shot, not only the preset
+    reconstruct.options.form("dip")["preview_every"].value = 25
     reconstruct.run()
     layer = reconstruct.layer
     _only_visible(viewer, [crop.name, layer.name])
