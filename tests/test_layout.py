@@ -88,3 +88,17 @@ def test_core_never_imports_qt_or_napari(name: str) -> None:
             roots = [node.module.split(".")[0]]
         bad = [r for r in roots if r in GUI_MODULES]
         assert not bad, f"{path.relative_to(PACKAGE)} imports {bad} (only widgets/ may)"
+
+
+def test_faces_do_not_import_each_other() -> None:
+    """The CLI and the widgets share the core, not each other (the CLI's demo opens napari with the widgets: the one
+    exception)."""
+    files = modules()
+    crossing = []
+    for name, path in files.items():
+        targets = imported(path, name, set(files))
+        if ".widgets" in name:
+            crossing += [(name, t) for t in targets if t.startswith("napari_sparse_sem.cli")]
+        elif name.startswith("napari_sparse_sem.cli") and not name.endswith(".demo"):
+            crossing += [(name, t) for t in targets if t.startswith("napari_sparse_sem.widgets")]
+    assert not crossing, f"a face imports the other: {crossing}"

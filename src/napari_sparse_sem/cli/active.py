@@ -14,7 +14,6 @@ from napari_sparse_sem.cli.common import (
     QuietOption,
     clean_errors,
     echo,
-    parse_options,
     parse_range,
     parse_roi,
     progress_bar,
@@ -23,6 +22,7 @@ from napari_sparse_sem.cli.common import (
     stdout_console,
 )
 from napari_sparse_sem.cli.spec_options import spec_options
+from napari_sparse_sem.params_text import parse_options
 
 
 def active_table(rows: list[dict[str, Any]]) -> Any:

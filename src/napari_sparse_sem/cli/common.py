@@ -5,7 +5,6 @@ the models' own flags are parsed by :mod:`.spec_options`)."""
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import time
@@ -239,35 +238,6 @@ def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
         raise ValueError(f"{exc} (in --roi {text!r}, which expects Y0:Y1,X0:X1)") from None
     assert ys is not None and xs is not None
     return ys[0], ys[1], xs[0], xs[1]
-
-
-def _option_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_options(items: list[str] | None, per_method: bool = False) -> dict[str, Any]:
-    """``["key=value", ...]`` → dict (values parsed as JSON when possible: numbers, true/false, lists).
-
-    With ``per_method`` the keys read ``method.key`` and the result is ``{method: {key: value}}``.
-    """
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            form = "METHOD.KEY=VALUE (e.g. linear3d.context=5)" if per_method else "KEY=VALUE (e.g. context=5)"
-            raise ValueError(f"--option expects {form}, got {item!r}")
-        if per_method:
-            method, dot, name = key.partition(".")
-            if not dot or not method or not name:
-                raise ValueError(f"--option expects METHOD.KEY=VALUE (e.g. linear3d.context=5), got {item!r}")
-            out.setdefault(method, {})[name] = _option_value(value)
-        else:
-            out[key] = _option_value(value)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------------ files, region

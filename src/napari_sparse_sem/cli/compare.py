@@ -12,7 +12,6 @@ from napari_sparse_sem.cli.common import (
     QuietOption,
     clean_errors,
     echo,
-    parse_options,
     parse_range,
     parse_roi,
     progress_bar,
@@ -23,6 +22,7 @@ from napari_sparse_sem.cli.methods import method_help, preset_options, weights_o
 from napari_sparse_sem.cli.reconstruct import DipConfigOption, DipPresetOption, WeightsOption
 from napari_sparse_sem.cli.spec_options import Form, build, field_default, spec_options
 from napari_sparse_sem.compare.spec import CompareSpec
+from napari_sparse_sem.params_text import parse_options
 
 SUMMARY_COLUMNS = ("pattern", "coverage", "achieved", "method", "PSNR dB", "SSIM", "PSNR unscanned", "s/slice")
 

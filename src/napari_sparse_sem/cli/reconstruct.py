@@ -14,7 +14,6 @@ from napari_sparse_sem.cli.common import (
     clean_errors,
     echo,
     format_seconds,
-    parse_options,
     parse_range,
     progress_bar,
 )
@@ -25,6 +24,7 @@ from napari_sparse_sem.cli.methods import (
     preset_options,
     weights_option,
 )
+from napari_sparse_sem.params_text import parse_options
 
 DipPresetOption = Annotated[
     str | None,

@@ -19,85 +19,27 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING
 from typing import Annotated, Any
 
 import typer
 
 from napari_sparse_sem.params import FieldView, Spec, fields_of
-
-NONE_WORDS = ("", "none", "derived")
-"""What an empty nullable field (or an empty list) reads as on the command line."""
-DERIVED = "derived"
-"""The :class:`~napari_sparse_sem.params.ParamInfo` ``none_means`` that says nothing more than "unset"."""
-
-
-@dataclass(frozen=True)
-class Form:
-    """How one field's option differs from what its model declares.
-
-    ``aliases``: more flags for the same option; ``parse(text, flag)``: the field's value from the flag's text (for
-    forms the generic parser does not know, e.g. ``Y0:Y1,X0:X1``); ``metavar``: the form shown in ``--help``;
-    ``help``: replaces the model's help (e.g. for a field one flag sets in two models); ``repeat``: the flag may be
-    given several times, each value one item of a list field; ``callback``: an eager typer callback (``--method help``).
-    """
-
-    aliases: tuple[str, ...] = ()
-    parse: Callable[[str, str], Any] | None = None
-    metavar: str | None = None
-    help: str | None = None
-    repeat: bool = False
-    callback: Callable[[Any], Any] | None = None
-
-
-def parse_fraction(text: str, flag: str) -> float:
-    """``"0.05"`` or ``"5%"`` → 0.05 (bounds are the model's to check)."""
-    raw = str(text).strip()
-    try:
-        return float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise ValueError(f"{flag} expects a fraction such as 0.05 (or 5%), got {text!r}") from None
-
+from napari_sparse_sem.params_text import (
+    DERIVED,
+    Form,
+    convert,
+    metavar,
+    param_name,
+    sequence_kind,
+)
 
 # --------------------------------------------------------------------------------------------------- field kinds
-
-
-def _sequence(view: FieldView) -> tuple[str, tuple[Any, ...]]:
-    """``("list", (item,))``, ``("tuple", items)`` (``items`` ends in ``...`` when its length is free), or
-    ``("", ())`` for a scalar field."""
-    for candidate in (view.base_type, *typing.get_args(view.base_type)):
-        origin = typing.get_origin(candidate)
-        if origin is list or candidate is list:
-            return "list", typing.get_args(candidate) or (str,)
-        if origin is tuple or candidate is tuple:
-            return "tuple", typing.get_args(candidate) or (str, ...)
-    return "", ()
-
-
-def _item_type(items: tuple[Any, ...]) -> Any:
-    kinds = [a for a in items if a is not Ellipsis]
-    return kinds[0] if kinds else str
 
 
 def _is_plain(view: FieldView) -> bool:
     """A field click can type by itself: an int, float or str, not nullable, not a fraction."""
     return view.base_type in (int, float, str) and not view.info.nullable and not view.info.percent
-
-
-def _metavar(view: FieldView, form: Form) -> str:
-    if form.metavar:
-        return form.metavar
-    kind, items = _sequence(view)
-    if kind == "list":
-        return "A,B,..."
-    if kind == "tuple":
-        if Ellipsis in items:
-            return "A,B,..."
-        return "LOW:HIGH" if len(items) == 2 else ",".join("ABCDEFGH"[: len(items)])
-    if view.info.percent:
-        return "<fraction>"
-    kinds = typing.get_args(view.base_type) or (view.base_type,)
-    return "<" + "|".join(getattr(k, "__name__", "str") for k in kinds if k is not type(None)) + ">"
 
 
 def _range_text(view: FieldView) -> str:
@@ -122,7 +64,7 @@ def _help(view: FieldView, form: Form) -> str:
         parts.append(f"Unit: {view.info.unit}.")
     if view.info.percent:
         parts.append("A fraction (0.05) or a percentage (5%).")
-    kind, _ = _sequence(view)
+    kind, _ = sequence_kind(view)
     if form.repeat:
         parts.append("Repeatable.")
     elif kind == "list":
@@ -147,7 +89,7 @@ def show_value(value: Any, view: FieldView) -> str:
     if value is None or (isinstance(value, tuple | list) and not value):
         return "none"
     if isinstance(value, tuple | list):
-        separator = ":" if _sequence(view)[0] == "tuple" and len(value) == 2 else ","
+        separator = ":" if sequence_kind(view)[0] == "tuple" and len(value) == 2 else ","
         return separator.join(one(v) for v in value)
     if isinstance(value, bool):
         return str(value).lower()
@@ -169,11 +111,6 @@ def cli_fields(spec: type[Spec], exclude: Iterable[str] = ()) -> list[FieldView]
             continue
         out.append(view)
     return out
-
-
-def param_name(view: FieldView, prefix: str = "") -> str:
-    """The command parameter of a field: its flag with underscores (``--coverage`` → ``coverage``)."""
-    return prefix + view.flag[2:].replace("-", "_")
 
 
 # ------------------------------------------------------------------------------------------------ options, values
@@ -213,67 +150,11 @@ def _option(view: FieldView, default: Any, panel: str | None, form: Form, as_dic
             kwargs["show_default"] = default_text(view, default)
             return Annotated[view.base_type | None, typer.Option(*names, **kwargs)], None
         return Annotated[view.base_type, typer.Option(*names, **kwargs)], default
-    kwargs["metavar"] = _metavar(view, form)
+    kwargs["metavar"] = metavar(view, form)
     kwargs["show_default"] = default_text(view, default)
     if form.repeat:
         return Annotated[list[str] | None, typer.Option(*names, **kwargs)], None
     return Annotated[str | None, typer.Option(*names, **kwargs)], None
-
-
-def _split(text: str, separators: str) -> list[str]:
-    for sep in separators[1:]:
-        text = text.replace(sep, separators[0])
-    return [p.strip() for p in text.split(separators[0]) if p.strip()]
-
-
-def _scalar(text: str, kind: Any, view: FieldView, flag: str) -> Any:
-    if view.info.percent and kind in (int, float):
-        return parse_fraction(text, flag)
-    if kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            raise ValueError(f"{flag} expects {what}, got {text!r}") from None
-    if kind is bool:
-        lowered = text.lower()
-        if lowered in ("true", "yes", "on", "1"):
-            return True
-        if lowered in ("false", "no", "off", "0"):
-            return False
-        raise ValueError(f"{flag} expects true or false, got {text!r}")
-    return text
-
-
-def convert(view: FieldView, raw: Any, form: Form = Form()) -> Any:
-    """A flag's value → the field's value (numbers and switches pass as they are; text is parsed by its field type)."""
-    flag = view.flag
-    if isinstance(raw, list | tuple) and form.repeat:  # one item per flag given
-        kind = _item_type(_sequence(view)[1])
-        return [form.parse(t, flag) if form.parse else _scalar(str(t).strip(), kind, view, flag) for t in raw]
-    if not isinstance(raw, str):
-        return raw
-    if form.parse is not None:
-        return form.parse(raw, flag)
-    text = raw.strip()
-    if view.info.nullable and text.lower() in NONE_WORDS:
-        return None
-    kind, items = _sequence(view)
-    if kind and text.lower() in NONE_WORDS:
-        return [] if kind == "list" else ()
-    if kind == "list":
-        return [_scalar(p, _item_type(items), view, flag) for p in _split(text, ",")]
-    if kind == "tuple":
-        parts = _split(text, ",:")
-        if Ellipsis not in items and len(parts) != len(items):
-            raise ValueError(f"{flag} expects {_metavar(view, form)} ({len(items)} values), got {raw!r}")
-        kinds = [_item_type(items)] * len(parts) if Ellipsis in items else list(items)
-        return tuple(_scalar(p, k, view, flag) for p, k in zip(parts, kinds, strict=True))
-    if view.base_type in (int, float, bool):
-        return _scalar(text, view.base_type, view, flag)
-    if view.info.percent:
-        return parse_fraction(text, flag)
-    return text
 
 
 def build(spec: type[Spec], values: Mapping[str, Any]) -> Spec:

@@ -27,7 +27,8 @@ from napari_sparse_sem.cli.common import (
 )
 from napari_sparse_sem.cli.methods import check_methods
 from napari_sparse_sem.cli.run import current_command_line
-from napari_sparse_sem.cli.spec_options import Form, parse_fraction, spec_options
+from napari_sparse_sem.cli.spec_options import Form, spec_options
+from napari_sparse_sem.params_text import parse_fraction
 from napari_sparse_sem.recon.gan_training import GANTrainingConfig
 from napari_sparse_sem.runtime import run_job
 

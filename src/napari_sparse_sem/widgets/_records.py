@@ -2,10 +2,10 @@
 
 Results made from a layer whose data came from a file carry the run record the CLI would write for the same run
 (:func:`~napari_sparse_sem.provenance.make_record`: the command's name and its arguments, named as the command's
-parameters, which :mod:`napari_sparse_sem.cli.spec_options` derives from the models' fields), so ``sparse-sem run``
-can make them again; layers from in-memory data carry none. The other way, *Load parameters…* reads a saved file
-(:func:`read_parameters`) and a widget fills its forms from its models' blocks or from a run record's arguments
-(:func:`command_arguments`, :func:`spec_values`).
+parameters, which :func:`~napari_sparse_sem.params_text.param_name` derives from the models' fields), so
+``sparse-sem run`` can make them again; layers from in-memory data carry none. The other way, *Load parameters…*
+reads a saved file (:func:`read_parameters`) and a widget fills its forms from its models' blocks or from a run
+record's arguments (:func:`command_arguments`, :func:`spec_values`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from napari.layers import Layer
 
 from napari_sparse_sem.params import FieldView, Spec, fields_of
+from napari_sparse_sem.params_text import convert, param_name, parse_options
 from napari_sparse_sem.provenance import RUN_KEY, make_record
 
 
@@ -30,9 +31,8 @@ def file_source(layer: Layer | None) -> Path | None:
     return Path(path) if path else None
 
 
-def argument_name(view: FieldView) -> str:
-    """The command parameter of a model field: its CLI flag with underscores (``--pixel-size`` → ``pixel_size``)."""
-    return view.flag[2:].replace("-", "_")
+argument_name = param_name
+"""The command parameter of a model field: its CLI flag with underscores (``--pixel-size`` → ``pixel_size``)."""
 
 
 def _on_command_line(view: FieldView) -> bool:
@@ -124,8 +124,6 @@ def command_arguments(data: Mapping[str, Any], commands: Iterable[str], where: s
 def spec_values(spec: type[Spec], arguments: Mapping[str, Any], exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The field values of ``spec`` in a run record's ``arguments`` (the command's flags as typed: ``5%``, ``a,b``,
     ``none``); arguments left unset (None) take the model's default, arguments of other models are not read."""
-    from napari_sparse_sem.cli.spec_options import convert
-
     skipped = set(exclude)
     out: dict[str, Any] = {}
     for view in fields_of(spec):
@@ -141,6 +139,4 @@ def spec_values(spec: type[Spec], arguments: Mapping[str, Any], exclude: Iterabl
 
 def record_options(arguments: Mapping[str, Any], per_method: bool = False) -> dict[str, Any]:
     """The ``--option`` values of a run record as a dict (``{method: {key: value}}`` with ``per_method``)."""
-    from napari_sparse_sem.cli.common import parse_options
-
     return parse_options(list(arguments.get("option") or []), per_method=per_method)
