@@ -37,6 +37,7 @@ import numpy as np
 
 from napari_sparse_sem.active.error_estimation import UNET_INPUTS, binarized_error, unet_inputs
 from napari_sparse_sem.active.scan import parse_initial
+from napari_sparse_sem.nn.reference import reference_plane
 from napari_sparse_sem.nn.training import Budget, Trainer, run_training
 from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.runtime import Job, Progress, checked_slices
@@ -147,11 +148,7 @@ def prepare_samples(
     samples: list[_Sample] = []
     try:
         for z in slices:
-            reference = np.asarray(volume[z], dtype=np.float32)
-            if reference.ndim != 2:
-                raise ValueError(f"slice {z} is not a 2D image (shape {reference.shape})")
-            if not np.all(np.isfinite(reference)) or reference.min() < 0 or reference.max() > 1:
-                raise ValueError(f"slice {z} must hold finite values in [0, 1] (scale the volume first)")
+            reference = reference_plane(volume, z)
             for text, spec in specs:
                 mask = slice_mask(reference.shape, spec, int(z)).mask
                 sparse = np.where(mask, reference, 0.0).astype(np.float32)

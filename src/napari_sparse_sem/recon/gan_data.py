@@ -219,14 +219,9 @@ class Validation:
 def load_reference(volume: Any, slices: Sequence[int]) -> np.ndarray:
     """The reference ``slices`` of ``volume`` as one (n, y, x) float32 array, after checking each is a 2D image of
     finite values in [0, 1] and that they share one shape."""
-    planes = []
-    for z in slices:
-        plane = np.asarray(volume[z], dtype=np.float32)
-        if plane.ndim != 2:
-            raise ValueError(f"slice {z} is not a 2D image (shape {plane.shape})")
-        if not np.all(np.isfinite(plane)) or plane.min() < 0 or plane.max() > 1:
-            raise ValueError(f"slice {z} must hold finite values in [0, 1] (scale the volume first)")
-        planes.append(plane)
+    from napari_sparse_sem.nn.reference import reference_plane
+
+    planes = [reference_plane(volume, z) for z in slices]
     if len({p.shape for p in planes}) > 1:
         raise ValueError("the reference slices differ in shape")
     return np.stack(planes)
