@@ -11,6 +11,8 @@ from napari_sparse_sem.recon.dip import DIPConfig
 from napari_sparse_sem.widgets._worker import ERROR_STYLE
 from napari_sparse_sem.widgets.compare import RANGE, CompareWidget
 
+WAIT_MS = 120_000  # how long a test waits for a worker: a bound for a stuck run, not a timing claim
+
 PATTERNS3 = ("random", "grid", "spiral")
 
 
@@ -156,7 +158,7 @@ def test_cancel_shows_the_finished_runs(viewer, flyem_crop_uint8, wait_done, qtb
     widget.truth.value = stack
     _choose(widget, patterns=("random", "grid", "spiral", "lowres"), methods=("linear3d",))
     widget.run()
-    qtbot.waitUntil(lambda: len(widget.partial_runs) >= 1, timeout=30_000)
+    qtbot.waitUntil(lambda: len(widget.partial_runs) >= 1, timeout=WAIT_MS)
     widget.panel.cancel_button.click()
     wait_done(widget.panel)
 

@@ -13,6 +13,8 @@ from napari_sparse_sem.widgets._worker import ERROR_STYLE
 from napari_sparse_sem.widgets.acquisition import AcquisitionWidget
 from napari_sparse_sem.widgets.reconstruct import NO_TRUTH, ReconstructWidget
 
+WAIT_MS = 120_000  # how long a test waits for a worker: a bound for a stuck run, not a timing claim
+
 LINEAR_10_PERCENT_PSNR_FLOOR = 26.0  # dB on the 4 x 96 x 96 FlyEM crop (measured 27.5 dB)
 
 
@@ -79,7 +81,7 @@ def test_cancel_keeps_finished_slices(viewer, flyem_crop_uint8, wait_done, qtbot
     widget.truth.value = None
     widget.method.value = "linear3d"
     widget.run()
-    qtbot.waitUntil(lambda: len(widget.done_slices) >= 1, timeout=30_000)
+    qtbot.waitUntil(lambda: len(widget.done_slices) >= 1, timeout=WAIT_MS)
     widget.panel.cancel_button.click()
     wait_done(widget.panel)
 
@@ -208,7 +210,7 @@ def test_cancel_during_a_dip_fit_keeps_only_finished_slices(viewer, acquired, wa
     widget.options.form("dip")["warmup_slices"].value = 0
     widget.options.form("dip")["preview_every"].value = 5
     widget.run()
-    qtbot.waitUntil(lambda: widget.done_slices == [0] and widget._preview_z == 1, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.done_slices == [0] and widget._preview_z == 1, timeout=WAIT_MS)
     assert widget.layer.data[1].any()  # slice 1 shows its live preview
     widget.panel.cancel_button.click()
     wait_done(widget.panel)

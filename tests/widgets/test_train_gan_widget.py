@@ -12,6 +12,8 @@ from napari_sparse_sem.widgets._worker import ERROR_STYLE
 from napari_sparse_sem.widgets.reconstruct import ReconstructWidget
 from napari_sparse_sem.widgets.train_gan import TrainGANWidget
 
+WAIT_MS = 120_000  # how long a test waits for a worker: a bound for a stuck run, not a timing claim
+
 
 def _tiny_widget(viewer, sample_layer, architecture: dict, out: Path, iterations: int = 12) -> TrainGANWidget:
     widget = TrainGANWidget(viewer)
@@ -65,7 +67,7 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes(
     widget = _tiny_widget(viewer, sample_layer, tiny_gan_architecture, out, iterations=400)
     widget.run()
     qtbot.waitUntil(
-        lambda: widget.panel.last_progress is not None and widget.panel.last_progress.step >= 10, timeout=30_000
+        lambda: widget.panel.last_progress is not None and widget.panel.last_progress.step >= 10, timeout=WAIT_MS
     )
     widget.panel.cancel()
     wait_done(widget.panel)
@@ -112,9 +114,9 @@ def test_closing_napari_mid_training_still_saves_the_checkpoint(
     widget = _tiny_widget(viewer, sample_layer, tiny_gan_architecture, out, iterations=400)
     widget.run()
     qtbot.waitUntil(
-        lambda: widget.panel.last_progress is not None and widget.panel.last_progress.step >= 10, timeout=30_000
+        lambda: widget.panel.last_progress is not None and widget.panel.last_progress.step >= 10, timeout=WAIT_MS
     )
     WorkerBase.await_workers(msecs=60_000)  # what napari's main window does in its closeEvent
     card = read_card(out)
     assert card["training"]["stopped"] == "cancelled" and 10 <= card["training"]["iterations_done"] < 400
-    qtbot.waitUntil(lambda: not widget.panel.busy, timeout=30_000)
+    qtbot.waitUntil(lambda: not widget.panel.busy, timeout=WAIT_MS)

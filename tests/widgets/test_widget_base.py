@@ -24,6 +24,8 @@ from napari_sparse_sem.widgets.reconstruct import ReconstructWidget
 from napari_sparse_sem.widgets.simulate import SimulateSEMWidget
 from napari_sparse_sem.widgets.train_gan import TrainGANWidget
 
+WAIT_MS = 120_000  # how long a test waits for a worker: a bound for a stuck run, not a timing claim
+
 ALL_WIDGETS = (
     AcquisitionWidget,
     ReconstructWidget,
@@ -54,7 +56,7 @@ def test_closing_the_dock_cancels_the_job_and_drops_its_results(viewer, flyem_cr
     dock = viewer.window.add_dock_widget(widget, name="Compare masks")
     widget.run()
     worker = widget.panel.worker
-    qtbot.waitUntil(lambda: widget.panel.last_progress is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.panel.last_progress is not None, timeout=WAIT_MS)
     dock.title.close_button.click()  # the dock's ×: napari takes the widget out of its dock
     assert widget.closed and worker.abort_requested
     wait_done(widget.panel)
@@ -177,7 +179,7 @@ def test_dip_cancel_lands_within_an_iteration_and_leaves_no_black_layer(viewer, 
                 seen.append(int(match.group(1)))
 
     widget.panel.worker.yielded.connect(record, Qt.DirectConnection)
-    qtbot.waitUntil(lambda: len(seen) >= 3, timeout=30_000)
+    qtbot.waitUntil(lambda: len(seen) >= 3, timeout=WAIT_MS)
     with lock:
         at_cancel = seen[-1]
     widget.panel.cancel_button.click()
@@ -196,7 +198,7 @@ def test_dip_cancel_after_a_finished_slice_marks_the_kept_layer(viewer, acquired
     for name, value in {**tiny, "warmup_slices": 0, "preview_every": 0}.items():
         widget.options.form("dip")[name].value = value
     widget.run()
-    qtbot.waitUntil(lambda: widget.done_slices == [0], timeout=30_000)
+    qtbot.waitUntil(lambda: widget.done_slices == [0], timeout=WAIT_MS)
     widget.panel.cancel_button.click()
     wait_done(widget.panel)
     layer = widget.layer

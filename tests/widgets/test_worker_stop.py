@@ -12,6 +12,8 @@ from napari.qt.threading import WorkerBase
 from napari_sparse_sem.runtime import Job, Progress
 from napari_sparse_sem.widgets._worker import JobPanel, received_stop_signal, stop_all_jobs
 
+WAIT_MS = 120_000  # how long a test waits for a worker: a bound for a stuck run, not a timing claim
+
 
 def slow_job(log: list[str], started: threading.Event, n: int = 200) -> Job[int]:
     """Steps of 20 ms; records its cleanup and the thread that ran it."""
@@ -36,7 +38,7 @@ def test_quitting_the_workers_runs_the_jobs_cleanup_at_once(qtbot) -> None:
     assert started.wait(30)
     WorkerBase.await_workers(msecs=30_000)
     assert len(log) == 1 and log[0] != threading.main_thread().name  # cleaned up, in the worker thread
-    qtbot.waitUntil(lambda: not panel.busy, timeout=30_000)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
@@ -51,7 +53,7 @@ def test_stop_signals_cancel_running_jobs_like_ctrl_c(qtbot, signum: int) -> Non
     assert signal.getsignal(signum) is stop_all_jobs  # installed while a job runs
     assert started.wait(30)
     signal.raise_signal(signum)
-    qtbot.waitUntil(lambda: not panel.busy, timeout=30_000)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     assert log and panel.status.text() == "cancelled" and panel.last_progress.step < 200
     assert received_stop_signal() == signum
     assert signal.getsignal(signum) is signal.SIG_DFL  # handed back once no job runs
