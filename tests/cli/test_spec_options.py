@@ -5,8 +5,6 @@ registry, a plugin's included."""
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -24,8 +22,6 @@ from napari_sparse_sem.cli.spec_options import Form, default_text, generated_opt
 from napari_sparse_sem.compare.spec import CompareSpec
 from napari_sparse_sem.io import read_metadata
 from napari_sparse_sem.params import Spec, fields_of, param
-from napari_sparse_sem.recon import registry
-from napari_sparse_sem.recon.base import ENTRY_POINT_GROUP, available_methods, refresh_methods
 from napari_sparse_sem.sampling.record import AcquisitionRecord
 from napari_sparse_sem.sampling.spec import AcquisitionSpec, MaskSpec
 
@@ -230,28 +226,6 @@ def test_no_method_is_special_cased_in_the_cli() -> None:
     for path in (SRC / "cli").glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert "DIP_METHODS" not in text and "GAN_METHODS" not in text, path.name
-
-
-@pytest.fixture
-def mean_fill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """``tests/plugin_pkg`` installed (its package and a dist-info with its entry point); the registry is restored."""
-    site = tmp_path / "site"
-    shutil.copytree(PLUGIN / "sparse_sem_mean_fill", site / "sparse_sem_mean_fill")
-    dist = site / "sparse_sem_mean_fill-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sparse-sem-mean-fill\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nmean-fill = sparse_sem_mean_fill:MeanFill\n")
-    monkeypatch.syspath_prepend(str(site))
-    available_methods()
-    saved = dict(registry._REGISTRY), list(registry._ORDER), set(registry._LOADED)
-    refresh_methods()
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved[0])
-    registry._ORDER[:] = saved[1]
-    registry._LOADED.clear()
-    registry._LOADED.update(saved[2])
-    sys.modules.pop("sparse_sem_mean_fill", None)
 
 
 @pytest.mark.usefixtures("mean_fill")

@@ -8,9 +8,7 @@ folder on ``sys.path``.
 from __future__ import annotations
 
 import re
-import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,6 @@ import tifffile
 from typer.testing import CliRunner
 
 from napari_sparse_sem.params import Spec, fields_of
-from napari_sparse_sem.recon import registry
 from napari_sparse_sem.recon.base import (
     ENTRY_POINT_GROUP,
     Reconstructor,
@@ -31,11 +28,6 @@ from napari_sparse_sem.recon.base import (
     refresh_methods,
 )
 from napari_sparse_sem.recon.dip import PRESETS, DIPConfig, dip_config, load_dip_options
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
-    import tomli as tomllib
 
 PLUGIN = Path(__file__).resolve().parents[1] / "plugin_pkg"
 BUILTINS = ["nearest", "linear", "harmonic", "biharmonic", "linear3d", "dip", "dip3d", "gan", "gan-mse"]
@@ -111,46 +103,6 @@ def test_dip_options_start_from_their_preset(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------- plugins
 
 
-def _install(site: Path, name: str, version: str, entry_points: dict[str, dict[str, str]]) -> None:
-    """Write the ``*.dist-info`` folder pip would write for a distribution with these entry points."""
-    dist = site / f"{name.replace('-', '_')}-{version}.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    text = "".join(
-        f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in items.items()) + "\n"
-        for group, items in entry_points.items()
-    )
-    (dist / "entry_points.txt").write_text(text)
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty folder on ``sys.path`` to install distributions into; the registry is restored afterwards."""
-    folder = tmp_path / "site"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    available_methods()  # our entry points are read before the plugins arrive
-    saved = dict(registry._REGISTRY), list(registry._ORDER), set(registry._LOADED)
-    yield folder
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved[0])
-    registry._ORDER[:] = saved[1]
-    registry._LOADED.clear()
-    registry._LOADED.update(saved[2])
-    sys.modules.pop("sparse_sem_mean_fill", None)
-
-
-@pytest.fixture
-def mean_fill(site: Path) -> Path:
-    """``tests/plugin_pkg`` installed: its package and the entry points declared in its pyproject.toml."""
-    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
-    shutil.copytree(PLUGIN / "sparse_sem_mean_fill", site / "sparse_sem_mean_fill")
-    _install(site, project["name"], project["version"], project["entry-points"])
-    assert ENTRY_POINT_GROUP in project["entry-points"]
-    refresh_methods()
-    return site
-
-
 def _slab() -> tuple[np.ndarray, np.ndarray]:
     mask = np.zeros((1, 4, 5), dtype=bool)
     mask[0, ::2, ::2] = True
@@ -177,8 +129,8 @@ def test_a_plugin_method_is_listed_created_and_checked() -> None:
         create("mean-fill", fill=3)
 
 
-def test_a_broken_plugin_warns_and_the_others_still_work(site: Path) -> None:
-    _install(
+def test_a_broken_plugin_warns_and_the_others_still_work(site: Path, install_distribution) -> None:
+    install_distribution(
         site,
         "broken-plugin",
         "1.0",
@@ -195,11 +147,11 @@ def test_a_broken_plugin_warns_and_the_others_still_work(site: Path) -> None:
     assert create("linear").reconstruct_slice(*_slab(), 0).shape == (4, 5)
 
 
-def test_a_plugin_cannot_take_a_builtin_name(site: Path) -> None:
+def test_a_plugin_cannot_take_a_builtin_name(site: Path, install_distribution) -> None:
     (site / "copycat_method.py").write_text(
         "from napari_sparse_sem.recon.interp import Nearest\n\n\nclass Linear(Nearest):\n    name = 'linear'\n"
     )
-    _install(site, "copycat", "1.0", {ENTRY_POINT_GROUP: {"copy": "copycat_method:Linear"}})
+    install_distribution(site, "copycat", "1.0", {ENTRY_POINT_GROUP: {"copy": "copycat_method:Linear"}})
     with pytest.warns(UserWarning, match="'linear' is taken by napari_sparse_sem.recon.interp.Linear"):
         refresh_methods()
     assert method_class("linear").__module__ == "napari_sparse_sem.recon.interp"

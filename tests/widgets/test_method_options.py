@@ -3,49 +3,16 @@ shows up in Reconstruct and Compare masks with its option field, and its option 
 
 from __future__ import annotations
 
-import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 
-from napari_sparse_sem.recon import registry
-from napari_sparse_sem.recon.base import ENTRY_POINT_GROUP, available_methods, method_class, refresh_methods
+from napari_sparse_sem.recon.base import method_class
 from napari_sparse_sem.widgets.compare import CompareWidget
 from napari_sparse_sem.widgets.reconstruct import ReconstructWidget
 
 PLUGIN = Path(__file__).resolve().parents[1] / "plugin_pkg"
-
-
-@pytest.fixture
-def mean_fill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """``tests/plugin_pkg`` installed the way pip does (its package and a dist-info with its entry points), as in
-    ``tests/recon/test_registry.py``; the registry is restored afterwards."""
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    available_methods()  # our entry points are read before the plugin arrives
-    saved = dict(registry._REGISTRY), list(registry._ORDER), set(registry._LOADED)
-    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
-    shutil.copytree(PLUGIN / "sparse_sem_mean_fill", site / "sparse_sem_mean_fill")
-    dist = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    points = project["entry-points"][ENTRY_POINT_GROUP]
-    (dist / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items())
-    )
-    refresh_methods()
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved[0])
-    registry._ORDER[:] = saved[1]
-    registry._LOADED.clear()
-    registry._LOADED.update(saved[2])
-    sys.modules.pop("sparse_sem_mean_fill", None)
 
 
 @pytest.mark.usefixtures("mean_fill")
