@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from napari_sparse_sem.params import Spec, param
-from napari_sparse_sem.sampling.spec import DEFAULT_COVERAGE, PATTERNS, AcquisitionSpec
+from napari_sparse_sem.sampling.spec import DEFAULT_COVERAGE, PATTERNS, AcquisitionSpec, dose_param
 
 _MIN_ROI = 8  # pixels per side; SSIM and the mask patterns need some room
 
@@ -110,14 +110,7 @@ class CompareSpec(Spec):
     per_slice: bool = param(
         True, help="A new mask for every slice (else one mask for all slices).", flag="per-slice/fixed-mask"
     )
-    dose: float | None = param(
-        None,
-        help="Electrons per scanned pixel (shot noise).",
-        unit="e⁻/px",
-        low=0.0,
-        low_open=True,
-        none_means="noiseless",
-    )
+    dose: float | None = dose_param()
     method_options: dict[str, dict[str, Any]] = param(
         default_factory=dict, help="Options per method, e.g. {'linear3d': {'context': 10}}.", cli=False, widget=False
     )

@@ -98,6 +98,11 @@ class MaskSpec(Spec):
         return self.jitter if self.jitter is not None else DEFAULT_JITTER.get(self.pattern, 0.0)
 
 
+def dose_param(help: str = "Electrons per scanned pixel (shot noise).") -> Any:
+    """The ``dose`` field (mean detected electrons per scanned pixel; None = noiseless) of every model that has one."""
+    return param(None, help=help, unit="e⁻/px", low=0.0, low_open=True, none_means="noiseless")
+
+
 @dataclass
 class AcquisitionSpec(Spec):
     """How the microscope acquires: timing (for time estimates) and dose (for shot noise).
@@ -114,14 +119,7 @@ class AcquisitionSpec(Spec):
     move_us_per_px: float = param(
         0.001, help="Beam travel time per pixel of a jump.", label="move", unit="µs/px", low=0.0, step=0.001
     )
-    dose: float | None = param(
-        None,
-        help="Electrons per scanned pixel (shot noise).",
-        unit="e⁻/px",
-        low=0.0,
-        low_open=True,
-        none_means="noiseless",
-    )
+    dose: float | None = dose_param()
     seed: int | None = param(0, help="Seed of the shot noise.", low=0, nullable=True, none_means="a fresh random seed")
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.runtime import Job, Progress, run_job
-from napari_sparse_sem.surrogate.geometry import GeometrySpec, generate, table1_presets, voxelize
+from napari_sparse_sem.surrogate.geometry import GeometrySpec, generate, pixel_size_param, table1_presets, voxelize
 from napari_sparse_sem.surrogate.materials import kanaya_okayama_range_nm
 from napari_sparse_sem.surrogate.montecarlo import MCConfig, simulate_slice
 
@@ -40,15 +40,7 @@ class DatasetSpec(Spec):
     spacing: float = param(10.0, low=0.0, low_open=True, unit="voxels", help="Distance between the cut planes.")
     size: int = param(128, low=16, high=2048, unit="px", help="Image side of every sample (square).")
     scale: float = param(0.5, low=0.05, high=4.0, help="Factor on Table 1's particle sizes.")
-    pixel_size_nm: float = param(
-        5.0,
-        low=0.0,
-        low_open=True,
-        unit="nm",
-        label="pixel size",
-        help="Physical size of one voxel.",
-        flag="pixel-size",
-    )
+    pixel_size_nm: float = pixel_size_param()
     seed: int = param(0, help="Random seed of the geometry plan and the particle draws.")
     mc: MCConfig = param(default_factory=MCConfig, label="Monte Carlo", help="Settings of the Monte Carlo teacher.")
 

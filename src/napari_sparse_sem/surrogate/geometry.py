@@ -21,6 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,11 @@ SPHERE, CYLINDER, CUBE = 0, 1, 2
 KIND_NAMES = ("sphere", "cylinder", "cube")
 SHAPES = ("spheres", "cylinders", "cubes", "mixture")
 ORIENTATIONS = ("uniform", "vmf")
+
+
+def pixel_size_param(help: str = "Physical size of one voxel.", **shown: Any) -> Any:
+    """The ``pixel_size_nm`` field of the surrogate's models (geometry, dataset, network): one declaration."""
+    return param(5.0, low=0.0, low_open=True, unit="nm", label="pixel size", help=help, flag="pixel-size", **shown)
 
 
 @dataclass(frozen=True)
@@ -74,15 +80,7 @@ class GeometrySpec(Spec):
     window: tuple[int, int, int] = param(
         (128, 256, 256), unit="voxels", help="Size of the voxel window (depth, height, width)."
     )
-    pixel_size_nm: float = param(
-        5.0,
-        low=0.0,
-        low_open=True,
-        unit="nm",
-        label="pixel size",
-        help="Physical size of one voxel.",
-        flag="pixel-size",
-    )
+    pixel_size_nm: float = pixel_size_param()
     seed: int = param(0, help="Random seed of the particle draw.")
 
     def validate(self) -> None:

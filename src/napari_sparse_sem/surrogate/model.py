@@ -26,6 +26,7 @@ import numpy as np
 from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.recon.tiles import Tiling
 from napari_sparse_sem.runtime import Job, Progress
+from napari_sparse_sem.surrogate.geometry import pixel_size_param
 
 LAYOUTS = {
     "resnet34": ((64, 128, 256, 512), (3, 4, 6, 3), 32),
@@ -66,15 +67,8 @@ class SurrogateConfig(Spec):
     output_scale: tuple[float, float] = param(
         (0.1, 1.0), cli=False, widget=False, help="The (BSE, SE) outputs are divided by these in training (> 0)."
     )
-    pixel_size_nm: float = param(
-        5.0,
-        low=0.0,
-        low_open=True,
-        unit="nm",
-        label="pixel size",
-        cli=False,
-        widget=False,
-        help="Pixel size of the Monte Carlo data the network was trained on.",
+    pixel_size_nm: float = pixel_size_param(
+        "Pixel size of the Monte Carlo data the network was trained on.", cli=False, widget=False
     )
     energy_kev: float = param(
         2.0,
