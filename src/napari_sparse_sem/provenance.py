@@ -86,3 +86,35 @@ def find_record(data: Any, where: str) -> dict[str, Any]:
         f"{where} holds no run record ({RUN_KEY!r}): it was not written by a sparse-sem command of this version "
         "(results made in napari from layers without a file, and results of older versions, cannot be re-run)"
     )
+
+
+def read_saved(path: str | Path) -> dict[str, Any]:
+    """The parameter block saved at ``path``: a report's ``params.json`` (or its folder), a model card (``.json``, or
+    the ``.safetensors`` beside it), a JSON run record, or the metadata of a volume sparse-sem wrote.
+
+    A missing file, invalid JSON or a file without parameters is a ``ValueError`` that names it.
+    """
+    import json
+
+    path = Path(path)
+    if path.is_dir() and (path / "params.json").is_file():
+        path = path / "params.json"
+    if path.suffix.lower() == ".safetensors" and path.with_suffix(".json").is_file():
+        path = path.with_suffix(".json")
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path.name} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    else:
+        from napari_sparse_sem.io.readers import read_metadata
+
+        try:
+            data = read_metadata(path)
+        except Exception as exc:  # any unreadable file: one message naming it, never a traceback
+            raise ValueError(f"cannot read parameters from {path.name}: {exc}") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path.name} holds no parameters (expected a JSON object written by sparse-sem)")
+    return data

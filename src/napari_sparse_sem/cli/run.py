@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import shlex
 import typing
 from collections.abc import Callable, Mapping
@@ -20,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from napari_sparse_sem.cli.common import QuietOption, clean_errors, echo
-from napari_sparse_sem.provenance import current, find_record, recording
+from napari_sparse_sem.provenance import current, find_record, read_saved, recording
 
 CONTROL_ARGUMENTS = ("out", "overwrite", "quiet")
 """Arguments ``run`` sets itself rather than taking from the record."""
@@ -95,22 +94,6 @@ def current_command_line() -> str:
     return command_line(record["command"], record["arguments"]) if record else ""
 
 
-def _load(path: Path) -> Any:
-    """The saved parameter block at ``path``: a JSON file (params.json, a model card) or a volume's metadata."""
-    if path.is_dir() and (path / "params.json").is_file():
-        path = path / "params.json"
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if path.suffix.lower() == ".safetensors" and path.with_suffix(".json").is_file():
-        return _load(path.with_suffix(".json"))
-    from napari_sparse_sem.io.readers import read_metadata
-
-    return read_metadata(path)
-
-
 def _is_path(annotation: Any) -> bool:
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) is typing.Annotated:
@@ -155,9 +138,7 @@ def run(
     """Run a saved result again from the run record saved beside it, with the same inputs and parameters."""
     from napari_sparse_sem.cli import app
 
-    if not params.exists():
-        raise ValueError(f"{params} does not exist")
-    record = find_record(_load(params), str(params))
+    record = find_record(read_saved(params), str(params))
     commands = record_commands(app)
     command = record["command"]
     if command not in commands:

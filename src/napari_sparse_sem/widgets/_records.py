@@ -20,7 +20,7 @@ from napari.layers import Layer
 
 from napari_sparse_sem.params import FieldView, Spec, fields_of
 from napari_sparse_sem.params_text import convert, param_name, parse_options
-from napari_sparse_sem.provenance import RUN_KEY, make_record
+from napari_sparse_sem.provenance import RUN_KEY, make_record, read_saved
 
 
 # ---------------------------------------------------------------------------------------------- results → records
@@ -67,31 +67,8 @@ def run_record(command: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- files → form values
-def read_parameters(path: str | Path) -> dict[str, Any]:
-    """The saved parameter block at ``path``: a report's ``params.json`` (or its folder), a model card (``.json``, or
-    the ``.safetensors`` beside it), a run record, or the metadata of a volume sparse-sem wrote."""
-    path = Path(path)
-    if path.is_dir() and (path / "params.json").is_file():
-        path = path / "params.json"
-    if path.suffix.lower() == ".safetensors" and path.with_suffix(".json").is_file():
-        path = path.with_suffix(".json")
-    if not path.exists():
-        raise ValueError(f"{path} does not exist")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path.name} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    else:
-        from napari_sparse_sem.io.readers import read_metadata
-
-        try:
-            data = read_metadata(path)
-        except Exception as exc:  # a file we cannot read is a message in the widget, not a traceback
-            raise ValueError(f"cannot read parameters from {path.name}: {exc}") from None
-    if not isinstance(data, dict) or not data:
-        raise ValueError(f"{path.name} holds no parameters (expected a JSON object written by sparse-sem)")
-    return data
+read_parameters = read_saved
+"""The saved parameter block at a path (see :func:`napari_sparse_sem.provenance.read_saved`)."""
 
 
 def find_run(data: Mapping[str, Any]) -> dict[str, Any] | None:
