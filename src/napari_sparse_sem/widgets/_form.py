@@ -19,6 +19,7 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, Widget
 
 from napari_sparse_sem.params import FieldView, Spec, fields_of
+from napari_sparse_sem.params_text import sequence_kind
 from napari_sparse_sem.widgets._fields import NumbersEdit, Section, align_labels, number_box
 
 ADVANCED = "Advanced"
@@ -64,21 +65,11 @@ def _label(view: FieldView) -> str:
     return f"{label} ({view.info.unit})" if view.info.unit else label
 
 
-def _sequence(view: FieldView) -> tuple[str, list[Any]]:
-    """``("tuple"|"list", item types)`` of a sequence field (``...`` dropped), ``("", [])`` otherwise."""
-    base = view.base_type
-    origin = typing.get_origin(base)
-    if origin in (tuple, list) or base in (tuple, list):
-        kind = "tuple" if (origin is tuple or base is tuple) else "list"
-        return kind, list(typing.get_args(base))
-    return "", []
-
-
 def _fixed_numbers(view: FieldView) -> list[type] | None:
     """The item types of a fixed-length tuple of numbers (shown as spin boxes side by side), else None."""
-    kind, items = _sequence(view)
+    kind, items = sequence_kind(view)
     if kind == "tuple" and items and Ellipsis not in items and all(t in (int, float) for t in items):
-        return items if not view.info.nullable else None
+        return list(items) if not view.info.nullable else None
     return None
 
 
@@ -153,7 +144,7 @@ def _parse(view: FieldView, text: str) -> Any:
         return kind(part) if kind in (int, float) else part
 
     try:
-        kind, items = _sequence(view)
+        kind, items = sequence_kind(view)
         if kind:
             item = next((t for t in items if t is not Ellipsis), str)
             values = [one(item, p) for p in text.replace(";", ",").split(",") if p.strip()]
@@ -278,7 +269,7 @@ def _check_percent(view: FieldView, value: Any) -> None:
 def _read(view: FieldView, widget: Any, custom: bool) -> Any:
     value = widget.value
     if custom:  # its own value, but a list typed as text (e.g. "spiral, grid") is split
-        return _parse(view, value) if isinstance(value, str) and _sequence(view)[0] else value
+        return _parse(view, value) if isinstance(value, str) and sequence_kind(view)[0] else value
     if isinstance(widget, LineEdit):
         return _parse(view, value)
     scale = _scale(view)
