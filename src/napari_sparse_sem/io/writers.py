@@ -141,7 +141,7 @@ def write_volume(
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "biuf":
         raise ValueError(f"cannot save data of dtype {dtype}; convert it to an integer, float or bool array first")
-    voxel = _check_voxel_size(voxel_size)
+    voxel = checked_voxel_size(voxel_size)
     block = metadata_block(dtype, voxel, metadata, stacklevel=4)
     check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ def metadata_block(
 ) -> dict[str, Any]:
     """The block of parameters we save with a volume (read back by ``read_metadata``); also for zarr group members."""
     dtype = np.dtype(dtype)
-    voxel = _check_voxel_size(voxel_size)
+    voxel = checked_voxel_size(voxel_size)
     params = jsonable({k: v for k, v in (metadata or {}).items() if k not in READER_KEYS}, stacklevel=stacklevel + 1)
     stamp(params)  # the command that wrote the volume, so `sparse-sem run VOLUME` can write it again
     if dtype.kind == "b":
@@ -189,7 +189,7 @@ def output_kind(target: Path) -> str:
     )
 
 
-def _check_voxel_size(voxel_size: Any) -> tuple[float, float, float] | None:
+def checked_voxel_size(voxel_size: Any) -> tuple[float, float, float] | None:
     if voxel_size is None:
         return None
     try:
@@ -311,24 +311,42 @@ def _write_tiff(tmp: Path, array: Any, voxel: tuple[float, float, float] | None,
 def _write_zarr(
     tmp: Path, array: Any, voxel: tuple[float, float, float] | None, block: dict[str, Any], name: str
 ) -> None:
-    import numcodecs
-    import zarr
-
     dtype = np.dtype(np.uint8) if np.dtype(array.dtype).kind == "b" else np.dtype(array.dtype)
     _, ny, nx = array.shape
-    root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-    out = root.create_array(
-        "0",
-        shape=tuple(int(s) for s in array.shape),
-        chunks=(1, min(ny, _MAX_TILE), min(nx, _MAX_TILE)),
-        dtype=dtype,
-        compressors=numcodecs.Blosc(cname="zstd", clevel=3),
-        fill_value=0,
-        chunk_key_encoding={"name": "v2", "separator": "/"},
-        config={"write_empty_chunks": True},  # every chunk on disk: a missing one then means damage (readers warn)
+    out = create_ome_zarr(
+        tmp, tuple(array.shape), dtype, (1, min(ny, _MAX_TILE), min(nx, _MAX_TILE)), voxel, block, name
     )
     for z, plane in enumerate(_slices(array, dtype)):
         out[z] = plane
+
+
+def create_ome_zarr(
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunks: tuple[int, ...],
+    voxel: tuple[float, float, float] | None,
+    block: dict[str, Any],
+    name: str,
+) -> Any:
+    """A new OME-Zarr 0.4 store (zarr v2 format) at ``path`` with one empty level-0 array ``"0"`` of ``shape`` in
+    ``chunks``, multiscales metadata (z, y, x in nanometer when ``voxel`` is known) and our ``block`` in the group
+    attributes; returns the zarr array to fill. Every chunk written is kept on disk, also an all-zero one, so a missing
+    chunk means damage or an unfinished run (the reader says which)."""
+    import numcodecs
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    out = root.create_array(
+        "0",
+        shape=tuple(int(s) for s in shape),
+        chunks=tuple(int(c) for c in chunks),
+        dtype=np.dtype(dtype),
+        compressors=numcodecs.Blosc(cname="zstd", clevel=3),
+        fill_value=0,
+        chunk_key_encoding={"name": "v2", "separator": "/"},
+        config={"write_empty_chunks": True},
+    )
     unit = {"unit": "nanometer"} if voxel is not None else {}
     scale = {"type": "scale", "scale": list(voxel or (1.0, 1.0, 1.0))}
     multiscale = {
@@ -338,3 +356,4 @@ def _write_zarr(
         "datasets": [{"path": "0", "coordinateTransformations": [scale]}],
     }
     root.attrs.update({"multiscales": [multiscale], METADATA_KEY: block})
+    return out
