@@ -83,7 +83,9 @@ class Reconstructor:
 
     Flags for the faces: ``iterative`` (fits each slice in a loop: slow, yields :class:`FitPreview` partials worth a
     live preview and a loss plot), ``gpu`` (much faster on a GPU: offer the device choice), ``needs_weights`` (loads a
-    trained network from a ``weights`` option; ``weights_kind`` is the model card kind the file must hold).
+    trained network from a ``weights`` option; ``weights_kind`` is the model card kind the file must hold),
+    ``tile_halo`` (None: needs whole slices, e.g. a global interpolation; a number: a big slice may be cut into
+    y/x tiles for block-wise runs, each read with this many extra pixels on every side).
     """
 
     name: ClassVar[str] = ""
@@ -94,6 +96,7 @@ class Reconstructor:
     gpu: ClassVar[bool] = False
     needs_weights: ClassVar[bool] = False
     weights_kind: ClassVar[str] = ""
+    tile_halo: ClassVar[int | None] = None
 
     def __init__(self, device: str = "cpu", **options: Any) -> None:
         self.settings: Any = self.parse_options(options)

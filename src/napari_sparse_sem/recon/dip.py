@@ -212,6 +212,7 @@ class DeepImagePrior(Reconstructor):
     """Deep image prior, slice by slice with warm start; see the module docstring."""
 
     name = "dip"
+    tile_halo = 32  # a network's receptive field: tiles of big slices are read with this margin
     context = 0
     description = "Deep image prior (Trampert et al.): a network fitted to the scanned pixels, warm-started per slice."
     options = DIPConfig

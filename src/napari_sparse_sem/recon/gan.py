@@ -172,6 +172,7 @@ class _GAN(Reconstructor):
     variant = "gan"
     options = GANOptions
     gpu = True
+    tile_halo = 32  # a network's receptive field: tiles of big slices are read with this margin
     needs_weights = True
     weights_kind = CARD_KIND
 

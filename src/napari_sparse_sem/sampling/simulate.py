@@ -74,6 +74,7 @@ def simulate_job(
     mask_out: Any = None,
     stored_range: tuple[float, float] = UNIT_RANGE,
     z_offset: int = 0,
+    first_index: int = 0,
 ) -> Job[SimulatedScan]:
     """Draw every slice's mask, simulate its scan and estimate its time; yields progress after every slice.
 
@@ -81,7 +82,9 @@ def simulate_job(
     ``i`` gets the mask :func:`slice_mask` draws for index ``i`` and the shot noise of index ``i``. Results go into
     ``sparse_out``/``mask_out`` (e.g. disk-backed arrays; new in-memory float32/bool arrays by default); the stored
     sparse values are the scanned [0, 1] values mapped onto ``stored_range`` in ``sparse_out``'s dtype, unscanned
-    pixels 0. ``z_offset`` only names slices in the progress messages.
+    pixels 0. ``z_offset`` only names slices in the progress messages. ``first_index`` is the index of ``dense[0]``
+    in the whole scan (slice ``i`` gets mask and noise index ``first_index + i``), so a slab simulated on its own
+    (block-wise, on a cluster) equals the same slices of the whole stack simulated at once.
     """
     shape = tuple(int(s) for s in dense.shape)
     if len(shape) != 3:
@@ -97,9 +100,10 @@ def simulate_job(
     fixed_time = None if fixed is None else estimate_time(fixed.path, acquisition)
     info: dict[str, Any] = {}
     for i in range(n):  # keep per-slice figures only: masks and paths of all slices need not fit in memory
-        result = fixed if fixed is not None else slice_mask(plane_shape, mask_spec, i)
+        index = first_index + i
+        result = fixed if fixed is not None else slice_mask(plane_shape, mask_spec, index)
         timing = fixed_time if fixed_time is not None else estimate_time(result.path, acquisition)
-        scanned = simulate_acquisition(np.asarray(dense[i]), result.mask, acquisition, first_slice=i)
+        scanned = simulate_acquisition(np.asarray(dense[i]), result.mask, acquisition, first_slice=index)
         sparse_out[i] = np.where(result.mask, from_float01(scanned, sparse_out.dtype, stored_range), 0)
         mask_out[i] = result.mask
         coverage[i], scan_s[i], lengths[i] = result.coverage, timing.seconds, timing.path_length_px
