@@ -168,6 +168,9 @@ def connect(
 ) -> Iterator[Any]:
     """A ``distributed.Client`` for the cluster ``text`` names; a cluster started here is closed when the block ends.
 
+    The client is not made dask's default scheduler: other dask arrays of this process (napari's lazy layers) keep
+    computing here instead of being shipped to the cluster.
+
     ``memory_limit`` (e.g. ``"4GiB"``) applies per worker of a local cluster; a scheduler we only connect to keeps
     its own settings, and a jobqueue cluster takes ``memory`` from its file.
     """
@@ -177,14 +180,14 @@ def connect(
     cluster = None
     if address.kind == "local":
         cluster = _local_cluster(address, device, workers_per_gpu, memory_limit)
-        client = Client(cluster)
+        client = Client(cluster, set_as_default=False)
     elif address.kind == "scheduler":
-        client = Client(address.value, timeout="30s")
+        client = Client(address.value, timeout="30s", set_as_default=False)
     elif address.kind == "scheduler_file":
-        client = Client(scheduler_file=address.value, timeout="30s")
+        client = Client(scheduler_file=address.value, timeout="30s", set_as_default=False)
     else:
         cluster = _jobqueue_cluster(address.value)
-        client = Client(cluster)
+        client = Client(cluster, set_as_default=False)
     try:
         yield client
     finally:
