@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ClusterAddress", "connect", "cores_here", "local_worker_specs", "parse_cluster"]
+__all__ = ["ClusterAddress", "connect", "cores_here", "jobqueue_cluster", "local_worker_specs", "parse_cluster"]
 
 _SCHEMES = ("tcp://", "tls://", "ws://", "wss://", "inproc://", "ucx://")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -132,8 +132,8 @@ def _local_cluster(address: ClusterAddress, device: str, workers_per_gpu: int, m
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40, name="sparse-sem local")
 
 
-def _jobqueue_cluster(path: str) -> Any:
-    import dask.config
+def jobqueue_cluster(path: str) -> tuple[Any, int]:
+    """The dask-jobqueue cluster a ``jobqueue:`` YAML file describes (no job submitted yet) and its ``jobs:`` count."""
     import yaml
 
     config = yaml.safe_load(Path(path).read_text()) or {}
@@ -156,10 +156,14 @@ def _jobqueue_cluster(path: str) -> Any:
     jobs = int(config.get("jobs", 1))
     if jobs < 1:
         raise ValueError(f"{path}: jobs must be >= 1, got {jobs}")
-    with dask.config.set({"jobqueue": {system.lower(): options or {}}}):
-        cluster = getattr(dask_jobqueue, classes[system.lower()])()
-    cluster.scale(jobs=jobs)
-    return cluster
+    # the file's keys as keyword arguments (job-extra-directives → job_extra_directives): dask-jobqueue reads its
+    # config again whenever it makes a job, so a temporary dask.config.set would be gone by then
+    kwargs = {str(key).replace("-", "_"): value for key, value in (options or {}).items()}
+    try:
+        cluster = getattr(dask_jobqueue, classes[system.lower()])(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"{path}: {err} (the keys under '{system}:' are dask-jobqueue's)") from err
+    return cluster, jobs
 
 
 @contextmanager
@@ -186,7 +190,8 @@ def connect(
     elif address.kind == "scheduler_file":
         client = Client(scheduler_file=address.value, timeout="30s", set_as_default=False)
     else:
-        cluster = _jobqueue_cluster(address.value)
+        cluster, jobs = jobqueue_cluster(address.value)
+        cluster.scale(jobs=jobs)  # the batch jobs are submitted here; the run waits for their workers
         client = Client(cluster, set_as_default=False)
     try:
         yield client
