@@ -2,7 +2,9 @@
 
 Nothing here imports napari or Qt: the reader returns plain ``(data, kwargs, layer_type)`` tuples and the writers
 take napari's plain layer data and attribute dict, so the hooks are testable (and usable) without a viewer. Volumes
-with a known voxel size open with ``scale`` = voxel size in nm; masks we saved (kind='mask') open as Labels.
+with a known voxel size open with ``scale`` = voxel size in nm; masks we saved (kind='mask') open as Labels. An
+OME-Zarr store with a pyramid (levels that halve y and x, e.g. from :func:`~napari_sparse_sem.io.pyramid.build_pyramid`)
+opens as a multiscale layer of lazy dask arrays, level 0 first; ``read_volume`` itself keeps returning level 0.
 
 Neither hook surprises napari: ``get_reader`` returns None for anything it cannot judge, and ``read_layers`` returns
 layer data or raises a one-line ``VolumeReadError`` (corrupt, truncated, implausible file) or ``ValueError``
@@ -12,7 +14,7 @@ happens when the path disappears between the two calls.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ import numpy as np
 from .readers import VolumeReadError, detect_format, read_volume
 from .volume import Volume
 from .writers import write_volume
+from .zarr_reader import ome_levels
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -50,7 +53,8 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
             raise ValueError(f"expected one path, got {len(path)}; open the files one at a time")
         path = path[0]
     try:
-        return [volume_layer_data(read_volume(path))]
+        volume = read_volume(path)
+        return [volume_layer_data(volume, _pyramid(volume))]
     except (ValueError, FileNotFoundError):  # VolumeReadError is a ValueError
         raise
     except Exception as err:  # read_volume words its errors; this is the last net before napari
@@ -58,17 +62,45 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
         raise VolumeReadError(f"{path} could not be read ({type(err).__name__}: {text})") from err
 
 
-def volume_layer_data(volume: Volume) -> LayerData:
-    """A napari layer-data tuple for ``volume``: an image, or labels (uint8 0/1) for a mask we saved."""
+def volume_layer_data(volume: Volume, levels: Sequence[Any] | None = None) -> LayerData:
+    """A napari layer-data tuple for ``volume``: an image, or labels (uint8 0/1) for a mask we saved.
+
+    ``levels`` (a pyramid, level 0 first, such as :func:`~napari_sparse_sem.io.zarr_reader.ome_levels` gives) makes
+    it multiscale: level 0 is ``volume.data`` and the other levels get its dtype (bool for masks), all kept lazy.
+    """
     metadata = {**volume.metadata, "voxel_size_nm": volume.voxel_size}
     kwargs: dict[str, Any] = {"name": volume.name, "metadata": metadata}
     if volume.voxel_size is not None:
         kwargs["scale"] = tuple(volume.voxel_size)
-    data = volume.data
+    data: Any = volume.data
+    if levels is not None and len(levels) > 1:
+        data = [data, *(_as_dtype(level, data.dtype) for level in levels[1:])]
+        kwargs["multiscale"] = True
     if volume.metadata.get("kind") == "mask":
         # napari Labels need integers; a lazy bool array stays lazy through astype
-        return (data.astype(np.uint8) if data.dtype == bool else data, kwargs, "labels")
+        return ([_labels(d) for d in data] if isinstance(data, list) else _labels(data), kwargs, "labels")
     return (data, kwargs, "image")
+
+
+def _labels(data: Any) -> Any:
+    return data.astype(np.uint8) if data.dtype == bool else data
+
+
+def _as_dtype(level: Any, dtype: Any) -> Any:
+    if np.dtype(dtype) == level.dtype:
+        return level
+    return level != 0 if np.dtype(dtype).kind == "b" else level.astype(dtype)
+
+
+def _pyramid(volume: Volume) -> list[Any] | None:
+    """The levels of a lazily read OME-Zarr pyramid behind ``volume`` (level 0 first), or None for one level."""
+    meta = volume.metadata
+    if meta.get("format") != "zarr" or not meta.get("lazy") or int(meta.get("n_levels") or 1) < 2:
+        return None
+    levels = ome_levels(meta["source_path"])
+    if len(levels) < 2 or tuple(levels[0].shape) != volume.shape:
+        return None
+    return levels
 
 
 def layer_voxel_size(meta: Mapping[str, Any]) -> tuple[float, float, float] | None:

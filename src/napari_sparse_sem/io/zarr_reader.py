@@ -1,5 +1,6 @@
-"""zarr stores (v2 and v3), groups and OME-Zarr multiscale images (level 0): plausibility checks on the metadata,
-a lazy dask array over the zarr array, and a count of chunks that are not stored.
+"""zarr stores (v2 and v3), groups and OME-Zarr multiscale images (level 0, and all levels for napari through
+:func:`ome_levels`): plausibility checks on the metadata, a lazy dask array over the zarr array, and a count of chunks
+that are not stored.
 """
 
 from __future__ import annotations
@@ -68,21 +69,11 @@ def _ome_scale(multiscale: dict[str, Any], dataset: dict[str, Any], ndim: int) -
     return scale.tolist() if found else None
 
 
-def _read_ome(group: Any, multiscales: list[dict[str, Any]], file: Path, lazy: bool) -> RawRead:
-    import zarr
-
-    multiscale = multiscales[0]
-    level0 = multiscale["datasets"][0]
-    array = group[level0["path"]]
-    if not isinstance(array, zarr.Array):
-        raise VolumeReadError(f"{file}: its OME metadata names {level0['path']!r} as level 0, which is not an array")
-    axes = _ome_axes(multiscale, array.ndim)
-    if len(axes) != array.ndim:
-        raise VolumeReadError(f"{file}: OME metadata lists {len(axes)} axes but level 0 has {array.ndim} dimensions")
-    scale = _ome_scale(multiscale, level0, array.ndim)
+def _ome_view(axes: list[dict[str, Any]], shape: tuple[int, ...], file: Path) -> tuple[tuple[Any, ...], list[int]]:
+    """The index that drops singleton time/channel axes, and the kept (spatial) axes; more is a ValueError."""
     index: list[Any] = []
     kept: list[int] = []
-    for i, (axis, size) in enumerate(zip(axes, array.shape, strict=True)):
+    for i, (axis, size) in enumerate(zip(axes, shape, strict=True)):
         if axis["type"] in ("time", "channel"):
             if size > 1:
                 what = "channels" if axis["type"] == "channel" else "time points"
@@ -99,7 +90,23 @@ def _read_ome(group: Any, multiscales: list[dict[str, Any]], file: Path, lazy: b
         raise ValueError(
             f"{file} has {len(kept)} spatial/unknown axes ({names}); only 2D and 3D (z, y, x) images are supported"
         )
-    data = _zarr_data(array, lazy, file)[tuple(index)]
+    return tuple(index), kept
+
+
+def _read_ome(group: Any, multiscales: list[dict[str, Any]], file: Path, lazy: bool) -> RawRead:
+    import zarr
+
+    multiscale = multiscales[0]
+    level0 = multiscale["datasets"][0]
+    array = group[level0["path"]]
+    if not isinstance(array, zarr.Array):
+        raise VolumeReadError(f"{file}: its OME metadata names {level0['path']!r} as level 0, which is not an array")
+    axes = _ome_axes(multiscale, array.ndim)
+    if len(axes) != array.ndim:
+        raise VolumeReadError(f"{file}: OME metadata lists {len(axes)} axes but level 0 has {array.ndim} dimensions")
+    scale = _ome_scale(multiscale, level0, array.ndim)
+    index, kept = _ome_view(axes, array.shape, file)
+    data = _zarr_data(array, lazy, file)[index]
     voxel = None
     factors = [unit_to_nm(axes[i]["unit"]) for i in kept]
     if scale is not None and all(f is not None for f in factors):
@@ -211,3 +218,60 @@ def read_zarr(file: Path, dataset: str | None, lazy: bool) -> RawRead:
     if saved is None:
         saved = dict(array.attrs).get(METADATA_KEY) if isinstance(dict(array.attrs).get(METADATA_KEY), dict) else None
     return RawRead(_zarr_data(array, lazy, file), None, saved, {"dataset": name, **_missing_chunks(array, file)})
+
+
+def ome_levels(file: str | Path) -> list[Any]:
+    """The levels of the OME-Zarr image at ``file`` as lazy (z, y, x) dask arrays, level 0 first; [] when ``file``
+    has no multiscales metadata.
+
+    Only leading levels that make a pyramid count: each has level 0's dtype, halves y and x (rounding either way) and
+    keeps or halves z. The first level that does not, or whose array is missing or implausible, ends the list with a
+    warning (level 0 alone is what :func:`read_zarr` reads, and its errors are raised).
+    """
+    import zarr
+
+    file = Path(file)
+    group = zarr.open(str(file), mode="r")
+    multiscales = None if isinstance(group, zarr.Array) else _ome_multiscales(dict(group.attrs))
+    if multiscales is None:
+        return []
+    multiscale = multiscales[0]
+    levels: list[Any] = []
+    for k, dataset in enumerate(multiscale.get("datasets") or []):
+        try:
+            array = group[str(dataset["path"])]
+            if not isinstance(array, zarr.Array):
+                raise VolumeReadError(f"{dataset['path']!r} is not an array")
+            axes = _ome_axes(multiscale, array.ndim)
+            if len(axes) != array.ndim:
+                raise VolumeReadError(f"{len(axes)} axes for {array.ndim} dimensions")
+            index, _ = _ome_view(axes, array.shape, file)
+            data = _zarr_data(array, True, file)[index]
+            data = data[None] if data.ndim == 2 else data
+            if levels and not _halves(levels[-1], data):
+                raise VolumeReadError(
+                    f"{data.dtype} {tuple(data.shape)} is not half of {levels[-1].dtype} {tuple(levels[-1].shape)}"
+                )
+        except Exception as err:
+            if k == 0:
+                raise
+            warnings.warn(
+                f"{file}: multiscale levels from {k} on are left out ({short_error(err)})", UserWarning, stacklevel=2
+            )
+            break
+        if k > 0:
+            _missing_chunks(array, file)
+        levels.append(data)
+    return levels
+
+
+def _halves(upper: Any, lower: Any) -> bool:
+    """Whether ``lower`` is one 2x step below ``upper``: same dtype, y and x halved, z kept or halved."""
+    if lower.dtype != upper.dtype or lower.ndim != 3 or upper.ndim != 3:
+        return False
+    (z, y, x), (lz, ly, lx) = upper.shape, lower.shape
+
+    def half(n: int) -> set[int]:
+        return {max(1, n // 2), -(-n // 2)}
+
+    return lz in {z, *half(z)} and ly in half(y) and lx in half(x) and (lz, ly, lx) != (z, y, x)
