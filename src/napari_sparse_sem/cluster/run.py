@@ -89,7 +89,7 @@ def run_blocks(
     name: str = "block",
 ) -> Job[BlockSummary]:
     """Run ``work(task, block)`` for every block not yet recorded as done in ``record``; see the module docstring."""
-    from distributed import Event, as_completed
+    from distributed import Event
 
     started = time.perf_counter()
     done_before = set(record.done())
@@ -107,10 +107,11 @@ def run_blocks(
     futures = list(block_of)
     pending = set(futures)
     try:
-        queue = as_completed(futures)
         last = time.monotonic()
         while pending:
-            batch = queue.next_batch(block=False)
+            # a poll of the futures' local state, not distributed.as_completed: that needs a default client, and ours
+            # must not be one (napari's own dask arrays would be shipped to the cluster)
+            batch = [future for future in futures if future in pending and future.done()]
             if not batch:
                 if time.monotonic() - last >= HEARTBEAT_S:
                     last = time.monotonic()
