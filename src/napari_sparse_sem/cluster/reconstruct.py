@@ -159,8 +159,14 @@ def reconstruct_blocks_job(
             final.update(slab=slab, tile=tile, resumed=resumed)
             saved = finish_output(out, final)
         if saved["complete"] and pyramid:
-            yield Progress(summary.total, summary.total, "building the multiscale pyramid")
-            _build_pyramid(out, active)
+            from napari_sparse_sem.io.pyramid import build_pyramid_job
+
+            pyramid_job = build_pyramid_job(out, client=active)  # block-wise on the same workers, stoppable
+            try:
+                for event in pyramid_job:
+                    yield Progress(event.step, event.total, f"pyramid: {event.message}", event.partial)
+            finally:
+                pyramid_job.close()
     return saved
 
 
@@ -185,12 +191,6 @@ def _final_metadata(
         },
         "failed_blocks": [{"key": key, "error": entry["error"].splitlines()[0]} for key, entry in failed.items()],
     }
-
-
-def _build_pyramid(out: Path, client: Any) -> None:
-    from napari_sparse_sem.io.pyramid import build_pyramid
-
-    build_pyramid(out, client=client)
 
 
 def reconstruct_on_cluster(

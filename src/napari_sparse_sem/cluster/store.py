@@ -1,11 +1,13 @@
 """The record of a block-wise run inside its output store: what the run is, which blocks finished, which failed.
 
-Beside the OME-Zarr arrays, a store written block by block holds a folder ``.sparse-sem-run/`` (zarr and OME-Zarr
-readers ignore it): ``run.json`` with the run's fingerprint (everything that decides the output: inputs, method,
-options, slices, the block plan) and one small JSON file per finished block in ``done/`` (written by the worker after
-its chunks, so a block killed mid-write has none and is computed again) and per failed block in ``failed/``. One file
-per block needs no lock, works on any shared file system and survives a SIGKILL of the driver. ``--resume`` skips the
-blocks in ``done/`` and refuses a run whose fingerprint differs.
+Beside the OME-Zarr arrays, a store written block by block holds a zarr group ``.sparse-sem-run`` (OME-Zarr readers
+ignore it, and being plain zarr groups, no zarr tool warns about it): its attributes hold the run's fingerprint
+(everything that decides the output: inputs, method, options, slices, the block plan) and settings; one small group per
+finished block in ``done/`` (its attributes: seconds, worker, run id...; made by the worker after its chunks, so a
+block killed mid-write has none and is computed again) and per failed block in ``failed/``. A block's group is built
+in a hidden folder and renamed into place, so it appears whole or not at all. One entry per block needs no lock, works
+on any shared file system and survives a SIGKILL of the driver. ``--resume`` skips the blocks in ``done/`` and refuses
+a run whose fingerprint differs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,10 +32,33 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+_GROUP = json.dumps({"zarr_format": 2})
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
     tmp.write_text(json.dumps(data, indent=1, default=str))
     os.replace(tmp, path)  # readers never see half a file
+
+
+def _make_group(folder: Path, attrs: Mapping[str, Any]) -> None:
+    """A zarr v2 group at ``folder`` with ``attrs``, appearing whole (built hidden, then renamed into place)."""
+    tmp = folder.with_name(f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    (tmp / ".zattrs").write_text(json.dumps(dict(attrs), indent=1, default=str))
+    (tmp / ".zgroup").write_text(_GROUP)
+    if folder.exists():  # the same block again (a retried task): replace its record
+        old = folder.with_name(f".old-{folder.name}-{uuid.uuid4().hex[:8]}")
+        folder.rename(old)
+        shutil.rmtree(old, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _read_attrs(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / ".zattrs").read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: treated as missing, so the block runs again
 
 
 class RunRecord:
@@ -46,18 +72,18 @@ class RunRecord:
 
     def start(self, settings: Mapping[str, Any]) -> str:
         """Record a new run with these settings (a fresh store); returns the run id."""
-        (self.folder / "done").mkdir(parents=True, exist_ok=True)
-        (self.folder / "failed").mkdir(exist_ok=True)
-        run_id = uuid.uuid4().hex[:12]
-        _write_json(self.folder / "run.json", {"fingerprint": fingerprint(settings), "settings": dict(settings)})
-        return run_id
+        for folder in (self.folder, self.folder / "done", self.folder / "failed"):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / ".zgroup").write_text(_GROUP)
+        run = {"fingerprint": fingerprint(settings), "settings": dict(settings)}
+        _write_json(self.folder / ".zattrs", json.loads(json.dumps(run, default=str)))
+        return uuid.uuid4().hex[:12]
 
     def settings(self) -> dict[str, Any] | None:
         """The settings of the recorded run; None when the store has no record."""
-        try:
-            return json.loads((self.folder / "run.json").read_text())["settings"]
-        except (OSError, ValueError, KeyError):
-            return None
+        attrs = _read_attrs(self.folder)
+        settings = attrs.get("settings") if attrs else None
+        return settings if isinstance(settings, dict) else None
 
     def resume(self, settings: Mapping[str, Any]) -> str:
         """Continue the recorded run: refused (ValueError naming what differs) when ``settings`` differ from it.
@@ -65,7 +91,7 @@ class RunRecord:
         saved = self.settings()
         if saved is None:
             raise ValueError(
-                f"{self.store} has no record of a block-wise run to resume (no {RUN_FOLDER}/run.json); "
+                f"{self.store} has no record of a block-wise run to resume (no {RUN_FOLDER} group); "
                 "drop --resume and use --overwrite to start again"
             )
         if fingerprint(saved) != fingerprint(settings):
@@ -76,19 +102,20 @@ class RunRecord:
                 f"cannot resume {self.store}: it was started with different parameters ({detail}); resume with the "
                 "same parameters, or use --overwrite to start again"
             )
-        for old in (self.folder / "failed").glob("*.json"):
-            old.unlink()
+        for old in (self.folder / "failed").iterdir():
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
         return uuid.uuid4().hex[:12]
 
     # -- blocks ---------------------------------------------------------------------------------------------------
 
     def mark_done(self, key: str, info: Mapping[str, Any]) -> None:
         """Record block ``key`` as finished (called by the worker once its chunks are written)."""
-        _write_json(self.folder / "done" / f"{key}.json", {"key": key, **info})
+        _make_group(self.folder / "done" / key, {"key": key, **info})
 
     def mark_failed(self, key: str, error: str) -> None:
         """Record that block ``key`` failed with ``error``."""
-        _write_json(self.folder / "failed" / f"{key}.json", {"key": key, "error": error})
+        _make_group(self.folder / "failed" / key, {"key": key, "error": error})
 
     def done(self) -> dict[str, dict[str, Any]]:
         """Finished blocks: key → what the worker recorded (seconds, worker, run id, per-slice figures...)."""
@@ -100,10 +127,11 @@ class RunRecord:
 
     def _read(self, name: str) -> dict[str, dict[str, Any]]:
         out = {}
-        for path in sorted((self.folder / name).glob("*.json")):
-            try:
-                entry = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue  # unreadable: treated as not finished, so the block runs again
-            out[str(entry.get("key", path.stem))] = entry
+        folder = self.folder / name
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path.name.startswith("."):
+                continue  # a record being written, or an old one being removed
+            entry = _read_attrs(path)
+            if entry is not None:
+                out[str(entry.get("key", path.name))] = entry
         return out
