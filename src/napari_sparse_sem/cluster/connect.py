@@ -24,6 +24,9 @@ from typing import Any
 __all__ = ["ClusterAddress", "connect", "cores_here", "jobqueue_cluster", "local_worker_specs", "parse_cluster"]
 
 _SCHEMES = ("tcp://", "tls://", "ws://", "wss://", "inproc://", "ucx://")
+WORKER_LOG_LEVEL = 50
+"""Local workers log only critical messages: a failing block is reported (and its traceback kept) by the run itself,
+so distributed's own "Compute Failed" error log would only repeat it."""
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 FORMS = "local, local:N, tcp://HOST:PORT, a scheduler file (.json) or a dask-jobqueue config (.yaml)"
 
@@ -123,13 +126,15 @@ def _local_cluster(address: ClusterAddress, device: str, workers_per_gpu: int, m
                 threads_per_worker=1,
                 memory_limit=memory_limit or "auto",
                 dashboard_address=":0",
-                silence_logs=40,
+                silence_logs=WORKER_LOG_LEVEL,
                 env=dict.fromkeys(_THREAD_VARIABLES, str(threads)),
             )
     specs = local_worker_specs(address.workers, gpus=gpus, workers_per_gpu=workers_per_gpu, memory_limit=memory_limit)
-    workers = {index: {"cls": Nanny, "options": {**spec, "silence_logs": 40}} for index, spec in enumerate(specs)}
+    workers = {
+        index: {"cls": Nanny, "options": {**spec, "silence_logs": WORKER_LOG_LEVEL}} for index, spec in enumerate(specs)
+    }
     scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0"}}
-    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40, name="sparse-sem local")
+    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=WORKER_LOG_LEVEL, name="sparse-sem local")
 
 
 def jobqueue_cluster(path: str) -> tuple[Any, int]:

@@ -132,6 +132,11 @@ def reconstruct_block(task: ReconstructTask, block: Block) -> dict[str, Any]:
     read = (slice(r0, r1), slice(*block.read_y), slice(*block.read_x))
     values = to_float01(read_region(sparse, read), task.sparse, task.value_range)
     known = read_region(mask, read) != 0
+    scanned = known[z0 - r0 : z1 - r0].reshape(z1 - z0, -1).any(axis=1)
+    if not scanned.all():  # said here in input slice numbers (the volume driver counts from the block's first slice)
+        reconstructor.close()
+        where = "" if block.read_y == (0, sparse.shape[1]) and block.read_x == (0, sparse.shape[2]) else " in this tile"
+        raise ValueError(f"input slice {z0 + int(np.argmin(scanned))} has no scanned pixels{where}; check the mask")
     slice_info: list[dict[str, Any]] = []
 
     def keep(event: Any) -> None:
