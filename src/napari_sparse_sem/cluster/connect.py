@@ -27,6 +27,9 @@ _SCHEMES = ("tcp://", "tls://", "ws://", "wss://", "inproc://", "ucx://")
 WORKER_LOG_LEVEL = 50
 """Local workers log only critical messages: a failing block is reported (and its traceback kept) by the run itself,
 so distributed's own "Compute Failed" error log would only repeat it."""
+IGNORE_CTRL_C = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+"""Preloaded into local workers: Ctrl-C in a terminal reaches the whole process group, and the run, not each worker,
+handles it (it cancels the blocks and closes the cluster), so the workers print no traceback of their own."""
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 FORMS = "local, local:N, tcp://HOST:PORT, a scheduler file (.json) or a dask-jobqueue config (.yaml)"
 
@@ -131,7 +134,8 @@ def _local_cluster(address: ClusterAddress, device: str, workers_per_gpu: int, m
             )
     specs = local_worker_specs(address.workers, gpus=gpus, workers_per_gpu=workers_per_gpu, memory_limit=memory_limit)
     workers = {
-        index: {"cls": Nanny, "options": {**spec, "silence_logs": WORKER_LOG_LEVEL}} for index, spec in enumerate(specs)
+        index: {"cls": Nanny, "options": {**spec, "silence_logs": WORKER_LOG_LEVEL, "preload": [IGNORE_CTRL_C]}}
+        for index, spec in enumerate(specs)
     }
     scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0"}}
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=WORKER_LOG_LEVEL, name="sparse-sem local")
