@@ -7,7 +7,8 @@ options show as a form made from its options spec (:mod:`._method_options`); for
 the slice being fitted shows the current estimate every few iterations (a live preview), and a plot shows its loss and
 held-out error curves. A reconstruction of layers read from files carries the run record of the same
 ``sparse-sem reconstruct``; *Load parameters…* reads the method and options back from such a record or from a
-reconstruction the CLI wrote.
+reconstruction the CLI wrote. *Run on cluster* (:mod:`._cluster_run`) reconstructs block by block on dask workers
+into an OME-Zarr store instead, which opens lazily when it is done.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.runtime import Progress, available_devices, pick_device
 from napari_sparse_sem.sampling.record import AcquisitionRecord
 from napari_sparse_sem.widgets._base import JobWidget
+from napari_sparse_sem.widgets._cluster_run import ClusterRun
 from napari_sparse_sem.widgets._layers import (
     SEP,
     contrast_01,
@@ -74,10 +76,13 @@ class ReconstructWidget(JobWidget):
         self.result_label.setWordWrap(True)
         self.loss_plot = LossPlot()
         self.loss_plot.setVisible(False)
+        self.cluster = ClusterRun(self)
 
         self.body.addWidget(self.form.native)
         self.body.addWidget(self.options)
+        self.body.addWidget(self.cluster.section)
         self.body.addWidget(self.panel)
+        self.body.addWidget(self.cluster.info)
         self.body.addWidget(self.result_label)
         self.body.addWidget(self.loss_plot)
         self.body.addStretch(1)
@@ -96,7 +101,12 @@ class ReconstructWidget(JobWidget):
         self._on_method()
 
     def remembered(self) -> dict[str, Any]:
-        return {"method": self.method, "device": self.device, **self.options.settings_widgets()}
+        return {
+            "method": self.method,
+            "device": self.device,
+            **self.options.settings_widgets(),
+            **self.cluster.section.settings_widgets(),
+        }
 
     def _on_method(self, *_: Any) -> None:
         self.options.show_for([self.method.value])
@@ -249,6 +259,10 @@ class ReconstructWidget(JobWidget):
 
         if self.panel.busy:
             return
+        if self.cluster.enabled:
+            self.cluster.start()
+            return
+        self.cluster.info.setVisible(False)
         self.result_label.setText("")
         try:
             sparse, mask, truth = self._inputs()
