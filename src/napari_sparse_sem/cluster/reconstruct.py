@@ -149,25 +149,31 @@ def reconstruct_blocks_job(
         else connect(cluster, device=device, workers_per_gpu=workers_per_gpu, memory_limit=memory_limit)
     )
     summary = None
-    with opened as active:
-        try:
+    try:
+        with opened as active:
             summary = yield from run_blocks(
                 active, reconstruct_block, task, blocks, run_record, stop_event=stop_event, name="reconstruct"
             )
-        finally:
-            final = _final_metadata(meta, run_record, summary, blocks, started, cluster if client is None else None)
-            final.update(slab=slab, tile=tile, resumed=resumed)
-            saved = finish_output(out, final)
-        if saved["complete"] and pyramid:
-            from napari_sparse_sem.io.pyramid import build_pyramid_job
+            if pyramid and _all_done(run_record, blocks):
+                from napari_sparse_sem.io.pyramid import build_pyramid_job
 
-            pyramid_job = build_pyramid_job(out, client=active)  # block-wise on the same workers, stoppable
-            try:
-                for event in pyramid_job:
-                    yield Progress(event.step, event.total, f"pyramid: {event.message}", event.partial)
-            finally:
-                pyramid_job.close()
+                pyramid_job = build_pyramid_job(out, client=active)  # block-wise on the same workers, stoppable
+                try:
+                    for event in pyramid_job:
+                        yield Progress(event.step, event.total, f"pyramid: {event.message}", event.partial)
+                finally:
+                    pyramid_job.close()
+    finally:
+        # after the cluster we started is closed, so blocks that were still running are counted (or gone)
+        final = _final_metadata(meta, run_record, summary, blocks, started, cluster if client is None else None)
+        final.update(slab=slab, tile=tile, resumed=resumed)
+        saved = finish_output(out, final)
     return saved
+
+
+def _all_done(record: Any, blocks: list[Any]) -> bool:
+    done = record.done()
+    return all(b.key in done for b in blocks) and not record.failed()
 
 
 def _final_metadata(

@@ -130,16 +130,14 @@ def simulate_blocks_job(
     started = time.perf_counter()
     opened = nullcontext(client) if client is not None else connect(cluster, device="cpu", memory_limit=memory_limit)
     scan = None
-    with opened as active:
-        try:
+    try:
+        with opened as active:
             yield from run_blocks(active, simulate_block, task, blocks, record, stop_event=stop_event, name="simulate")
-        finally:
-            scan = _finish(
-                out, mask_out, record, blocks, mask_spec, acquisition, vrange, volume, (a, b), (y0, y1, x0, x1)
-            )
-            for target in (out, mask_out):
-                scan.metadata.update(seconds=time.perf_counter() - started, resumed=resumed, slab=slab)
-                finish_output(target, scan.metadata | {"kind": "sparse" if target == out else "mask"})
+    finally:  # after the cluster we started is closed, so blocks that were still running are counted (or gone)
+        scan = _finish(out, mask_out, record, blocks, mask_spec, acquisition, vrange, volume, (a, b), (y0, y1, x0, x1))
+        for target in (out, mask_out):
+            scan.metadata.update(seconds=time.perf_counter() - started, resumed=resumed, slab=slab)
+            finish_output(target, scan.metadata | {"kind": "sparse" if target == out else "mask"})
     yield Progress(len(blocks), len(blocks), "done")
     return scan
 
