@@ -32,6 +32,69 @@ WeightsOutOption = Annotated[
 ]
 ReferenceSlicesOption = Annotated[str | None, typer.Option(help="Reference slices A:B (half-open); default: all.")]
 
+EXIT_INCOMPLETE = 1
+"""Exit status of a block-wise run that ended with failed blocks (``complete: false``; ``--resume`` retries them)."""
+CLUSTER_PANEL = "Cluster (block-wise, resumable; docs/clusters.md)"
+
+
+def _memory_limit(text: str | None) -> str | None:
+    """``--memory-limit``: bytes with a unit (4GiB, 500MB), a fraction of this machine's memory (0.5) or auto."""
+    if text is None or text.strip().lower() == "auto":
+        return text
+    try:
+        if 0 < float(text) <= 1:
+            return text.strip()
+    except ValueError:
+        pass
+    from dask.utils import parse_bytes
+
+    try:
+        parse_bytes(text)
+    except (ValueError, TypeError):
+        raise typer.BadParameter(
+            f"{text!r} is not a memory size; use bytes with a unit (4GiB, 500MB), a fraction of the memory (0.5) "
+            "or auto"
+        ) from None
+    return text.strip()
+
+
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Run block-wise on a dask.distributed cluster: local (one worker per core, or per GPU), local:N, "
+        "tcp://HOST:PORT (a running scheduler), a scheduler file (.json) or a dask-jobqueue config (.yaml, SLURM, "
+        "PBS, ...). The output must be .zarr (OME-Zarr); finished blocks are recorded in it, so --resume can finish "
+        "an interrupted run. Without it: one process.",
+        rich_help_panel=CLUSTER_PANEL,
+    ),
+]
+MemoryLimitOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Memory limit of each local worker (--cluster local[:N]), e.g. 4GiB; a worker over it is restarted and "
+        "its block retried. Default: the machine's memory shared among the workers.",
+        callback=_memory_limit,
+        rich_help_panel=CLUSTER_PANEL,
+    ),
+]
+ResumeOption = Annotated[
+    bool,
+    typer.Option(
+        help="Finish an interrupted --cluster run into the same --out: blocks recorded as finished are kept, the "
+        "others (failed ones too) run again. Refused when the parameters differ from the first run.",
+        rich_help_panel=CLUSTER_PANEL,
+    ),
+]
+SlabOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Slices per block with --cluster (default: as many as keep a block near 512 MiB of float32 working "
+        "set, 1 to 16).",
+        rich_help_panel=CLUSTER_PANEL,
+    ),
+]
+
 
 # ---------------------------------------------------------------------------------------------- consoles and errors
 
@@ -267,3 +330,106 @@ def region(shape: tuple[int, ...], slices: tuple[int, int] | None, roi: tuple[in
     from napari_sparse_sem.compare.spec import region_bounds
 
     return region_bounds(shape, slices, roi)
+
+
+# ------------------------------------------------------------------------------------------------- block-wise runs
+
+
+def check_cluster_flags(cluster: str | None, out: Path, used: list[str], *, resume: bool, overwrite: bool) -> None:
+    """Before any work: the flags of block-wise runs (``used``: those given) need ``--cluster``, which needs a .zarr
+    ``--out`` and a cluster form we know; flags the named cluster ignores get a warning."""
+    if cluster is None:
+        if used:
+            raise ValueError(
+                f"{', '.join(used)}: only for block-wise runs; add --cluster (e.g. --cluster local, see "
+                "docs/clusters.md) or drop them"
+            )
+        return
+    from napari_sparse_sem.cluster.connect import parse_cluster
+
+    address = parse_cluster(cluster)
+    if Path(out).suffix.lower() != ".zarr":
+        raise ValueError(f"--cluster writes OME-Zarr, block by block: name --out *.zarr, not {Path(out).name!r}")
+    if resume and overwrite:
+        raise ValueError("--resume keeps the finished blocks of --out and --overwrite replaces it: choose one")
+    ignored = [flag for flag in ("--memory-limit", "--workers-per-gpu") if flag in used and address.kind != "local"]
+    if ignored:
+        stderr_console().print(
+            f"Warning: {', '.join(ignored)} only set up workers this command starts (--cluster local[:N]); "
+            f"the cluster at {cluster} keeps its own settings",
+            style="yellow",
+            markup=False,
+        )
+
+
+def run_cluster_job(job: Any, label: str, quiet: bool, where: str, store: Path) -> Any:
+    """Drive a block-wise job (:mod:`napari_sparse_sem.cluster`) with one progress step per block, after a line
+    with the workers and the dashboard link (unless ``quiet``). A stop (Ctrl-C, SIGTERM, SIGHUP) keeps the finished
+    blocks in ``store`` and says how to resume; ``where`` names the output(s) in messages."""
+    from napari_sparse_sem.cluster.run import ClusterStarted
+    from napari_sparse_sem.cluster.store import RunRecord
+    from napari_sparse_sem.runtime import run_job
+
+    started: list[ClusterStarted] = []
+    with progress_bar(label, quiet) as update:
+
+        def feed(event: Progress) -> None:
+            if isinstance(event.partial, ClusterStarted):
+                started.append(event.partial)
+                if not quiet:
+                    stderr_console().print(cluster_line(event.partial), markup=False)
+            update(event)
+
+        try:
+            return run_job(job, feed)
+        except KeyboardInterrupt as exc:
+            stop = exc
+    record = RunRecord(store)
+    if record.settings() is None:
+        raise stopped(stop, "stopped before the run started; nothing written.")
+    done = len(record.done())
+    total = f" of {started[0].blocks}" if started else ""
+    raise stopped(
+        stop,
+        f"kept the {done} finished{total} blocks in {where} (complete: false); run the same command with --resume "
+        "to finish it.",
+    )
+
+
+def cluster_line(event: Any) -> str:
+    """``cluster: 2 worker(s), 16 block(s) (4 done before) · dashboard http://…`` for a ClusterStarted event."""
+    text = f"cluster: {event.workers} worker(s), {event.blocks} block(s)"
+    if event.already_done:
+        text += f" ({event.already_done} done before)"
+    if not event.workers:
+        text += "; waiting for workers (batch jobs may be queued)"
+    return text + (f" · dashboard {event.dashboard}" if event.dashboard else "")
+
+
+def block_summary(meta: dict[str, Any]) -> str:
+    """``blocks: 14 of 16 done (10 in this run), 2 failed`` from a block-wise run's saved metadata."""
+    blocks = meta.get("blocks") or {}
+    this_run = blocks.get("this_run")
+    text = f"blocks: {blocks.get('done', 0)} of {blocks.get('total', 0)} done"
+    if this_run is not None and this_run != blocks.get("done"):
+        text += f" ({this_run} in this run)"
+    return f"{text}, {blocks.get('failed', 0)} failed"
+
+
+def incomplete(meta: dict[str, Any], where: str) -> typer.Exit:
+    """The error (exit :data:`EXIT_INCOMPLETE`) of a block-wise run that ended ``complete: false``: which blocks
+    failed and why, and that ``--resume`` runs only what is missing."""
+    failed = meta.get("failed_blocks") or []
+    blocks = meta.get("blocks") or {}
+    if not failed:
+        missing = int(blocks.get("total", 0)) - int(blocks.get("done", 0))
+        return fail(f"{where} is incomplete (complete: false): {missing} block(s) missing; run again with --resume")
+    lines = [f"{len(failed)} block(s) failed, so {where} is incomplete (complete: false):"]
+    lines += [f"  {entry['key']}: {entry['error']}" for entry in failed[:20]]
+    if len(failed) > 20:
+        lines.append(f"  ... and {len(failed) - 20} more")
+    lines.append(
+        "Tracebacks: .sparse-sem-run/failed/ in the output. Fix the cause, then run the same command with --resume: "
+        "it keeps the finished blocks and runs only the others."
+    )
+    return fail("\n".join(lines), EXIT_INCOMPLETE)

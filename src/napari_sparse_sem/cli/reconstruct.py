@@ -4,18 +4,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from napari_sparse_sem.cli.common import (
+    CLUSTER_PANEL,
+    ClusterOption,
     DeviceOption,
+    MemoryLimitOption,
     QuietOption,
+    ResumeOption,
+    SlabOption,
+    block_summary,
+    check_cluster_flags,
     clean_errors,
     echo,
     format_seconds,
+    incomplete,
     parse_range,
     progress_bar,
+    run_cluster_job,
 )
 from napari_sparse_sem.cli.methods import (
     check_methods,
@@ -41,13 +50,41 @@ WeightsOption = Annotated[
         "the name of shipped weights (`--method help` says which methods load weights)."
     ),
 ]
+WorkersPerGpuOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Local workers sharing each GPU with --cluster local (default 1); more than one helps methods that "
+        "leave the GPU idle part of the time.",
+        rich_help_panel=CLUSTER_PANEL,
+    ),
+]
+TileOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Cut slices into square tiles of this many pixels per block with --cluster (methods that fit tiles, "
+        "e.g. DIP and the GAN; default: whole slices up to 4096 px).",
+        rich_help_panel=CLUSTER_PANEL,
+    ),
+]
+PyramidOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--pyramid/--no-pyramid",
+        help="With --cluster: add the multiscale levels of the OME-Zarr output once every block is in [default: "
+        "pyramid].",
+        rich_help_panel=CLUSTER_PANEL,
+        show_default=False,
+    ),
+]
 
 
 @clean_errors
 def reconstruct(
     sparse: Annotated[Path, typer.Argument(help="Sparse stack (unscanned pixels 0), e.g. from `simulate`.")],
     mask: Annotated[Path, typer.Option("--mask", "-m", help="Mask stack (non-zero = scanned).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output stack (.tif or .zarr).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output stack (.tif or .zarr; .zarr with --cluster).")],
     method: Annotated[
         str,
         typer.Option(help="Reconstruction method (`--method help` lists them).", callback=method_help(), is_eager=True),
@@ -62,11 +99,29 @@ def reconstruct(
     dip_config: DipConfigOption = None,
     weights: WeightsOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    cluster: ClusterOption = None,
+    workers_per_gpu: WorkersPerGpuOption = None,
+    memory_limit: MemoryLimitOption = None,
+    resume: ResumeOption = False,
+    slab: SlabOption = None,
+    tile: TileOption = None,
+    pyramid: PyramidOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Fill the unscanned pixels of SPARSE with METHOD and write the reconstruction to OUT."""
     from napari_sparse_sem.recon.to_file import reconstruct_to_file
 
+    given = {
+        "--workers-per-gpu": workers_per_gpu is not None,
+        "--memory-limit": memory_limit is not None,
+        "--resume": resume,
+        "--slab": slab is not None,
+        "--tile": tile is not None,
+        "--pyramid" if pyramid else "--no-pyramid": pyramid is not None,
+    }
+    check_cluster_flags(
+        cluster, out, [flag for flag, used in given.items() if used], resume=resume, overwrite=overwrite
+    )
     check_methods([method])
     options = {
         **(options_file(method_config, [method], "method config") if method_config is not None else {}),
@@ -74,6 +129,26 @@ def reconstruct(
         **weights_option(weights, [method]).get(method, {}),
         **parse_options(option),
     }
+    if cluster is not None:
+        _on_cluster(
+            sparse,
+            mask,
+            method,
+            out,
+            options,
+            cluster=cluster,
+            slices=slices,
+            device=device,
+            quiet=quiet,
+            overwrite=overwrite,
+            resume=resume,
+            slab=slab,
+            tile=tile,
+            workers_per_gpu=workers_per_gpu or 1,
+            memory_limit=memory_limit,
+            pyramid=pyramid is not False,
+        )
+        return
     with progress_bar(f"{method}", quiet) as update:
         meta = reconstruct_to_file(
             sparse,
@@ -91,3 +166,34 @@ def reconstruct(
         f"wrote {out}: {b - a} slice(s) {a}:{b} reconstructed with {method} on {meta['device']} "
         f"in {format_seconds(meta['seconds'])}"
     )
+
+
+def _on_cluster(
+    sparse: Path,
+    mask: Path,
+    method: str,
+    out: Path,
+    options: dict,
+    *,
+    cluster: str,
+    slices: str | None,
+    quiet: bool,
+    **kwargs: Any,
+) -> None:
+    """``reconstruct --cluster``: the block-wise run (:mod:`napari_sparse_sem.cluster.reconstruct`)."""
+    from napari_sparse_sem.cluster.reconstruct import reconstruct_blocks_job
+
+    job = reconstruct_blocks_job(
+        sparse, mask, method, out, cluster=cluster, slices=parse_range(slices), options=options, **kwargs
+    )
+    meta = run_cluster_job(job, method, quiet, str(out), out)
+    a, b = meta["slices"]
+    device = meta.get("device")
+    device = ", ".join(device) if isinstance(device, list) else device
+    echo(
+        f"wrote {out}: {b - a} slice(s) {a}:{b} reconstructed with {method} on {device or '?'} "
+        f"in {format_seconds(meta['seconds'])} ({cluster})"
+    )
+    echo(block_summary(meta))
+    if not meta.get("complete"):
+        raise incomplete(meta, str(out))
