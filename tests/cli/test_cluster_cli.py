@@ -127,7 +127,7 @@ def test_failed_block_exits_nonzero_and_resume_retries_it(
     assert failed.exit_code == 1
     assert "cluster: 2 worker(s), 3 block(s) · dashboard http" in failed.stderr
     assert "blocks: 2 of 3 done, 1 failed" in failed.stdout
-    assert "1 block(s) failed, so" in failed.stderr and "(complete: false)" in failed.stderr
+    assert "1 block(s) failed and are missing from" in failed.stderr and "(complete: false)" in failed.stderr
     assert "z4-8_y0-128_x0-128: ValueError: input slice 7 has no scanned pixels" in failed.stderr
     assert "--resume" in failed.stderr
     assert read_metadata(out)["complete"] is False

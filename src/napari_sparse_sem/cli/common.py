@@ -423,8 +423,10 @@ def incomplete(meta: dict[str, Any], where: str) -> typer.Exit:
     blocks = meta.get("blocks") or {}
     if not failed:
         missing = int(blocks.get("total", 0)) - int(blocks.get("done", 0))
-        return fail(f"{where} is incomplete (complete: false): {missing} block(s) missing; run again with --resume")
-    lines = [f"{len(failed)} block(s) failed, so {where} is incomplete (complete: false):"]
+        return fail(
+            f"{missing} block(s) missing from {where} (complete: false); run again with --resume", EXIT_INCOMPLETE
+        )
+    lines = [f"{len(failed)} block(s) failed and are missing from {where} (complete: false):"]
     lines += [f"  {entry['key']}: {entry['error']}" for entry in failed[:20]]
     if len(failed) > 20:
         lines.append(f"  ... and {len(failed) - 20} more")
