@@ -8,6 +8,7 @@ each start a cluster; the kill test starts its own with ``--cluster local:2`` in
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -207,3 +208,38 @@ def test_resume_after_sigkill_computes_only_the_missing_blocks(
     assert f"blocks: 24 of 24 done ({24 - len(before)} in this run), 0 failed" in resumed.stdout
     np.testing.assert_array_equal(volume(out), volume(single))
     assert read_metadata(out)["complete"] is True
+
+
+def test_sigterm_keeps_finished_blocks_and_says_how_to_resume(
+    flyem_crop_uint8: np.ndarray, scheduler: str, tmp_path: Path
+) -> None:
+    """SIGTERM (a batch system's time limit) once a block is done: the run stops at its next step, keeps the finished
+    blocks (complete: false), says so with --resume, and exits 143."""
+    from napari_sparse_sem.runtime import stop_signals
+
+    known = np.random.default_rng(9).random(flyem_crop_uint8.shape) < 0.2
+    sparse, mask, out = tmp_path / "sparse.zarr", tmp_path / "mask.zarr", tmp_path / "r.zarr"
+    write_volume(sparse, np.where(known, flyem_crop_uint8, 0))
+    write_volume(mask, known)
+    sent: list[bool] = []
+
+    def term_after_first_block() -> None:
+        deadline = time.monotonic() + 120  # a hang guard, not a timing assert
+        while not _run_ids(out) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by stop_signals, as in `sparse-sem` itself
+
+    args = ["reconstruct", sparse, "-m", mask, "-o", out, "--cluster", scheduler, "--slab", "1", "--no-pyramid"]
+    with stop_signals(), ThreadPoolExecutor(1) as pool:
+        killer = pool.submit(term_after_first_block)
+        result = invoke(*args)
+        killer.result()
+    assert sent and result.exit_code == 143, result.output
+    saved = read_metadata(out)
+    assert saved["complete"] is False and 1 <= saved["blocks"]["done"] < 32
+    kept = re.search(r"Stopped by SIGTERM: kept the (\d+) finished of 32 blocks in (\S+) ", result.stderr)
+    assert kept is not None and kept.group(2) == str(out), result.stderr
+    # blocks that were running at the stop may still finish on the cluster (it is not ours to close): counts only grow
+    assert saved["blocks"]["done"] <= int(kept.group(1)) <= len(_run_ids(out)) < 32
+    assert "run the same command with --resume to finish it" in result.stderr and "Traceback" not in result.output
