@@ -72,8 +72,7 @@ PyramidOption = Annotated[
     bool | None,
     typer.Option(
         "--pyramid/--no-pyramid",
-        help="With --cluster: add the multiscale levels of the OME-Zarr output once every block is in [default: "
-        "pyramid].",
+        help="With --cluster: add the multiscale levels of the OME-Zarr output once every block is in (default: on).",
         rich_help_panel=CLUSTER_PANEL,
         show_default=False,
     ),
