@@ -140,10 +140,11 @@ def test_failed_block_exits_nonzero_and_resume_retries_it(
     np.testing.assert_array_equal(volume(out), volume(single))
     saved = read_metadata(out)
     assert saved["complete"] is True and saved["failed_blocks"] == []
-    record = saved["run"]  # the block-wise flags are in the run record like every other flag
+    record = saved["run"]  # the block-wise flags are in the run record like every other flag, except --resume:
     assert record["arguments"]["cluster"] == scheduler and record["arguments"]["slab"] == 4
+    assert "resume" not in record["arguments"]  # how the run went, not what it makes: a replay starts fresh
     line = command_line(record["command"], record["arguments"])
-    assert f"--cluster {scheduler} --resume --slab 4 --no-pyramid" in line
+    assert f"--cluster {scheduler} --slab 4 --no-pyramid" in line
 
 
 def test_simulate_on_cluster_equals_single_process(data: dict[str, Path], scheduler: str, tmp_path: Path) -> None:

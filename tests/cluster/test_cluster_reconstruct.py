@@ -79,11 +79,6 @@ def test_output_is_ome_zarr_with_voxel_size_and_parameters(slices_run: dict[str,
     assert saved["blocks"]["done"] == 6
 
 
-@pytest.mark.xfail(
-    reason="io/pyramid._run_on calls distributed.as_completed(futures), which needs a default client; the run's "
-    "client is never the default (fix: as_completed(futures, loop=client.loop)); remove this marker with the fix",
-    raises=ValueError,
-)
 def test_pyramid_levels_are_ome_zarr_multiscales(
     scan: dict[str, Path], client: Any, tmp_path: Path, flyem_crop_uint8: np.ndarray
 ) -> None:

@@ -23,6 +23,8 @@ from napari_sparse_sem.provenance import current, find_record, read_saved, recor
 
 CONTROL_ARGUMENTS = ("out", "overwrite", "quiet")
 """Arguments ``run`` sets itself rather than taking from the record."""
+NOT_RECORDED = ("quiet", "resume")
+"""Arguments that say how a run went, not what it makes: a replay into a new output starts fresh."""
 
 
 def recorded(command: str, callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,7 +34,7 @@ def recorded(command: str, callback: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(callback)
     def run_recorded(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
-        arguments = {k: v for k, v in bound.arguments.items() if k != "quiet"}
+        arguments = {k: v for k, v in bound.arguments.items() if k not in NOT_RECORDED}
         with recording(command, arguments):
             return callback(*args, **kwargs)
 

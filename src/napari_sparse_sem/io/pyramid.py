@@ -288,7 +288,7 @@ def _run_on(client: Any, path: str, source: str, target: str, blocks: list[Block
         client.submit(write_level_block, path, source, target, block, method, pure=False, retries=1) for block in blocks
     ]
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):  # loop: our client is never the default one
             future.result()
             yield None
     finally:
