@@ -160,3 +160,8 @@ def test_cancel_keeps_finished_blocks(scan: dict[str, Path], client: Any, tmp_pa
     for key in done:  # every block recorded as finished has its slice in the store
         z = int(key[1:].split("-")[0])
         np.testing.assert_array_equal(result[z], single[z])
+    # --resume without --slab cuts the blocks of the interrupted run (slab 1), not the default, and runs only the rest
+    meta = reconstruct_on_cluster(scan["sparse"], scan["mask"], "linear", out, client=client, resume=True)
+    # (blocks running at the cancel may still finish on this shared client, so "at most" the rest)
+    assert meta["complete"] is True and meta["slab"] == 1 and meta["blocks"]["this_run"] <= 16 - len(done)
+    np.testing.assert_array_equal(volume(out), single)

@@ -15,7 +15,15 @@ import numpy as np
 
 from napari_sparse_sem.cluster.store import RunRecord
 
-__all__ = ["BLOCK_BYTES", "default_slab", "default_tile", "finish_output", "open_output", "output_chunks"]
+__all__ = [
+    "BLOCK_BYTES",
+    "default_slab",
+    "default_tile",
+    "finish_output",
+    "open_output",
+    "output_chunks",
+    "recorded_plan",
+]
 
 BLOCK_BYTES = 512 * 2**20
 """The float32 working set a default block aims at (values, mask and result of its slices)."""
@@ -36,6 +44,13 @@ def default_tile(slice_shape: tuple[int, int], tile_halo: int | None) -> int | N
     if tile_halo is None or max(slice_shape) <= MAX_WHOLE_SLICE:
         return None
     return DEFAULT_TILE
+
+
+def recorded_plan(out: Path) -> dict[str, Any]:
+    """``slab`` and ``tile`` of the run recorded in ``out`` (empty when there is none), so ``--resume`` without them
+    cuts the same blocks as the interrupted run."""
+    settings = RunRecord(Path(out).expanduser()).settings() if Path(out).expanduser().is_dir() else None
+    return {k: settings[k] for k in ("slab", "tile") if settings and k in settings}
 
 
 def output_chunks(shape: tuple[int, int, int], tile: int | None) -> tuple[int, int, int]:

@@ -66,7 +66,14 @@ def reconstruct_blocks_job(
     from contextlib import nullcontext
 
     from napari_sparse_sem.cluster.connect import connect
-    from napari_sparse_sem.cluster.output import default_slab, default_tile, finish_output, open_output, output_chunks
+    from napari_sparse_sem.cluster.output import (
+        default_slab,
+        default_tile,
+        finish_output,
+        open_output,
+        output_chunks,
+        recorded_plan,
+    )
     from napari_sparse_sem.cluster.run import new_stop_event, run_blocks
     from napari_sparse_sem.cluster.tasks import ReconstructTask, reconstruct_block
     from napari_sparse_sem.compare.spec import check_method_options, region_bounds
@@ -82,11 +89,12 @@ def reconstruct_blocks_job(
     a, b, *_ = region_bounds(sparse.shape, slices, None)
     shape = (b - a, int(sparse.shape[1]), int(sparse.shape[2]))
     cls = method_class(method)
-    tile = tile if tile is not None else default_tile(shape[1:], cls.tile_halo)
+    earlier = recorded_plan(out) if resume else {}  # a resumed run keeps its blocks unless told otherwise
+    tile = tile if tile is not None else earlier.get("tile", default_tile(shape[1:], cls.tile_halo))
     if tile is not None and cls.tile_halo is None:
         raise ValueError(f"{method} needs whole slices (it interpolates over the whole slice); drop --tile")
     chunks = output_chunks(shape, tile)
-    slab = slab or default_slab(shape[1:])
+    slab = slab or earlier.get("slab") or default_slab(shape[1:])
     blocks = plan_blocks(shape, chunks=chunks, slab=slab, tile=tile, halo=cls.tile_halo or 0)
     record = AcquisitionRecord.from_metadata(meta_in)
     vrange = _stored_range(record, meta_in, sparse)

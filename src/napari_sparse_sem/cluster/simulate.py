@@ -68,7 +68,7 @@ def simulate_blocks_job(
     ``acquisition``'s seed is used as given (the CLI sets it to the mask seed, as in the single-process path).
     """
     from napari_sparse_sem.cluster.connect import connect
-    from napari_sparse_sem.cluster.output import default_slab, finish_output, open_output, output_chunks
+    from napari_sparse_sem.cluster.output import default_slab, finish_output, open_output, output_chunks, recorded_plan
     from napari_sparse_sem.cluster.run import new_stop_event, run_blocks
     from napari_sparse_sem.cluster.tasks import SimulateTask, simulate_block
     from napari_sparse_sem.compare.spec import region_bounds
@@ -85,7 +85,7 @@ def simulate_blocks_job(
     a, b, y0, y1, x0, x1 = region_bounds(data.shape, slices, roi)
     shape = (b - a, y1 - y0, x1 - x0)
     chunks = output_chunks(shape, None)
-    slab = slab or default_slab(shape[1:])
+    slab = slab or (recorded_plan(out) if resume else {}).get("slab") or default_slab(shape[1:])
     blocks = plan_blocks(shape, chunks=chunks, slab=slab)
     vrange = value_range(data[a:b, y0:y1, x0:x1])
     stored_dtype = data.dtype if data.dtype.kind in "iuf" else np.dtype(np.float32)
