@@ -351,7 +351,7 @@ class ClusterRun:
             return
         link = started.dashboard
         text = (
-            f'dashboard: <a href="{html.escape(link, quote=True)}">{html.escape(link)}</a>'
+            f'dashboard: <a href="{html.escape(link, quote=True)}" style="color: #6ab0ff">{html.escape(link)}</a>'
             if link
             else "no dashboard (install bokeh to get one)"
         )
