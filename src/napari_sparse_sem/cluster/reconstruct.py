@@ -22,21 +22,6 @@ from napari_sparse_sem.runtime import Job, Progress, run_job
 __all__ = ["reconstruct_blocks_job", "reconstruct_on_cluster"]
 
 
-def _inputs(sparse_path: Path, mask_path: Path) -> tuple[Any, Any, Any, dict[str, Any]]:
-    from napari_sparse_sem.io.volume import as_zyx
-    from napari_sparse_sem.recon.to_file import _read
-
-    sparse_vol, mask_vol = _read(sparse_path), _read(mask_path)
-    sparse = as_zyx(sparse_vol.data, str(sparse_path))
-    mask = as_zyx(mask_vol.data, str(mask_path))
-    if tuple(sparse.shape) != tuple(mask.shape):
-        raise ValueError(
-            f"the sparse stack {tuple(sparse.shape)} and the mask {tuple(mask.shape)} must have the same shape"
-        )
-    meta = sparse_vol.metadata if isinstance(sparse_vol.metadata, dict) else {}
-    return sparse_vol, sparse, mask, meta
-
-
 def reconstruct_blocks_job(
     sparse_path: Path,
     mask_path: Path,
@@ -79,13 +64,13 @@ def reconstruct_blocks_job(
     from napari_sparse_sem.compare.spec import check_method_options, region_bounds
     from napari_sparse_sem.recon.base import method_class
     from napari_sparse_sem.recon.blocks import plan_blocks
-    from napari_sparse_sem.recon.to_file import _stored_range
+    from napari_sparse_sem.recon.to_file import read_inputs, sparse_value_range
     from napari_sparse_sem.sampling.record import AcquisitionRecord
 
     options = dict(options or {})
     check_method_options(method, options)
     sparse_path, mask_path, out = Path(sparse_path), Path(mask_path), Path(out).expanduser()
-    sparse_vol, sparse, _, meta_in = _inputs(sparse_path, mask_path)
+    sparse_vol, sparse, _, meta_in = read_inputs(sparse_path, mask_path)
     a, b, *_ = region_bounds(sparse.shape, slices, None)
     shape = (b - a, int(sparse.shape[1]), int(sparse.shape[2]))
     cls = method_class(method)
@@ -97,7 +82,7 @@ def reconstruct_blocks_job(
     slab = slab or earlier.get("slab") or default_slab(shape[1:])
     blocks = plan_blocks(shape, chunks=chunks, slab=slab, tile=tile, halo=cls.tile_halo or 0)
     record = AcquisitionRecord.from_metadata(meta_in)
-    vrange = _stored_range(record, meta_in, sparse)
+    vrange = sparse_value_range(record, meta_in, sparse)
     stored_dtype = sparse.dtype if sparse.dtype.kind in "iuf" else np.dtype(np.float32)
     settings = {
         "kind": "reconstruction",

@@ -21,7 +21,7 @@ from napari_sparse_sem import __version__
 from napari_sparse_sem.partial import Interrupted
 from napari_sparse_sem.runtime import Progress, run_job
 
-__all__ = ["Interrupted", "reconstruct_to_file"]
+__all__ = ["Interrupted", "read_inputs", "reconstruct_to_file"]
 
 
 def _read(path: Path) -> Any:
@@ -31,6 +31,22 @@ def _read(path: Path) -> Any:
     if not split_h5_path(path)[0].exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
     return read_volume(path, lazy=True)
+
+
+def read_inputs(sparse_path: Path, mask_path: Path) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """The sparse volume, its lazy (z, y, x) array, the mask's and the sparse file's metadata; the two stacks must
+    have the same shape (a clear error otherwise). Also the block-wise path's reader."""
+    from napari_sparse_sem.io.volume import as_zyx
+
+    sparse_vol, mask_vol = _read(sparse_path), _read(mask_path)
+    sparse = as_zyx(sparse_vol.data, str(sparse_path))
+    mask = as_zyx(mask_vol.data, str(mask_path))
+    if tuple(sparse.shape) != tuple(mask.shape):
+        raise ValueError(
+            f"the sparse stack {tuple(sparse.shape)} and the mask {tuple(mask.shape)} must have the same shape"
+        )
+    meta = sparse_vol.metadata if isinstance(sparse_vol.metadata, dict) else {}
+    return sparse_vol, sparse, mask, meta
 
 
 def _nonzero(plane: np.ndarray) -> np.ndarray:
@@ -51,7 +67,7 @@ class _SlabWindow:
         return self.block[z - self.first]
 
 
-def _stored_range(record: Any, meta: dict[str, Any], sparse: Any) -> tuple[float, float]:
+def sparse_value_range(record: Any, meta: dict[str, Any], sparse: Any) -> tuple[float, float]:
     """The stored values of ``sparse`` that map to [0, 1]: from its acquisition record, else its saved value range,
     else measured."""
     from napari_sparse_sem.io.volume import value_range
@@ -84,7 +100,7 @@ def reconstruct_to_file(
     """
     from napari_sparse_sem.compare.spec import check_method_options, region_bounds
     from napari_sparse_sem.io import write_volume
-    from napari_sparse_sem.io.volume import SliceMap, as_zyx, from_float01, to_float01
+    from napari_sparse_sem.io.volume import SliceMap, from_float01, to_float01
     from napari_sparse_sem.outputs import check_output_file, check_volume_space, scratch_array
     from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
     from napari_sparse_sem.runtime import pick_device
@@ -93,18 +109,11 @@ def reconstruct_to_file(
     options = dict(options or {})
     check_method_options(method, options)
     check_output_file(out, [sparse_path, mask_path], overwrite=overwrite)
-    sparse_vol, mask_vol = _read(sparse_path), _read(mask_path)
-    sparse = as_zyx(sparse_vol.data, str(sparse_path))
-    mask = as_zyx(mask_vol.data, str(mask_path))
-    if tuple(sparse.shape) != tuple(mask.shape):
-        raise ValueError(
-            f"the sparse stack {tuple(sparse.shape)} and the mask {tuple(mask.shape)} must have the same shape"
-        )
+    sparse_vol, sparse, mask, meta_in = read_inputs(sparse_path, mask_path)
     resolved = pick_device(device)
     a, b, *_ = region_bounds(sparse.shape, slices, None)
-    meta_in = sparse_vol.metadata if isinstance(sparse_vol.metadata, dict) else {}
     record = AcquisitionRecord.from_metadata(meta_in)
-    vrange = _stored_range(record, meta_in, sparse)
+    vrange = sparse_value_range(record, meta_in, sparse)
     scaled = SliceMap(sparse, functools.partial(to_float01, what=str(sparse_path), value_range_=vrange), np.float32)
     scanned = SliceMap(mask, _nonzero, bool)
     stored_dtype = sparse.dtype if sparse.dtype.kind in "iuf" else np.dtype(np.float32)
