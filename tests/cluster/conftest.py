@@ -1,5 +1,5 @@
-"""Fixtures of the block-wise tests: one ``LocalCluster`` of two worker processes shared by the whole session (a
-cluster takes seconds to start), and a small sparse scan of the packaged FlyEM crop on disk with its single-process
+"""Fixtures of the block-wise tests: one ``LocalCluster`` of two worker processes shared by the tests of this folder (a
+cluster takes seconds to start; it is closed when they are done, so its threads never run beside later tests), and a small sparse scan of the packaged FlyEM crop on disk with its single-process
 reconstruction."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tifffile
 VOXEL_NM = 10.0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def client() -> Iterator[Any]:
     """A ``distributed.Client`` of a LocalCluster(n_workers=2, processes=True) for service-level tests (``client=``)."""
     distributed = pytest.importorskip("distributed")
