@@ -1,6 +1,6 @@
-"""Fixtures of the block-wise tests: one ``LocalCluster`` of two worker processes shared by the tests of this folder (a
-cluster takes seconds to start; it is closed when they are done, so its threads never run beside later tests), and a small sparse scan of the packaged FlyEM crop on disk with its single-process
-reconstruction."""
+"""Fixtures of the block-wise tests: one ``LocalCluster`` of two worker processes shared by the tests of this folder
+(a cluster takes seconds to start; it is closed when they are done, so its threads never run beside later tests), and
+a small sparse scan of the packaged FlyEM crop on disk with its single-process reconstruction."""
 
 from __future__ import annotations
 
