@@ -295,3 +295,21 @@ def _run_on(client: Any, path: str, source: str, target: str, blocks: list[Block
         pending = [f for f in futures if not f.done()]
         if pending:  # stopped or failed: blocks that have not started never will
             client.cancel(pending)
+            _wait_for_running(client, {f.key for f in pending})
+
+
+def _wait_for_running(client: Any, keys: set[Any], timeout_s: float = 60.0) -> None:
+    """Wait until no worker still runs one of ``keys`` (a cancelled task that had started runs to its end): a rebuild
+    right after a stop must not race a late block writing into the level it removes. A block is at most
+    :data:`MAX_BLOCK_BYTES` of input, so this is seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            running = {key for keys_on in client.processing().values() for key in keys_on}
+        except Exception:  # the scheduler is gone: nothing runs any more
+            return
+        if not running & keys:
+            return
+        time.sleep(0.05)
