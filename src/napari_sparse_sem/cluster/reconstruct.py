@@ -147,7 +147,7 @@ def reconstruct_blocks_job(
             summary = yield from run_blocks(
                 active, reconstruct_block, task, blocks, run_record, stop_event=stop_event, name="reconstruct"
             )
-            if pyramid and _all_done(run_record, blocks):
+            if pyramid and run_record.complete(b.key for b in blocks):
                 from napari_sparse_sem.io.pyramid import build_pyramid_job
 
                 pyramid_job = build_pyramid_job(out, client=active)  # block-wise on the same workers, stoppable
@@ -162,11 +162,6 @@ def reconstruct_blocks_job(
         final.update(slab=slab, tile=tile, resumed=resumed)
         saved = finish_output(out, final)
     return saved
-
-
-def _all_done(record: Any, blocks: list[Any]) -> bool:
-    done = record.done()
-    return all(b.key in done for b in blocks) and not record.failed()
 
 
 def _final_metadata(

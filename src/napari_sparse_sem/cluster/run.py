@@ -62,11 +62,6 @@ class BlockSummary:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
-    @property
-    def complete(self) -> bool:
-        """Every block of the plan is in the store."""
-        return len(self.finished) + len(self.resumed) == self.total and not self.failed
-
 
 def new_stop_event() -> str:
     """A fresh name for a run's stop event."""

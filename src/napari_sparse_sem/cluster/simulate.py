@@ -164,7 +164,8 @@ def _finish(
         name: np.concatenate([done[b.key][name] for b in finished]) if finished else np.zeros(0)
         for name in ("coverage", "scan_s", "path_length_px")
     }
-    complete = len(finished) == len(blocks) and not record.failed()
+    failed = record.failed()
+    complete = len(finished) == len(blocks) and not failed
     plane = (roi[1] - roi[0], roi[3] - roi[2])
     dense_slice_s = float(dense_scan_time(plane, acquisition).seconds)
     n = len(figures["coverage"])
@@ -191,7 +192,6 @@ def _finish(
             roi=roi,
         )
         meta.update(acq_record.to_metadata())
-    failed = record.failed()
     meta["blocks"] = {"total": len(blocks), "done": len(finished), "failed": len(failed)}
     meta["failed_blocks"] = [{"key": k, "error": e["error"].splitlines()[0]} for k, e in failed.items()]
     return ClusterScan(

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,11 @@ class RunRecord:
     def done(self) -> dict[str, dict[str, Any]]:
         """Finished blocks: key → what the worker recorded (seconds, worker, run id, per-slice figures...)."""
         return self._read("done")
+
+    def complete(self, keys: Iterable[str]) -> bool:
+        """Every block of ``keys`` is recorded as done and none failed (what ``complete: true`` means)."""
+        done = self.done()
+        return all(key in done for key in keys) and not self.failed()
 
     def failed(self) -> dict[str, dict[str, Any]]:
         """Failed blocks of the last run: key → {"error": ...}."""

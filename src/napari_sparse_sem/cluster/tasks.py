@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,6 @@ class SimulateTask:
     roi: tuple[int, int, int, int]  # y0, y1, x0, x1 of every input slice
     run_id: str
     stop_event: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=8)
