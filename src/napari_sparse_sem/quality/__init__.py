@@ -1,0 +1,1 @@
+"""Quality of data and results without ground truth."""
