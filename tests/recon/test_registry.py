@@ -30,13 +30,13 @@ from napari_sparse_sem.recon.base import (
 from napari_sparse_sem.recon.dip import PRESETS, DIPConfig, dip_config, load_dip_options
 
 PLUGIN = Path(__file__).resolve().parents[1] / "plugin_pkg"
-BUILTINS = ["nearest", "linear", "harmonic", "biharmonic", "linear3d", "dip", "dip3d", "gan", "gan-mse"]
+BUILTINS = ["nearest", "linear", "harmonic", "biharmonic", "linear3d", "dip", "dip3d", "gan", "gan-mse", "self"]
 
 
 def test_builtins_come_from_our_entry_points_in_order() -> None:
     assert available_methods()[: len(BUILTINS)] == BUILTINS
     assert methods_with(iterative=True) == ["dip", "dip3d"]
-    assert methods_with(needs_weights=True) == ["gan", "gan-mse"]
+    assert methods_with(needs_weights=True) == ["gan", "gan-mse", "self"]
     assert methods_with(gpu=False, context=0) == ["nearest", "linear", "harmonic", "biharmonic"]
     assert method_class("gan").weights_kind == "partial-scan-gan" and not method_class("dip").needs_weights
     with pytest.raises(ValueError, match=r"unknown method attribute\(s\) \['slow'\]"):

@@ -10,16 +10,27 @@ step, keep what was finished (marked ``complete: false``) and exit with 130, 143
 input and are written all at once (:mod:`napari_sparse_sem.outputs`).
 
 The commands live one group per module (:mod:`.inspect`, :mod:`.simulate`, :mod:`.reconstruct`, :mod:`.compare`,
-:mod:`.active`, :mod:`.train`, :mod:`.demo`, :mod:`.surrogate`, :mod:`.run`) and share :mod:`.common`; this module
-assembles them into :data:`app` and runs it from :func:`main`. The work itself is done by the core (jobs and
-application services).
+:mod:`.active`, :mod:`.train`, :mod:`.train_self`, :mod:`.demo`, :mod:`.surrogate`, :mod:`.run`) and share
+:mod:`.common`; this module assembles them into :data:`app` and runs it from :func:`main`. The work itself is done
+by the core (jobs and application services).
 """
 
 from __future__ import annotations
 
 import typer
 
-from napari_sparse_sem.cli import active, compare, demo, inspect, reconstruct, run, simulate, surrogate, train
+from napari_sparse_sem.cli import (
+    active,
+    compare,
+    demo,
+    inspect,
+    reconstruct,
+    run,
+    simulate,
+    surrogate,
+    train,
+    train_self,
+)
 from napari_sparse_sem.cli.common import show_warning
 from napari_sparse_sem.runtime import stop_signals
 
@@ -39,6 +50,7 @@ app.command("active")(active.active)
 app.command("demo")(demo.demo)
 app.command("train-estimator")(train.train_estimator)
 app.command("train-gan")(train.train_gan)
+app.command("train-self")(train_self.train_self)
 app.command("export-gan")(train.export_gan)
 app.add_typer(surrogate.surrogate_app, name="surrogate")
 run.record_commands(app)  # every command's arguments become the run record its outputs carry

@@ -37,6 +37,7 @@ _BUILTIN_MODULES = (
     "napari_sparse_sem.recon.interp3d",
     "napari_sparse_sem.recon.dip",
     "napari_sparse_sem.recon.gan",
+    "napari_sparse_sem.recon.self_method",
 )
 """Read only when this package's metadata is missing (running from a source tree that was never installed)."""
 
