@@ -37,6 +37,11 @@ RECORD_KEYS: tuple[str, ...] = (
     "acquisition_s",
     "dense_acquisition_s",
     "iterations",
+    "psnr_holdout",
+    "psnr_holdout_raw",
+    "weights_note",
+    "noise_sigma",
+    "psnr_ceiling",
 )
 """Columns of every comparison record (one record per pattern × coverage × method × slice)."""
 
@@ -121,6 +126,11 @@ def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seconds": mean("seconds"),
                 "acquisition_s": mean("acquisition_s"),
                 "dense_acquisition_s": mean("dense_acquisition_s"),
+                "psnr_holdout": mean("psnr_holdout"),
+                "psnr_holdout_raw": mean("psnr_holdout_raw"),
+                "noise_sigma": mean("noise_sigma"),
+                "psnr_ceiling": mean("psnr_ceiling"),
+                "weights_note": next((r["weights_note"] for r in rs if r.get("weights_note")), None),
             }
         )
     return rows
@@ -148,7 +158,7 @@ def _context_masks(n: int, shape2d: tuple[int, int], mask_spec: MaskSpec, first:
 
 
 def _dense_scan_records(
-    reference: np.ndarray, acq: AcquisitionSpec, first_slice: int, dense_s: float
+    reference: np.ndarray, acq: AcquisitionSpec, first_slice: int, dense_s: float, noise: dict[str, float]
 ) -> list[dict[str, Any]]:
     """Score the noisy dense scan at ``acq.dose`` (the equal-time baseline): pattern ``dense``, method ``none``."""
     from napari_sparse_sem.sampling import simulate_acquisition
@@ -172,6 +182,10 @@ def _dense_scan_records(
             "acquisition_s": dense_s,
             "dense_acquisition_s": dense_s,
             "iterations": None,
+            "psnr_holdout": float("nan"),
+            "psnr_holdout_raw": float("nan"),
+            "weights_note": None,
+            **noise,
         }
         for row in rows
     ]
@@ -184,7 +198,12 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
     but only the selected slices are reconstructed and scored. Progress counts every slice of every run; after each
     run a ``Progress`` with ``partial=CompareRun`` is yielded (inner per-slice events carry no partial, except a
     network fit's :class:`~napari_sparse_sem.recon.base.FitPreview`, with ``z`` indexing the input volume).
+    With ``spec.holdout`` every record also gets ``psnr_holdout`` (the quality estimated from the scanned pixels
+    alone, :mod:`napari_sparse_sem.quality.holdout`; NaN where skipped); every record carries ``weights_note`` (what
+    the method said about its weights) and the reference's ``noise_sigma``/``psnr_ceiling``.
     """
+    from napari_sparse_sem.quality.holdout import holdout_job
+    from napari_sparse_sem.quality.noise import estimate_noise
     from napari_sparse_sem.recon.base import FitPreview
     from napari_sparse_sem.recon.volume import SliceDone, reconstruct_volume
     from napari_sparse_sem.sampling import make_masks, simulate_acquisition
@@ -207,12 +226,14 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
     sel = list(range(a - lo, b - lo))
     acq = spec.acquisition_spec()
     dense_s = _seconds(dense_scan_time((h, w), acq))
+    estimate = estimate_noise(reference)
+    noise = {"noise_sigma": estimate.sigma, "psnr_ceiling": estimate.ceiling}
 
     runs_total = len(spec.patterns) * len(spec.coverages) * len(spec.methods)
     total = runs_total * n_sel
     records: list[dict[str, Any]] = []
     if spec.equal_time:
-        records.extend(_dense_scan_records(reference, acq, a, dense_s))
+        records.extend(_dense_scan_records(reference, acq, a, dense_s, noise))
     runs: list[CompareRun] = []
     run_index = 0
     for pattern in spec.patterns:
@@ -242,6 +263,7 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                 out = np.zeros(block.shape, dtype=np.float32)
                 seconds: dict[int, float] = {}
                 iterations: dict[int, int | None] = {}
+                notes: dict[int, str | None] = {}
                 job = reconstruct_volume(
                     sparse_block,
                     mask_block,
@@ -263,6 +285,7 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                         if isinstance(event.partial, SliceDone):
                             seconds[int(event.partial.z)] = float(event.partial.seconds)
                             iterations[int(event.partial.z)] = event.partial.info.get("iterations")
+                            notes[int(event.partial.z)] = event.partial.info.get("weights_note")
                             # Name the slice by its index in the input volume, not in the working block.
                             message = f"{label} · {method}: slice {lo + event.partial.z}: {event.partial.seconds:.2f} s"
                         preview = None
@@ -274,6 +297,35 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                     inner.close()
                     job.close()
                 recon = np.asarray(recon_block, dtype=np.float32)[a - lo : b - lo]
+                holdout: dict[int, tuple[float, float]] = {}
+                limit = spec.holdout_slices_for(method)
+                if limit != 0:
+                    hjob = holdout_job(
+                        sparse_block,
+                        mask_block,
+                        method,
+                        options=spec.options_for(method),
+                        device=device,
+                        slices=sel,
+                        folds=spec.holdout_folds,
+                        seed=spec.seed,
+                        max_slices=limit,
+                    )
+                    step = (run_index + 1) * n_sel
+                    try:
+                        while True:
+                            try:
+                                event = next(hjob)
+                            except StopIteration as stop:
+                                found = stop.value
+                                break
+                            yield Progress(step, total, f"{label} · {method}: {event.message}")
+                    finally:
+                        hjob.close()
+                    holdout = {
+                        int(r["slice"]): (float(r["psnr_holdout"]), float(r["psnr_holdout_raw"]))
+                        for r in found.per_slice
+                    }
                 rows = volume_metrics(reference, recon, mask_sel, offset=a)
                 run_records = []
                 for i, row in enumerate(rows):
@@ -293,6 +345,10 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                         "acquisition_s": timing[i][1],
                         "dense_acquisition_s": dense_s,
                         "iterations": iterations.get(sel[i]),
+                        "psnr_holdout": holdout.get(sel[i], (float("nan"),) * 2)[0],
+                        "psnr_holdout_raw": holdout.get(sel[i], (float("nan"),) * 2)[1],
+                        "weights_note": notes.get(sel[i]),
+                        **noise,
                     }
                     run_records.append(record)
                 records.extend(run_records)

@@ -82,6 +82,10 @@ class CompareSpec(Spec):
     slice. ``method_options`` maps a method name to its options, e.g. ``{"linear3d": {"context": 10}}``. The pattern
     name ``all`` expands to every pattern.
 
+    ``holdout`` adds ``psnr_holdout`` to every record: the quality estimated without the ground truth
+    (:mod:`napari_sparse_sem.quality.holdout`, ``holdout_folds`` reconstructions per run, on at most
+    ``holdout_max_slices`` slices, ``holdout_iterative_slices`` for iterative methods).
+
     ``equal_time`` compares at equal total beam time: ``dose`` is then the dense scan's dose per pixel, each sparse scan
     at coverage c spends the same time on fewer pixels (dose / c per scanned pixel), and the noisy dense scan itself is
     scored as pattern ``dense`` (method ``none``) so a user sees whether sparse-and-slow beats dense-and-fast.
@@ -126,6 +130,21 @@ class CompareSpec(Spec):
         "is scored too.",
         flag="equal-time/equal-dose",
     )
+    holdout: bool = param(
+        True,
+        help="Estimate each method's quality without ground truth too (k-fold hold-out of scanned pixels: "
+        "psnr_holdout).",
+        flag="holdout/no-holdout",
+    )
+    holdout_folds: int = param(5, help="Folds of the hold-out estimate (each costs one reconstruction).", low=2)
+    holdout_max_slices: int | None = param(
+        None, help="Score the hold-out on at most this many slices (evenly spaced).", low=1, none_means="all slices"
+    )
+    holdout_iterative_slices: int = param(
+        0,
+        help="Hold-out slices for iterative methods (DIP: minutes per fit); 0 skips them (psnr_holdout NaN).",
+        low=0,
+    )
 
     def __post_init__(self) -> None:
         patterns = name_list(self.patterns)
@@ -142,6 +161,10 @@ class CompareSpec(Spec):
                 raise ValueError(f"roi needs four numbers (y0, y1, x0, x1), got {self.roi!r}")
             self.roi = roi  # type: ignore[assignment]
         self.seed = int(self.seed)
+        self.holdout_folds = int(self.holdout_folds)
+        self.holdout_iterative_slices = int(self.holdout_iterative_slices)
+        if self.holdout_max_slices is not None:
+            self.holdout_max_slices = int(self.holdout_max_slices)
         if self.dose is not None:
             self.dose = float(self.dose)
         if isinstance(self.acquisition, dict):
@@ -179,6 +202,12 @@ class CompareSpec(Spec):
             raise ValueError(f"method_options given for {extra}, which are not among the methods {self.methods}")
         for method, options in self.method_options.items():
             check_method_options(method, options)
+        if self.holdout_folds < 2:
+            raise ValueError(f"holdout_folds must be at least 2, got {self.holdout_folds}")
+        if self.holdout_max_slices is not None and self.holdout_max_slices < 1:
+            raise ValueError(f"holdout_max_slices must be at least 1 (or empty for all), got {self.holdout_max_slices}")
+        if self.holdout_iterative_slices < 0:
+            raise ValueError(f"holdout_iterative_slices must be >= 0, got {self.holdout_iterative_slices}")
         self.acquisition_spec()  # validates the dose
         if self.equal_time and self.acquisition_spec().dose is None:
             raise ValueError("equal_time needs a dose: the dense scan's electrons per pixel (e.g. --dose 20)")
@@ -200,6 +229,17 @@ class CompareSpec(Spec):
         if self.equal_time and acq.dose is not None:
             return dataclasses.replace(acq, dose=equal_time_dose(acq.dose, coverage))
         return acq
+
+    def holdout_slices_for(self, method: str) -> int | None:
+        """How many slices the hold-out scores for ``method``: 0 = skipped, ``None`` = all."""
+        from napari_sparse_sem.recon.base import method_class
+
+        if not self.holdout:
+            return 0
+        limit = self.holdout_max_slices
+        if method_class(method).iterative:
+            limit = self.holdout_iterative_slices if limit is None else min(limit, self.holdout_iterative_slices)
+        return limit
 
     def options_for(self, method: str) -> dict[str, Any]:
         return dict(self.method_options.get(method, {}))
