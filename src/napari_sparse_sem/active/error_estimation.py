@@ -114,6 +114,11 @@ class ErrorEstimator:
         """The options this estimator was made with (saved beside results)."""
         return {"zero_scanned": self.zero_scanned}
 
+    def info(self) -> dict[str, Any]:
+        """Facts worth keeping beside results, e.g. ``weights_note`` when the data are unlike the weights' training
+        data (the domain check of :mod:`napari_sparse_sem.quality.domain`); none by default."""
+        return {}
+
     def estimate(
         self, recon: np.ndarray, sparse: np.ndarray, mask: np.ndarray, reference: np.ndarray | None = None
     ) -> np.ndarray:
@@ -245,6 +250,8 @@ class UNetEstimator(ErrorEstimator):
         self.weights = Path(weights) if weights is not None else DEFAULT_UNET_WEIGHTS
         self.device = pick_device(device)
         self.model, self.card = load_unet(self.weights, self.device)
+        self.weights_note: str | None = None  # set by the first estimate when the scan is unlike the training data
+        self._checked = False
 
     def options(self) -> dict[str, Any]:
         return {
@@ -255,9 +262,27 @@ class UNetEstimator(ErrorEstimator):
             "overlap": self.overlap,
         }
 
+    def info(self) -> dict[str, Any]:
+        return {"weights_note": self.weights_note} if self.weights_note else {}
+
+    def check_domain(self, sparse: np.ndarray, mask: np.ndarray) -> str | None:
+        """Compare a scan with the ``domain`` block of the weights' card (intensity statistics of the scanned pixels;
+        the network is 2D, so no neighbour check); the note (also :attr:`weights_note`, a warning) or None."""
+        from napari_sparse_sem.quality.domain import check_domain
+
+        check = check_domain(np.asarray(sparse), np.asarray(mask, dtype=bool), self.card, what="error estimator")
+        self.weights_note = check.note
+        if check.note:
+            warnings.warn(check.note, RuntimeWarning, stacklevel=3)
+        return check.note
+
     def _estimate(self, recon, sparse, mask, reference):  # type: ignore[no-untyped-def]
         import torch
 
+        if not self._checked:  # once per estimator: one run of one scan
+            self._checked = True
+            if mask.any():
+                self.check_domain(sparse, mask)
         inputs = unet_inputs(recon, sparse, mask)
         tile = self.tile
         while True:

@@ -152,6 +152,11 @@ class Reconstructor:
         return self.reconstruct_slice(sparse, mask, center)
         yield  # pragma: no cover - makes this a generator
 
+    def prepare(self, sparse: Any, mask: Any, slices: list[int]) -> None:
+        """Look at the whole run once before its first slice (the volume driver calls it): ``sparse`` and ``mask`` are
+        the (z, y, x) inputs, possibly lazy (dask, zarr: read only the few slices needed), ``slices`` the slices to
+        do. The default does nothing; the GAN checks here that its shipped weights fit the data (the domain guard)."""
+
     def slice_info(self) -> dict[str, Any]:
         """Facts about the slice just finished that belong in the results (e.g. ``iterations``); none by default."""
         return {}

@@ -189,12 +189,55 @@ class _GAN(Reconstructor):
         self.fill = self.net.config.fill
         self.context = self.net.config.context  # the volume driver hands over ±context neighbours
         self._single: _GAN | None = None  # the 2D companion, loaded when a slice without neighbours comes
+        self.chosen_weights = settings.weights not in (None, "")  # the domain guard never overrides a choice
+        self.weights_note: str | None = None
+        self.domain: Any = None  # the guard's DomainCheck (quality.domain) after prepare()
+        self._all_2d = False  # the guard switched every slice to the 2D companion
+
+    def prepare(self, sparse: Any, mask: Any, slices: list[int]) -> None:
+        """The domain guard (:mod:`napari_sparse_sem.quality.domain`), when the user chose no weights: with
+        neighbour context and a 2D companion (``single_slice_weights``), measure how alike neighbouring slices are
+        from the scanned pixels of a few slice pairs and compare with FlyEM under the same masks; when the ±context
+        weights do not fit, every slice goes to the 2D weights. Unlike intensities or voxel size only add a note
+        (:attr:`weights_note`, in :meth:`slice_info`)."""
+        from napari_sparse_sem.quality.domain import check_domain
+
+        self.context, self._all_2d, self.weights_note, self.domain = self.net.config.context, False, None, None
+        if self.chosen_weights or len(tuple(sparse.shape)) != 3:
+            return
+        companion = self.card.get("single_slice_weights") if self.context else None
+        check = check_domain(sparse, mask, self.card, slices, context=self.context if companion else 0)
+        self.domain = check
+        notes = list(check.notes)
+        if check.context_fits is False:
+            self._all_2d, self.context = True, 0
+            name = next((k for k, v in SHIPPED_GAN_WEIGHTS.items() if v == self.weights), self.weights.name)
+            two_d = next((k for k, v in SHIPPED_GAN_WEIGHTS.items() if v.name == companion), str(companion))
+            reason = (
+                "Every slice has the same mask, so neighbouring slices add no new scanned pixels (the 2D weights do "
+                "better then, on FlyEM too)"
+                if check.same_masks
+                else f"Neighbouring slices differ like pixels {check.z_step_px:.1f} px apart within a slice "
+                f"(measured on the scanned pixels of {check.statistics.slice_pairs} slice pairs), against "
+                f"{check.reference_z_step_px:.1f} px for the FlyEM training data under the same masks"
+            )
+            notes.insert(
+                0,
+                f"{reason}, so the ±{self.net.config.context}-slice weights {name!r} do not fit this stack: every "
+                f"slice was done with the 2D weights {two_d!r} instead; --weights {name} (option weights={name}) "
+                "keeps them.",
+            )
+        self.weights_note = " ".join(notes) if notes else None
 
     def reconstruct_slice(self, sparse: np.ndarray, mask: np.ndarray, center: int) -> np.ndarray:
         sparse, mask = check_slab(sparse, mask, center)
         values, known = np.asarray(sparse[center], dtype=np.float32), mask[center]
         if not known.any():
             raise ValueError("the slice has no scanned pixels; check the mask")
+        if self._all_2d:
+            return self._single_slice_method().reconstruct_slice(
+                sparse[center : center + 1], mask[center : center + 1], 0
+            )
         if self.context and sparse.shape[0] == 1 and self.card.get("single_slice_weights"):
             return self._single_slice_method().reconstruct_slice(sparse, mask, center)
         inputs = slab_input(sparse, mask, center, self.context, self.fill)
@@ -245,7 +288,12 @@ class _GAN(Reconstructor):
         return out[:, 0].float().cpu().numpy()
 
     def slice_info(self) -> dict[str, Any]:
-        return {"weights": self.weights.name}
+        info: dict[str, Any] = {"weights": self.weights.name}
+        if self._all_2d:
+            info["weights"] = str(self.card["single_slice_weights"])
+        if self.weights_note:
+            info["weights_note"] = self.weights_note
+        return info
 
     def close(self) -> None:
         if self.device.startswith("cuda"):

@@ -115,7 +115,8 @@ def reconstruct_volume(
     :class:`SliceDone` as ``partial``; methods with inner iterations also yield their own events in between
     (``step`` = slices finished so far; their ``partial`` passed through, a :class:`FitPreview` of the slice itself
     with ``z`` filled in). The reconstructor is closed at
-    the end, also when the run fails or is stopped. Inputs are never modified.
+    the end, also when the run fails or is stopped. Inputs are never modified. Before the first slice the method's
+    :meth:`~napari_sparse_sem.recon.base.Reconstructor.prepare` sees the whole (3D) inputs and the slice list once.
     """
     # --- validation, before any work -------------------------------------------------------------------------
     if tuple(sparse.shape) != tuple(mask.shape):
@@ -161,6 +162,7 @@ def reconstruct_volume(
     # --- work ------------------------------------------------------------------------------------------------
     reconstructor = method if cls is None else cls(device=device, **(options or {}))
     try:
+        reconstructor.prepare(sparse3, mask3, todo)
         context = max(0, int(reconstructor.context))
         reader = _SlabReader(sparse3, mask3, eager_checked=eager)
         total = len(todo)
