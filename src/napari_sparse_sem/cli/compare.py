@@ -24,7 +24,17 @@ from napari_sparse_sem.cli.spec_options import Form, build, field_default, spec_
 from napari_sparse_sem.compare.spec import CompareSpec
 from napari_sparse_sem.params_text import parse_options
 
-SUMMARY_COLUMNS = ("pattern", "coverage", "achieved", "method", "PSNR dB", "SSIM", "PSNR unscanned", "s/slice")
+SUMMARY_COLUMNS = (
+    "pattern",
+    "coverage",
+    "achieved",
+    "method",
+    "PSNR dB",
+    "SSIM",
+    "PSNR unscanned",
+    "PSNR hold-out",
+    "s/slice",
+)
 
 
 def summary_table(records: list[dict[str, Any]]) -> Any:
@@ -33,10 +43,19 @@ def summary_table(records: list[dict[str, Any]]) -> Any:
 
     from napari_sparse_sem.compare import summary
 
-    table = Table(title="Comparison (means over slices)")
+    rows = summary(records)
+    sigma = next((r.get("noise_sigma") for r in rows if r.get("noise_sigma") is not None), None)
+    caption = None
+    if sigma is not None and sigma == sigma:
+        ceiling = next(r["psnr_ceiling"] for r in rows if r.get("noise_sigma") is not None)
+        caption = (
+            f"reference noise σ ≈ {sigma:.4f} of the range: PSNR against it cannot exceed ≈ {ceiling:.1f} dB; "
+            "PSNR hold-out: estimated from the scanned pixels alone (no ground truth)"
+        )
+    table = Table(title="Comparison (means over slices)", caption=caption)
     for col in (*SUMMARY_COLUMNS, "scan/dense"):
         table.add_column(col, justify="left" if col in ("pattern", "method") else "right")
-    for row in summary(records):
+    for row in rows:
         scan = row["acquisition_s"] / row["dense_acquisition_s"] if row["dense_acquisition_s"] else float("nan")
         table.add_row(
             row["pattern"],
@@ -46,6 +65,7 @@ def summary_table(records: list[dict[str, Any]]) -> Any:
             f"{row['psnr']:.2f}",
             f"{row['ssim']:.3f}",
             f"{row['psnr_unscanned']:.2f}",
+            "–" if row.get("psnr_holdout") != row.get("psnr_holdout") else f"{row['psnr_holdout']:.2f}",
             f"{row['seconds']:.3f}",
             f"{100 * scan:.1f} %",
         )
@@ -114,4 +134,6 @@ def compare(
             vol, spec, out, overwrite=overwrite, source={"path": str(volume)}, inputs=(volume,), on_progress=update
         )
     stdout_console().print(summary_table(result.records))
+    for note in dict.fromkeys(r["weights_note"] for r in result.records if r.get("weights_note")):
+        echo(f"note: {note}")
     echo(f"report written to {out}: " + ", ".join(p.name for p in paths.values()))
