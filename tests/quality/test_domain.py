@@ -65,3 +65,17 @@ def test_intensity_statistics_numbers():
     assert stats["mean"] == pytest.approx(0.5)
     assert stats["percentiles"]["50"] == pytest.approx(0.5)
     assert stats["skewness"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_unet_estimator_notes_a_dark_scan(flyem_crop):
+    from napari_sparse_sem.active.error_estimation import make_estimator
+
+    mask, _ = make_masks((1, 128, 128), MaskSpec(pattern="random", coverage=0.1, seed=0))
+    image = flyem_crop[0, :128, :128]
+    estimator = make_estimator("unet")
+    estimator.estimate(image, np.where(mask[0], image, 0.0), mask[0])
+    assert estimator.info() == {}
+    dark = make_estimator("unet")
+    with pytest.warns(RuntimeWarning, match="error estimator"):
+        dark.estimate(image * 0.3, np.where(mask[0], image * 0.3, 0.0), mask[0])
+    assert "mean 0.14 vs 0.52" in dark.info()["weights_note"]
