@@ -34,6 +34,7 @@ from napari_sparse_sem.cli.methods import (
     weights_option,
 )
 from napari_sparse_sem.params_text import parse_options
+from napari_sparse_sem.quality.holdout import DEFAULT_FOLDS
 
 DipPresetOption = Annotated[
     str | None,
@@ -105,6 +106,27 @@ def reconstruct(
     slab: SlabOption = None,
     tile: TileOption = None,
     pyramid: PyramidOption = None,
+    holdout: Annotated[
+        bool,
+        typer.Option(
+            "--holdout",
+            help="Also estimate the quality without ground truth (k-fold hold-out of the scanned pixels) and write "
+            "OUT's <stem>.metrics.json (per-slice psnr_holdout, the noise estimate); costs FOLDS more reconstructions "
+            "of the scored slices.",
+            rich_help_panel="Quality",
+        ),
+    ] = False,
+    holdout_folds: Annotated[
+        int, typer.Option(min=2, help="Folds of --holdout.", rich_help_panel="Quality")
+    ] = DEFAULT_FOLDS,
+    holdout_max_slices: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Most slices --holdout scores (evenly spaced).",
+            rich_help_panel="Quality",
+        ),
+    ] = 5,
     quiet: QuietOption = False,
 ) -> None:
     """Fill the unscanned pixels of SPARSE with METHOD and write the reconstruction to OUT."""
@@ -122,6 +144,8 @@ def reconstruct(
         cluster, out, [flag for flag, used in given.items() if used], resume=resume, overwrite=overwrite
     )
     check_methods([method])
+    if holdout and cluster is not None:
+        raise ValueError("--holdout runs in one process; run it without --cluster (e.g. on a few slices: --slices A:B)")
     options = {
         **(options_file(method_config, [method], "method config") if method_config is not None else {}),
         **preset_options(dip_preset, dip_config, [method], single=True).get(method, {}),
@@ -165,6 +189,31 @@ def reconstruct(
         f"wrote {out}: {b - a} slice(s) {a}:{b} reconstructed with {method} on {meta['device']} "
         f"in {format_seconds(meta['seconds'])}"
     )
+    if meta.get("weights_note"):
+        echo(f"note: {meta['weights_note']}")
+    if holdout:
+        from napari_sparse_sem.recon.to_file import quality_to_file
+
+        with progress_bar("hold-out", quiet) as update:
+            quality = quality_to_file(
+                sparse,
+                mask,
+                method,
+                out,
+                slices=parse_range(slices),
+                device=device,
+                options=options,
+                folds=holdout_folds,
+                max_slices=holdout_max_slices,
+                on_progress=update,
+            )
+        sigma = quality["noise_sigma"]
+        noise = "unknown" if sigma != sigma or sigma is None else f"{sigma:.4f} of the range"
+        echo(
+            f"hold-out quality ({quality['folds']} folds, {len(quality['slices'])} slice(s)): PSNR ≈ "
+            f"{quality['psnr_holdout']:.2f} dB on the unscanned pixels (raw {quality['psnr_holdout_raw']:.2f} dB on "
+            f"held-out scanned pixels); noise σ {noise}; written to {quality['path']}"
+        )
 
 
 def _on_cluster(

@@ -13,8 +13,8 @@ are binned by that distance (log-spaced bins), every slice's unscanned pixels ar
 distance to all scanned pixels, and the mean squared error is the unscanned-weighted mean of the bin means (bins
 without enough held-out pixels are interpolated in log-distance, and extrapolated beyond the farthest bin with the
 log-log slope of the last bins, clipped to [0, 2]; below the nearest populated bin the curve follows the image's own
-structure function, measured on pairs of scanned pixels). The blocks' side is the 95th percentile of the unscanned
-distances, so the far bins are sampled too while the blocks stay small (bigger holes make an interpolator's triangles
+structure function, measured on pairs of scanned pixels). The blocks' side is half the 95th percentile of the
+unscanned distances, so the far bins are sampled too while the blocks stay small (bigger holes make an interpolator's triangles
 bigger than an unscanned pixel's and bias the estimate low: measured in benchmarks/holdout.py). Methods with 3D
 context measure distance in the slab they read (up to ±2 slices).
 
@@ -238,7 +238,7 @@ def holdout_job(
             far.append(np.quantile(d, 0.95))
     h, w = known.shape[1:]
     if block is None:
-        block = int(np.clip(round(max(far, default=2.0)), 1, max(2, min(h, w) // 3)))
+        block = int(np.clip(round(0.5 * max(far, default=2.0)), 1, max(2, min(h, w) // 3)))
     rng = np.random.default_rng(seed)
     folds_of = _fold_map((h, w), int(block), folds, rng)
 

@@ -21,7 +21,7 @@ from napari_sparse_sem import __version__
 from napari_sparse_sem.partial import Interrupted
 from napari_sparse_sem.runtime import Progress, run_job
 
-__all__ = ["Interrupted", "read_inputs", "reconstruct_to_file"]
+__all__ = ["Interrupted", "metrics_path", "quality_to_file", "read_inputs", "reconstruct_to_file"]
 
 
 def _read(path: Path) -> Any:
@@ -119,6 +119,7 @@ def reconstruct_to_file(
     stored_dtype = sparse.dtype if sparse.dtype.kind in "iuf" else np.dtype(np.float32)
     wanted = list(range(a, b))
     finished: set[int] = set()
+    notes: list[str] = []
     scratch_dir = out.parent if out.parent.is_dir() else None
 
     # ignore_cleanup_errors: on Windows the memory-mapped file may still be open when the folder goes.
@@ -144,6 +145,8 @@ def reconstruct_to_file(
                 "value_range": [float(vrange[0]), float(vrange[1])],
                 "version": __version__,
             }
+            if notes:
+                meta["weights_note"] = notes[0]
             if record is not None:
                 meta.update(record.to_metadata())
             write_volume(out, stored, voxel_size=sparse_vol.voxel_size, metadata=meta, overwrite=True)
@@ -163,6 +166,9 @@ def reconstruct_to_file(
         def feed(event: Progress) -> None:
             if isinstance(event.partial, SliceDone):
                 finished.add(int(event.partial.z))
+                note = event.partial.info.get("weights_note")
+                if note and note not in notes:
+                    notes.append(note)
             if on_progress is not None:
                 on_progress(event)
 
@@ -188,3 +194,74 @@ def reconstruct_to_file(
                 ) from exc
             raise
         return save(len(wanted), True, time.perf_counter() - start)
+
+
+def metrics_path(out: Path) -> Path:
+    """``<out stem>.metrics.json`` beside a reconstruction ``out`` (``x.tif``, ``x.ome.zarr`` → ``x.metrics.json``)."""
+    out = Path(out)
+    name = out.name
+    for suffix in (".ome.zarr", ".ome.tif", ".ome.tiff"):
+        if name.lower().endswith(suffix):
+            return out.with_name(name[: -len(suffix)] + ".metrics.json")
+    return out.with_name(out.stem + ".metrics.json")
+
+
+def quality_to_file(
+    sparse_path: Path,
+    mask_path: Path,
+    method: str,
+    out: Path,
+    *,
+    slices: tuple[int, int] | None = None,
+    device: str = "auto",
+    options: dict[str, Any] | None = None,
+    folds: int = 5,
+    max_slices: int | None = 5,
+    seed: int = 0,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Estimate the quality of ``method`` on a real sparse scan without ground truth and write it to
+    :func:`metrics_path` of ``out``: the hold-out PSNR per scored slice (:mod:`napari_sparse_sem.quality.holdout`, on
+    at most ``max_slices`` evenly spaced slices of ``A:B``) and the scan's noise estimate. Returns what it wrote."""
+    from napari_sparse_sem.compare.report import write_json
+    from napari_sparse_sem.compare.spec import region_bounds
+    from napari_sparse_sem.io.volume import SliceMap, to_float01
+    from napari_sparse_sem.quality.holdout import holdout_job
+    from napari_sparse_sem.quality.noise import estimate_noise_sparse
+    from napari_sparse_sem.runtime import pick_device
+    from napari_sparse_sem.sampling.record import AcquisitionRecord
+
+    _, sparse, mask, meta_in = read_inputs(sparse_path, mask_path)
+    a, b, *_ = region_bounds(sparse.shape, slices, None)
+    vrange = sparse_value_range(AcquisitionRecord.from_metadata(meta_in), meta_in, sparse)
+    scaled = SliceMap(sparse, functools.partial(to_float01, what=str(sparse_path), value_range_=vrange), np.float32)
+    scanned = SliceMap(mask, _nonzero, bool)
+    job = holdout_job(
+        scaled,
+        scanned,
+        method,
+        options=options,
+        device=pick_device(device),
+        slices=range(a, b),
+        folds=folds,
+        seed=seed,
+        max_slices=max_slices,
+    )
+    result = run_job(job, on_progress)
+    noise = estimate_noise_sparse(
+        np.stack([scaled[z] for z in result.slices]), np.stack([scanned[z] for z in result.slices])
+    )
+    data = {
+        "kind": "quality",
+        "reconstruction": str(out),
+        "sparse": str(sparse_path),
+        "mask": str(mask_path),
+        "options": dict(options or {}),
+        **result.to_dict(),
+        **noise.to_dict(),
+        "version": __version__,
+    }
+    path = metrics_path(out)
+    write_json(path, data)
+    data["path"] = str(path)
+    return data
