@@ -68,3 +68,9 @@ def test_lazy_input_gives_the_same_result(thin):
     )
     assert infos[-1]["weights"] == "gan_flyem.safetensors"
     np.testing.assert_array_equal(lazy[3], eager[3])
+
+
+def test_a_single_image_says_the_2d_weights_did_it(flyem_crop):
+    sparse, mask = _scan(flyem_crop[:1])
+    infos = _infos(sparse[0], mask[0], None)
+    assert infos == [{"weights": "gan_flyem.safetensors"}]

@@ -363,7 +363,7 @@ def check_domain(
     With ``context > 0`` the effective z-step of the input is measured and compared with the FlyEM reference under
     the same masks: ``context_fits`` is False when it exceeds it by more than :data:`CONTEXT_STEP_MARGIN` px, and
     when every slice has the same mask (``same_masks``: neighbours scan the same pixels, so they add little; the 2D
-    weights measured 0.4-0.8 dB better then, on FlyEM too).
+    weights measured 0.4-1.8 dB better then, on FlyEM too).
     Intensity statistics and voxel size only add notes. A card without a domain block gives an empty check.
     """
     ref = card.get("domain")

@@ -193,6 +193,7 @@ class _GAN(Reconstructor):
         self.weights_note: str | None = None
         self.domain: Any = None  # the guard's DomainCheck (quality.domain) after prepare()
         self._all_2d = False  # the guard switched every slice to the 2D companion
+        self._used_single = False  # the last slice was done by the 2D companion
 
     def prepare(self, sparse: Any, mask: Any, slices: list[int]) -> None:
         """The domain guard (:mod:`napari_sparse_sem.quality.domain`), when the user chose no weights: with
@@ -234,6 +235,9 @@ class _GAN(Reconstructor):
         values, known = np.asarray(sparse[center], dtype=np.float32), mask[center]
         if not known.any():
             raise ValueError("the slice has no scanned pixels; check the mask")
+        self._used_single = self._all_2d or bool(
+            self.context and sparse.shape[0] == 1 and self.card.get("single_slice_weights")
+        )
         if self._all_2d:
             return self._single_slice_method().reconstruct_slice(
                 sparse[center : center + 1], mask[center : center + 1], 0
@@ -289,7 +293,7 @@ class _GAN(Reconstructor):
 
     def slice_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"weights": self.weights.name}
-        if self._all_2d:
+        if self._used_single:  # the 2D companion did this slice (guard, or a slice without neighbours)
             info["weights"] = str(self.card["single_slice_weights"])
         if self.weights_note:
             info["weights_note"] = self.weights_note
