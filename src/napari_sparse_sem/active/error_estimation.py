@@ -14,7 +14,9 @@ estimate is 0 (``zero_scanned=False`` keeps the raw map).
   default (``weights/error_unet_flyem.safetensors``) was trained on FlyEM slices 0-199 with a ``lowres:4`` initial scan
   and ``linear`` reconstruction; on slices 200-249 its correlation with the true error (unscanned pixels) is 0.44
   against 0.17 for ``gradient`` — but at ``lowres:8`` it falls to 0.17, below ``gradient`` (0.23), so train one for
-  other scans (its model card says how it was made and how well it does).
+  other scans (its model card says how it was made and how well it does). The first scan it sees is compared with
+  the card's ``domain`` block (intensity statistics, :mod:`napari_sparse_sem.quality.domain`): a scan unlike FlyEM
+  gets a warning and ``estimator.info()["weights_note"]``.
 * ``gradient`` — Sobel gradient magnitude of the reconstruction, Gaussian-smoothed (``smooth`` px): errors of an
   interpolation sit at edges (the gradient baseline of the paper's Table 1); the blurred map was found better at
   guiding rescans than the raw one.
