@@ -12,7 +12,9 @@ active acquisition of one slice: initial reconstruction, error maps, rescan poin
 reconstructed block by block on a local cluster of two workers: the dashboard link and the lazy OME-Zarr result),
 ``dip_live.png`` (a DIP run mid-fit: its live preview and loss curves), ``gan_compare.png`` (linear, gan-mse and gan on
 a 5 % spiral scan with the shipped weights), ``train_gan.png`` (the Train GAN widget after a short training on the
-sample) and ``porous.png`` (the Porous material widget: solid phase, normal map, Monte Carlo BSE and SE of a cut).
+sample), ``train_self.png`` (Train on this scan after a short self-supervised training on a 5 % random scan of the
+sample, and the scan reconstructed with it) and ``porous.png`` (the Porous material widget: solid phase, normal map,
+Monte Carlo BSE and SE of a cut).
 Every picture comes from the widgets doing their real work, the same way a user drives them.
 """
 
@@ -35,7 +37,7 @@ WINDOW_SIZE = (1600, 1000)
 SLICE = 16  # the slice shown (of the 32 in the sample)
 SHOTS = (
     "acquisition", "reconstruct", "reconstruct_cluster", "compare_grid", "active", "dip_live", "gan_compare",
-    "train_gan", "porous", "simulate",
+    "train_gan", "train_self", "porous", "simulate",
 )  # fmt: skip
 
 
@@ -80,6 +82,16 @@ def _shoot(viewer: napari.Viewer, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def _close_notifications() -> None:
+    """Close the pop-up notifications still shown over the canvas (they would hide part of the picture)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in QApplication.instance().allWidgets():
+        if isinstance(toast, NapariQtNotification) and toast.isVisible():
+            toast.close()
+    _settle()
+
+
 def _no_backend_toast() -> None:
     """napari shows a one-off PyQt5 deprecation toast over the canvas; keep it out of the pictures."""
     try:
@@ -99,9 +111,9 @@ def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
     viewer.window._qt_window.resize(*WINDOW_SIZE)
     for data, kwargs, layer_type in flyem_sample():
         sample = viewer.add_layer(Layer.create(data, kwargs, layer_type))
-    names = (*WIDGETS, "Active acquisition", "Train GAN", "Porous material", "Simulate SEM")
+    names = (*WIDGETS, "Active acquisition", "Train GAN", "Train on this scan", "Porous material", "Simulate SEM")
     widgets = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)[1] for name in names]
-    acquisition, reconstruct, compare, active, train_gan, porous, simulate = widgets
+    acquisition, reconstruct, compare, active, train_gan, train_self, porous, simulate = widgets
     viewer.dims.set_current_step(0, SLICE)
     _settle(1.0)
     viewer.screenshot(canvas_only=False, flash=False)  # first full-window grab: the canvas is drawn from then on
@@ -115,6 +127,8 @@ def main(out: Path, only: tuple[str, ...] = SHOTS) -> None:
         _gan_compare(viewer, sample, compare, out)
     if "train_gan" in only:
         _train_gan(viewer, sample, train_gan, out)
+    if "train_self" in only:
+        _train_self(viewer, sample, acquisition, train_self, out)
     if "dip_live" in only:
         _dip_live(viewer, sample, acquisition, reconstruct, out)
     if "porous" in only:  # last: it clears the FlyEM layers
@@ -291,6 +305,41 @@ def _train_gan(viewer, sample, train_gan, out: Path) -> None:
     train_gan.run()
     _wait(train_gan.panel, timeout=900.0)
     _shoot(viewer, out / "train_gan.png")
+
+
+def _train_self(viewer, sample, acquisition, train_self, out: Path) -> None:
+    # 8. Train on this scan: a 5 % random scan of the sample (a new mask per slice), 2 minutes of self-supervised
+    #    fine-tuning of the shipped ±1-slice generator on it alone, then Reconstruct this scan. Grid view: the sample,
+    #    the sparse scan and the reconstruction; the dock shows the form, the curves and the status.
+    viewer.canvas.grid.enabled = False
+    acquisition.source.value = sample
+    acquisition.pattern.value, acquisition.coverage.value = "random", 5.0
+    acquisition.run()
+    _wait(acquisition.panel)
+    sparse_name = f"{sample.name} · random 5% · sparse"
+    _show_dock(train_self)
+    train_self.sparse.value = viewer.layers[sparse_name]
+    train_self.minutes.value = "2"
+    train_self.iterations.value = ""
+    train_self.extra = {"validate_every": 25}  # more points on the validation curve of a short run
+    train_self.out.value = str(Path(tempfile.mkdtemp(prefix="sparse-sem-self-")) / "my_scan.safetensors")
+    train_self.run()
+    _wait(train_self.panel, timeout=900.0)
+    train_self.reconstruct()
+    _wait(train_self.recon_panel, timeout=900.0)
+    names = [sample.name, sparse_name, train_self.layer.name]
+    _only_visible(viewer, names)
+    for i, name in enumerate(names):
+        viewer.layers.move(viewer.layers.index(name), len(viewer.layers) - 1 - i)
+    viewer.layers.selection.active = train_self.layer
+    grid = viewer.canvas.grid
+    grid.stride, grid.shape, grid.enabled = -1, (1, 3), True
+    viewer.reset_view()
+    _close_notifications()
+    bar = train_self.scroll.verticalScrollBar()
+    bar.setValue(bar.maximum())  # down to the reconstruction's line
+    _shoot(viewer, out / "train_self.png")
+    grid.enabled = False
 
 
 def _active(viewer, sample, active, out: Path) -> None:

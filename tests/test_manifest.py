@@ -16,6 +16,7 @@ def test_manifest_validates_and_commands_import() -> None:
         "Compare masks",
         "Active acquisition",
         "Train GAN",
+        "Train on this scan",
         "Porous material",
         "Simulate SEM",
     }
