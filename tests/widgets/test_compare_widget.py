@@ -207,3 +207,20 @@ def test_dip_methods_show_their_options_and_pass_them_on(viewer, sample_layer, w
     again = CompareWidget(viewer)
     again_form = again.options.form("dip")
     assert again_form["iterations_first"].value == 12 and again_form["neighbours"].value == 1
+
+
+def test_table_shows_the_holdout_estimate_and_the_noise_ceiling(viewer, sample_layer, wait_done):
+    widget = CompareWidget(viewer)
+    _choose(widget, patterns=("random",), methods=("nearest", "linear"), coverage=10.0)
+    assert "holdout" in widget.spec_form.fields and "holdout_folds" in widget.spec_form.fields
+    widget.run()
+    wait_done(widget.panel)
+    holdout = widget.table.values("psnr_holdout")
+    unscanned = [row["psnr_unscanned"] for row in widget.result.summary()]
+    assert len(holdout) == 2 and all(np.isfinite(holdout))
+    assert all(abs(h - u) < 2.0 for h, u in zip(holdout, unscanned, strict=True))  # 96² crop: a rough estimate
+    assert "PSNR cannot exceed" in widget.panel.status.text()
+    widget.spec_form.fields["holdout"].value = False
+    widget.run()
+    wait_done(widget.panel)
+    assert all(v is None or np.isnan(v) for v in widget.table.values("psnr_holdout"))

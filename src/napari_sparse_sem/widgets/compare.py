@@ -65,7 +65,22 @@ LABEL_PX_PER_POINT_AND_CHAR = 1.1  # width of a label character per point of fon
 LABEL_PADDING_PX = 20  # the label's offset from the cell's edge, and a margin
 COMMAND = "compare"
 OWN_FIELDS = ("patterns", "methods", "slices", "roi")  # CompareSpec fields the widget shows its own way
-ADVANCED_FIELDS = ("per_slice", "seed")
+ADVANCED_FIELDS = ("per_slice", "seed", "holdout_folds", "holdout_max_slices", "holdout_iterative_slices")
+TABLE_COLUMNS = (
+    ("pattern", "pattern"),
+    ("coverage", "cov. %"),
+    ("method", "method"),
+    ("psnr", "PSNR"),
+    ("psnr_holdout", "PSNR hold-out"),
+    ("ssim", "SSIM"),
+    ("seconds", "s/slice"),
+)
+"""The comparison table: the common columns plus the hold-out estimate (what a user without ground truth gets)."""
+TABLE_TIP = (
+    "means over the compared slices; PSNR in dB against the reference; PSNR hold-out: the unscanned pixels' PSNR "
+    "estimated from the scanned pixels alone (k-fold hold-out, as for a real sparse scan); s/slice: reconstruction "
+    "seconds per slice"
+)
 
 
 class OneCoverage(Container):
@@ -169,7 +184,7 @@ class CompareWidget(JobWidget):
         self.methods.changed.connect(self._on_methods)
         self._on_methods()
         self.panel = self.add_panel("Compare", self.run)
-        self.table = MetricsTable()
+        self.table = MetricsTable(TABLE_COLUMNS, TABLE_TIP)
         self.plot = MetricsPlot()
         self.save_button = QPushButton("Save report…")
         self.save_button.setEnabled(False)
@@ -458,7 +473,13 @@ class CompareWidget(JobWidget):
         self.save_button.setEnabled(bool(result.records))
         first, last = result.slices[0], result.slices[1] - 1
         where = f"slice {first}" if first == last else f"slices {first}–{last}"
-        self.panel.set_status(f"{len(result.runs)} runs on {where}; grid view: one column per pattern")
+        status = f"{len(result.runs)} runs on {where}; grid view: one column per pattern"
+        sigma = next((r.get("noise_sigma") for r in rows if r.get("noise_sigma") is not None), None)
+        if sigma is not None and np.isfinite(sigma):
+            status += f"; reference noise σ ≈ {sigma:.3f}: PSNR cannot exceed ≈ {-20 * np.log10(sigma):.1f} dB"
+        self.panel.set_status(status)
+        for note in dict.fromkeys(r["weights_note"] for r in result.records if r.get("weights_note")):
+            self.panel.notify(note)
 
     # -- report ----------------------------------------------------------------------------------------------------
     def save_report(self, folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
