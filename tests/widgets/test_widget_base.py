@@ -23,6 +23,7 @@ from napari_sparse_sem.widgets.porous import PorousWidget
 from napari_sparse_sem.widgets.reconstruct import ReconstructWidget
 from napari_sparse_sem.widgets.simulate import SimulateSEMWidget
 from napari_sparse_sem.widgets.train_gan import TrainGANWidget
+from napari_sparse_sem.widgets.train_self import TrainSelfWidget
 
 WAIT_MS = 120_000  # how long a test waits for a worker: a bound for a stuck run, not a timing claim
 
@@ -32,6 +33,7 @@ ALL_WIDGETS = (
     CompareWidget,
     ActiveWidget,
     TrainGANWidget,
+    TrainSelfWidget,
     PorousWidget,
     SimulateSEMWidget,
 )
