@@ -269,8 +269,16 @@ class TrainSelfWidget(JobWidget):
         out = Path(str(self.out.value))
         if out.suffix != ".safetensors":
             raise ValueError(f"the weights file must end with .safetensors, got {out.name!r}")
-        if out.exists() and not self.overwrite.value:
-            raise ValueError(f"{out} already exists: tick 'overwrite' to replace it, or choose another name")
+        if not self.overwrite.value:
+            from napari_sparse_sem.nn.curves import curves_json, curves_png
+            from napari_sparse_sem.nn.weights import card_path
+
+            existing = [p.name for p in (out, card_path(out), curves_png(out), curves_json(out)) if p.exists()]
+            if existing:
+                raise ValueError(
+                    f"{', '.join(existing)} already exist(s) in {out.parent}: tick 'overwrite' to replace, or choose "
+                    "another name"
+                )
         return sparse_layer, mask_layer, sparse, mask, slices, config, out
 
     # -- training --------------------------------------------------------------------------------------------------
