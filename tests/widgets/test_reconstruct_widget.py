@@ -216,3 +216,17 @@ def test_cancel_during_a_dip_fit_keeps_only_finished_slices(viewer, acquired, wa
     wait_done(widget.panel)
     assert widget.done_slices == [0]
     assert widget.layer.data[0].any() and not widget.layer.data[1:].any()  # the preview-only slice is cleared
+
+
+def test_holdout_quality_shows_in_text_and_metadata(viewer, sample_layer, acquired, wait_done):
+    widget = ReconstructWidget(viewer)
+    widget.method.value = "linear"
+    widget.holdout.value = True
+    widget.run()
+    wait_done(widget.panel)
+    holdout = widget.layer.metadata["holdout"]
+    assert holdout["method"] == "linear" and holdout["folds"] == 5 and holdout["slices"] == [0, 1, 2, 3]
+    # the estimate without ground truth lands near the true unscanned PSNR the ground truth gives (96² crop)
+    assert abs(holdout["psnr_holdout"] - widget.metrics["psnr_unscanned"]) < 1.5
+    assert "Hold-out estimate" in widget.result_label.text()
+    assert f"{holdout['psnr_holdout']:.2f} dB" in widget.result_label.text()

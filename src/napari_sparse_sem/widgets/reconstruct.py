@@ -18,11 +18,12 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container
+from magicgui.widgets import CheckBox, ComboBox, Container
 from napari.layers import Image
 from qtpy.QtWidgets import QLabel
 
 from napari_sparse_sem.compare.measure import Measured, reconstruct_and_measure
+from napari_sparse_sem.quality.holdout import HoldoutResult
 from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.runtime import Progress, available_devices, pick_device
 from napari_sparse_sem.sampling.record import AcquisitionRecord
@@ -47,6 +48,21 @@ from napari_sparse_sem.widgets._worker import error_text
 
 NO_TRUTH = "(none)"
 COMMAND = "reconstruct"
+HOLDOUT_SLICES = 5  # the hold-out estimate scores at most this many slices (evenly spaced)
+
+
+def _reconstruct_measure_holdout(
+    job: Any, out: np.ndarray, truth: np.ndarray | None, sparse: np.ndarray, mask: np.ndarray, quality: dict | None
+) -> Any:
+    """Reconstruct (and score against a ground truth), then, when ``quality`` is given, the hold-out estimate; one
+    job returning ``(measured, holdout)``."""
+    from napari_sparse_sem.quality.holdout import holdout_job
+
+    measured = yield from reconstruct_and_measure(job, out, truth, mask)
+    if quality is None:
+        return measured, None
+    holdout = yield from holdout_job(sparse, mask, quality.pop("method"), **quality)
+    return measured, holdout
 
 
 class ReconstructWidget(JobWidget):
@@ -69,7 +85,13 @@ class ReconstructWidget(JobWidget):
         )
         self.method = ComboBox(label="method", choices=methods, value="linear" if "linear" in methods else methods[0])
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
-        self.form = Container(widgets=[self.sparse, self.mask, self.truth, self.method, self.device])
+        self.holdout = CheckBox(
+            label="Estimate quality (hold-out)",
+            value=False,
+            tooltip="Without ground truth: reconstruct again with 1/5 of the scanned pixels held out (5 times, up to 5 "
+            "slices) and score the held-out ones; gives the PSNR expected on the unscanned pixels",
+        )
+        self.form = Container(widgets=[self.sparse, self.mask, self.truth, self.method, self.device, self.holdout])
         self.options = MethodOptions(methods)
         self.panel = self.add_panel("Reconstruct", self.run)
         self.result_label = QLabel("")
@@ -104,6 +126,7 @@ class ReconstructWidget(JobWidget):
         return {
             "method": self.method,
             "device": self.device,
+            "holdout": self.holdout,
             **self.options.settings_widgets(),
             **self.cluster.section.settings_widgets(),
         }
@@ -310,8 +333,11 @@ class ReconstructWidget(JobWidget):
             "sparse_layer": sparse_layer,
             "name": name,
         }
+        quality = None
+        if self.holdout.value:
+            quality = {"method": method, "options": options, "device": device, "max_slices": HOLDOUT_SLICES}
         self.panel.start(
-            reconstruct_and_measure(job, out, truth, mask),
+            _reconstruct_measure_holdout(job, out, truth, sparse, mask, quality),
             desc=f"{method} reconstruction of {sparse_layer.name}",
             on_progress=self._on_progress,
             on_returned=self._on_done,
@@ -353,6 +379,9 @@ class ReconstructWidget(JobWidget):
         self._write_slice(z, done.image)
         self.done_slices.append(z)
         self._run["seconds"] += float(getattr(done, "seconds", 0.0))
+        note = getattr(done, "info", {}).get("weights_note")
+        if note and note not in self._run.setdefault("notes", []):
+            self._run["notes"].append(note)
 
     def _settle_unfinished(self) -> str:
         """After a stop: a slice that only holds a preview goes back to zeros, a layer with no finished slice is
@@ -386,7 +415,8 @@ class ReconstructWidget(JobWidget):
         if self._run and self.layer is not None and not self.layer.metadata.get("complete"):
             self._settle_unfinished()
 
-    def _on_done(self, measured: Measured | None) -> None:
+    def _on_done(self, finished: tuple[Measured | None, HoldoutResult | None]) -> None:
+        measured, holdout = finished
         layer = self.layer
         n, seconds = self._run["n"], self._run["seconds"]
         layer.metadata["complete"] = True
@@ -419,6 +449,17 @@ class ReconstructWidget(JobWidget):
                 f"\nPSNR {metrics['psnr']:.2f} dB (unscanned {metrics['psnr_unscanned']:.2f} dB)"
                 f" · SSIM {metrics['ssim']:.3f} (unscanned {metrics['ssim_unscanned']:.3f})"
             )
+        if holdout is not None:
+            layer.metadata["holdout"] = holdout.to_dict()
+            text += (
+                f"\nHold-out estimate (no ground truth, {holdout.folds} folds, {len(holdout.slices)} slice(s)): "
+                f"PSNR ≈ {holdout.psnr:.2f} dB on the unscanned pixels (raw {holdout.psnr_raw:.2f} dB)"
+            )
+        if self._run.get("notes"):
+            layer.metadata["weights_note"] = self._run["notes"][0]
+            text += "\n" + "\n".join(self._run["notes"])
+            for note in self._run["notes"]:
+                self.panel.notify(note)
         self.metrics = layer.metadata.get("metrics")
         self.result_label.setText(text)
         self.panel.set_status(f"reconstructed {layer.name!r}")
