@@ -10,13 +10,14 @@ Held-out pixels are nearer to scanned ones than a typical unscanned pixel is (a 
 scanned neighbours 1 px away; the pixels between two spiral arms do not), so the raw hold-out PSNR flatters a method.
 The corrected figure reweights the errors by the distance to the nearest remaining scanned pixel: the squared errors
 are binned by that distance (log-spaced bins), every slice's unscanned pixels are counted in the same bins by their
-distance to all scanned pixels, and the mean squared error is the unscanned-weighted mean of the bin means (bins
-without enough held-out pixels are interpolated in log-distance, and extrapolated beyond the farthest bin with the
-log-log slope of the last bins, clipped to [0, 2]; below the nearest populated bin the curve follows the image's own
-structure function, measured on pairs of scanned pixels). The blocks' side is half the 95th percentile of the
-unscanned distances, so the far bins are sampled too while the blocks stay small (bigger holes make an interpolator's triangles
-bigger than an unscanned pixel's and bias the estimate low: measured in benchmarks/holdout.py). Methods with 3D
-context measure distance in the slab they read (up to ±2 slices).
+distance to all scanned pixels, and the mean squared error is the unscanned-weighted mean of the bin means. Bins
+without enough held-out pixels are interpolated in log-distance; below the nearest and beyond the farthest populated
+bin the curve follows the image's own structure function (the mean squared difference of scanned pixel pairs at that
+distance), scaled to meet the held-out curve. The blocks' side is half the 95th percentile of the unscanned
+distances: far bins get sampled while the holes stay small (bigger holes make an interpolator's triangles bigger than
+an unscanned pixel's and bias the estimate low; measured with benchmarks/holdout.py). Methods with 3D context measure
+distance in the slab they read (up to ±2 slices). Noisy scanned values are scored as they are, so with shot noise the
+estimate also counts the noise of the held-out values.
 
 Expensive methods can score an evenly spaced subset of the slices (``max_slices``); the result says which.
 """
@@ -36,6 +37,7 @@ __all__ = ["HoldoutResult", "holdout_job", "holdout_quality", "spread_slices"]
 DEFAULT_FOLDS = 5
 _EDGES = np.concatenate([[0.0], np.geomspace(1.2, 4096.0, 36)])  # distance bins (px); d >= 1 for every counted pixel
 _MIN_COUNT = 16  # held-out pixels a bin needs before its own mean counts
+_MAX_PAIR_PX = 64.0  # the structure function is measured up to this distance
 _MAX_3D = 2  # slices on each side used for 3D distances (a method's context beyond that adds little)
 
 
@@ -133,8 +135,10 @@ def _variogram(values: np.ndarray, known: np.ndarray, rmax: float) -> tuple[np.n
 
 
 def _curve(sums: np.ndarray, counts: np.ndarray, shape: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """MSE per distance bin: the bin's own mean where it has enough pixels, else interpolated/extrapolated; below the
-    nearest populated bin it follows ``shape`` (variogram sums and counts) or, without one, MSE ∝ distance."""
+    """MSE per distance bin: the bin's own mean where it has enough pixels, interpolated (log-log) between them;
+    below the nearest and beyond the farthest populated bin it follows ``shape`` (variogram sums and counts: the
+    image's own structure function), or without one MSE ∝ distance below and the last bins' log-log slope (clipped
+    to [0, 2]) beyond."""
     centres = np.log(np.sqrt(np.maximum(_EDGES[:-1], 0.6) * _EDGES[1:]))
     good = counts >= _MIN_COUNT
     if not good.any():
@@ -144,26 +148,26 @@ def _curve(sums: np.ndarray, counts: np.ndarray, shape: tuple[np.ndarray, np.nda
     mse = np.where(good, sums / np.maximum(counts, 1), np.nan)
     x, y = centres[good], np.log(np.maximum(mse[good], 1e-12))
     out = np.interp(centres, x, y)
+    slope = 0.0
     if len(x) >= 2:
         tail = slice(max(0, len(x) - 3), len(x))
-        slope = np.polyfit(x[tail], y[tail], 1)[0] if len(x[tail]) >= 2 else 0.0
-        slope = float(np.clip(slope, 0.0, 2.0))
-        beyond = centres > x[-1]
+        slope = float(np.clip(np.polyfit(x[tail], y[tail], 1)[0], 0.0, 2.0))
+    shape_log = None
+    if shape is not None and (shape[1] >= _MIN_COUNT).any():
+        vs, vc = shape
+        vg = vc >= _MIN_COUNT
+        vx, vy = centres[vg], np.log(np.maximum(vs[vg] / vc[vg], 1e-12))
+        shape_log = np.interp(centres, vx, vy)
+        low = centres < vx[0]
+        shape_log[low] = vy[0] + (centres[low] - vx[0])
+    b0, b1 = int(np.flatnonzero(good)[0]), int(np.flatnonzero(good)[-1])
+    below, beyond = centres < x[0], centres > x[-1]
+    if shape_log is None:
+        out[below] = y[0] + (centres[below] - x[0])
         out[beyond] = y[-1] + slope * (centres[beyond] - x[-1])
-    below = centres < x[0]
-    if below.any():
-        # log shape: the variogram where it has pairs, slope 1 below them (clipped to [0, 2] between them)
-        shape_log = centres.copy()
-        if shape is not None:
-            vs, vc = shape
-            vg = vc >= _MIN_COUNT
-            if vg.any():
-                vx, vy = centres[vg], np.log(np.maximum(vs[vg] / vc[vg], 1e-12))
-                shape_log = np.interp(centres, vx, vy)
-                low = centres < vx[0]
-                shape_log[low] = vy[0] + (centres[low] - vx[0])
-        b0 = int(np.argmax(good))
+    else:
         out[below] = y[0] + shape_log[below] - shape_log[b0]
+        out[beyond] = y[-1] + shape_log[beyond] - shape_log[b1]
     return np.exp(out)
 
 
@@ -280,9 +284,12 @@ def holdout_job(
             sums += np.bincount(bins, weights=err, minlength=nbins)
             counts += np.bincount(bins, minlength=nbins)
 
-    first = int(np.argmax(counts >= _MIN_COUNT)) if (counts >= _MIN_COUNT).any() else 0
-    rmax = float(min(_EDGES[first + 1], 24.0))
-    shape = _variogram(values[local[:4]], known[local[:4]], rmax) if first > 0 else None
+    populated = np.flatnonzero(counts >= _MIN_COUNT)
+    farthest = int(np.flatnonzero(np.sum(unscanned_hist, axis=0))[-1]) if np.sum(unscanned_hist) else 0
+    shape = None
+    if populated.size and (populated[0] > 0 or farthest > populated[-1]):  # bins to fill outside the held-out ones
+        rmax = float(min(max(_EDGES[populated[0] + 1], _EDGES[farthest + 1]), _MAX_PAIR_PX))
+        shape = _variogram(values[local[:4]], known[local[:4]], rmax)
     curve = _curve(sums, counts, shape)
     rows = []
     for s, hist in zip(scored, unscanned_hist, strict=True):
