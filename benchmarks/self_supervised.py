@@ -48,15 +48,21 @@ def simulate(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarr
     volume = tifffile.imread(args.volume)
     (y0, y1), (x0, x1) = (_pair(part) for part in args.roi.split(",")) if args.roi else ((0, None), (0, None))
     truth = (volume[numbers, y0:y1, x0:x1].astype(np.float32) / 255.0).astype(np.float32)
+    measured = truth
+    if args.noisy:  # the scan measures a noisy copy of the same stack; scores stay against the clean truth
+        measured = (tifffile.imread(args.noisy)[numbers, y0:y1, x0:x1].astype(np.float32) / 255.0).astype(np.float32)
     spec = MaskSpec(args.pattern, args.coverage, seed=args.seed)
     masks = [slice_mask(truth.shape[1:], spec, 0 if args.fixed_mask else z).mask for z in numbers]
     mask = np.stack(masks)
-    return truth, np.where(mask, truth, 0.0).astype(np.float32), mask, numbers
+    return truth, np.where(mask, measured, 0.0).astype(np.float32), mask, numbers
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volume", default=str(FLYEM))
+    parser.add_argument(
+        "--noisy", default=None, help="a noisy uint8 copy of --volume: the scan measures it, scores use --volume"
+    )
     parser.add_argument("--slices", default="200:250")
     parser.add_argument("--roi", default=None, help="Y0:Y1,X0:X1")
     parser.add_argument("--pattern", default="random")
@@ -112,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             trained = round(train_seconds) if method == "self" else "-"
             rows.append([method, all_px, unscanned, score, trained, seconds / len(truth)])
             print(f"{method}: {unscanned:.2f} dB unscanned", file=sys.stderr)
+    name = "FlyEM" if Path(args.volume) == Path(FLYEM) else Path(args.volume).name
     stack = (
-        f"FlyEM {args.slices}"
+        f"{name} {args.slices}"
+        + (f" measured on {Path(args.noisy).name}" if args.noisy else "")
         + (f" every {args.every}th" if args.every > 1 else "")
         + (f", ROI {args.roi}" if args.roi else "")
     )

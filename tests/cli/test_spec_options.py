@@ -261,7 +261,7 @@ def test_weights_and_presets_follow_the_method_flags(tmp_path: Path) -> None:
     result = invoke(
         "compare", volume, "--method", "linear,nearest", "--weights", "w.safetensors", "--out", tmp_path / "r"
     )
-    assert result.exit_code == 2 and "--weights applies to gan and gan-mse; add one to --method" in result.stderr
+    assert result.exit_code == 2 and "--weights applies to gan, gan-mse and self; add one to --method" in result.stderr
     result = invoke("compare", volume, "--method", "linear", "--dip-preset", "paper", "--out", tmp_path / "r")
     assert result.exit_code == 2 and "--dip-preset/--dip-config apply to dip and dip3d" in result.stderr
     result = invoke("compare", volume, "--method", "dip3d", "--dip-preset", "quick", "--out", tmp_path / "r")

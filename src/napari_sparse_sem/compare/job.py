@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_sparse_sem.compare.self_train import train_self_for_run, trains_self
 from napari_sparse_sem.compare.spec import CompareSpec
 from napari_sparse_sem.io.volume import Volume, as_zyx, to_float01, value_range
 from napari_sparse_sem.metrics import abs_error, volume_metrics
@@ -37,6 +38,7 @@ RECORD_KEYS: tuple[str, ...] = (
     "acquisition_s",
     "dense_acquisition_s",
     "iterations",
+    "training_s",
     "psnr_holdout",
     "psnr_holdout_raw",
     "weights_note",
@@ -124,6 +126,7 @@ def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "ssim_unscanned": mean("ssim_unscanned"),
                 "mae": mean("mae"),
                 "seconds": mean("seconds"),
+                "training_s": mean("training_s"),
                 "acquisition_s": mean("acquisition_s"),
                 "dense_acquisition_s": mean("dense_acquisition_s"),
                 "psnr_holdout": mean("psnr_holdout"),
@@ -182,6 +185,7 @@ def _dense_scan_records(
             "acquisition_s": dense_s,
             "dense_acquisition_s": dense_s,
             "iterations": None,
+            "training_s": float("nan"),
             "psnr_holdout": float("nan"),
             "psnr_holdout_raw": float("nan"),
             "weights_note": None,
@@ -264,12 +268,27 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                 seconds: dict[int, float] = {}
                 iterations: dict[int, int | None] = {}
                 notes: dict[int, str | None] = {}
+                options = spec.options_for(method)
+                trained = None
+                if trains_self(method, options):
+                    trained = yield from train_self_for_run(
+                        sparse_block,
+                        mask_block,
+                        options,
+                        minutes=float(spec.self_minutes or 0),
+                        seed=spec.seed,
+                        device=device,
+                        step=run_index * n_sel,
+                        total=total,
+                        label=label,
+                    )
+                    options = trained.options
                 job = reconstruct_volume(
                     sparse_block,
                     mask_block,
                     method,
                     device=device,
-                    options=spec.options_for(method),
+                    options=options,
                     slices=sel,
                     out=out,
                 )
@@ -296,6 +315,8 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                 finally:
                     inner.close()
                     job.close()
+                    if trained is not None:
+                        trained.close()  # the scratch weights go; the figures stay
                 recon = np.asarray(recon_block, dtype=np.float32)[a - lo : b - lo]
                 holdout: dict[int, tuple[float, float]] = {}
                 limit = spec.holdout_slices_for(method)
@@ -345,6 +366,7 @@ def compare_job(volume: Volume | np.ndarray, spec: CompareSpec) -> Generator[Pro
                         "acquisition_s": timing[i][1],
                         "dense_acquisition_s": dense_s,
                         "iterations": iterations.get(sel[i]),
+                        "training_s": trained.seconds if trained is not None else float("nan"),
                         "psnr_holdout": holdout.get(sel[i], (float("nan"),) * 2)[0],
                         "psnr_holdout_raw": holdout.get(sel[i], (float("nan"),) * 2)[1],
                         "weights_note": notes.get(sel[i]),

@@ -145,6 +145,15 @@ class CompareSpec(Spec):
         help="Hold-out slices for iterative methods (DIP: minutes per fit); 0 skips them (psnr_holdout NaN).",
         low=0,
     )
+    self_minutes: float | None = param(
+        None,
+        unit="min",
+        low=0,
+        low_open=True,
+        help="Train method self on each run's own sparse slices for this many minutes before it reconstructs them "
+        "(no dense slice needed; without it, self needs weights).",
+        none_means="self needs weights",
+    )
 
     def __post_init__(self) -> None:
         patterns = name_list(self.patterns)
@@ -208,6 +217,14 @@ class CompareSpec(Spec):
             raise ValueError(f"holdout_max_slices must be at least 1 (or empty for all), got {self.holdout_max_slices}")
         if self.holdout_iterative_slices < 0:
             raise ValueError(f"holdout_iterative_slices must be >= 0, got {self.holdout_iterative_slices}")
+        from napari_sparse_sem.compare.self_train import SELF_METHOD, trains_self
+
+        if SELF_METHOD in self.methods and trains_self(SELF_METHOD, self.options_for(SELF_METHOD)):
+            if self.self_minutes is None:
+                raise ValueError(
+                    "method self learns from the scan itself: give self_minutes (--self-minutes M) to train it on "
+                    "each run's sparse slices, or weights from `sparse-sem train-self` (--weights W)"
+                )
         self.acquisition_spec()  # validates the dose
         if self.equal_time and self.acquisition_spec().dose is None:
             raise ValueError("equal_time needs a dose: the dense scan's electrons per pixel (e.g. --dose 20)")
@@ -232,10 +249,11 @@ class CompareSpec(Spec):
 
     def holdout_slices_for(self, method: str) -> int | None:
         """How many slices the hold-out scores for ``method``: 0 = skipped, ``None`` = all."""
+        from napari_sparse_sem.compare.self_train import trains_self
         from napari_sparse_sem.recon.base import method_class
 
-        if not self.holdout:
-            return 0
+        if not self.holdout or trains_self(method, self.options_for(method)):
+            return 0  # self trained on this run saw the held-out pixels as targets: its hold-out would flatter it
         limit = self.holdout_max_slices
         if method_class(method).iterative:
             limit = self.holdout_iterative_slices if limit is None else min(limit, self.holdout_iterative_slices)
@@ -247,6 +265,9 @@ class CompareSpec(Spec):
     def context_for(self, method: str) -> int:
         """Neighbour slices on each side that ``method`` reads, as configured by its options (an instance's
         ``context``; building one is cheap: methods load nothing heavy before their first slice)."""
+        from napari_sparse_sem.compare.self_train import SELF_CONTEXT, trains_self
         from napari_sparse_sem.recon.base import create
 
+        if trains_self(method, self.options_for(method)):
+            return SELF_CONTEXT  # no weights yet: the comparison trains them (±1 slice by default)
         return max(0, int(create(method, device="cpu", **self.options_for(method)).context))
