@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", default="flyem-context1")
     parser.add_argument("--context", type=int, default=None)
     parser.add_argument("--hidden", default=None, help="LOW:HIGH (default: the config's)")
+    parser.add_argument("--hidden-block", type=int, default=1, help="hide square patches of this side (px)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seed", type=int, default=0)
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": args.minutes if args.minutes > 0 else None,
         "iterations": args.iterations,
         "batch_size": args.batch_size,
+        "hidden_block": args.hidden_block,
         "seed": args.seed,
     }
     if args.hidden:
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     masks = "one fixed mask" if args.fixed_mask else "per-slice masks"
     print(
         f"{stack} ({len(truth)} slices of {truth.shape[1]}×{truth.shape[2]}), {args.pattern} "
-        f"{100 * args.coverage:g} %, {masks}, seed {args.seed}; self: init {args.init}, hidden {config.hidden}, "
+        f"{100 * args.coverage:g} %, {masks}, seed {args.seed}; self: init {args.init}, hidden {config.hidden} "
+        f"in {config.hidden_block} px patches, "
         f"{config.minutes} min / {config.iterations} it, {args.device}; {machine()}, {today()}"
     )
     for note in notes:

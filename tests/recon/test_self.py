@@ -169,3 +169,20 @@ def test_clear_errors(flyem_crop: np.ndarray, tmp_path: Path) -> None:
     ):
         with pytest.raises(ValueError, match=message):
             run_job(reconstruct_volume(sparse, mask, "self", options={"weights": str(weights)}))
+
+
+def test_hidden_patches_hide_whole_blocks_at_the_asked_share() -> None:
+    from scipy import ndimage
+
+    from napari_sparse_sem.recon.self_data import _hidden_pixels
+
+    rng = np.random.default_rng(0)
+    single = _hidden_pixels(128, 0.3, 1, rng)
+    patches = _hidden_pixels(128, 0.3, 8, rng)
+    assert single.shape == patches.shape == (128, 128)
+    assert abs(single.mean() - 0.3) < 0.03 and abs(patches.mean() - 0.3) < 0.1
+    # patches of 8 px: far fewer, far larger connected regions than single hidden pixels
+    _, n_single = ndimage.label(single)
+    _, n_patches = ndimage.label(patches)
+    assert n_patches * 10 < n_single
+    assert ndimage.binary_erosion(patches, np.ones((5, 5))).any()  # a hidden pixel 2 px inside a patch

@@ -94,6 +94,18 @@ def _view(plane: np.ndarray, turns: int, flip: bool) -> np.ndarray:
     return np.ascontiguousarray(out[:, ::-1] if flip else out)
 
 
+def _hidden_pixels(size: int, share: float, block: int, rng: np.random.Generator) -> np.ndarray:
+    """A (size, size) bool map hiding a ``share`` of single pixels (``block`` 1) or of ``block``-sided patches laid
+    on a grid at a random offset."""
+    if block <= 1:
+        return rng.random((size, size)) < share
+    cells = size // block + 2
+    chosen = rng.random((cells, cells)) < share
+    grid = np.repeat(np.repeat(chosen, block, axis=0), block, axis=1)
+    y0, x0 = int(rng.integers(block)), int(rng.integers(block))
+    return np.ascontiguousarray(grid[y0 : y0 + size, x0 : x0 + size])
+
+
 def training_batch(
     values: np.ndarray,
     known: np.ndarray,
@@ -105,12 +117,14 @@ def training_batch(
     context: int,
     fill: str,
     rng: np.random.Generator,
+    hidden_block: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs (b, 2 (2 context + 1), c, c), targets (b, 1, c, c), weights (b, 1, c, c)) of one batch.
 
     ``values``/``known``: the loaded scan (:func:`load_scan`, validation pixels already removed from ``known``);
     ``numbers``: their slice numbers (a neighbour exists only where they are consecutive). ``weights`` is 1 at the
     hidden scanned pixels of each centre crop and 0 elsewhere, ``targets`` the measured values (0 where unscanned).
+    ``hidden_block`` > 1 hides square patches of that side (a share ``h`` of the patches) instead of single pixels.
     """
     count, height, width = values.shape
     size, k = int(crop), int(context)
@@ -122,7 +136,7 @@ def training_batch(
         y0, x0 = int(rng.integers(height - size + 1)), int(rng.integers(width - size + 1))
         turns, flip = int(rng.integers(4)), bool(rng.integers(2))
         h = float(rng.uniform(hidden[0], hidden[1])) if hidden[1] > hidden[0] else hidden[0]
-        hide = rng.random((size, size)) < h
+        hide = _hidden_pixels(size, h, int(hidden_block), rng)
         offsets = list(range(-k, k + 1))
         if k and rng.integers(2):
             offsets.reverse()

@@ -87,6 +87,14 @@ class SelfTrainingConfig(Spec):
         percent=True,
         help="Range (low, high) of the fraction of scanned pixels hidden from the input per crop (drawn uniformly).",
     )
+    hidden_block: int = param(
+        1,
+        low=1,
+        unit="px",
+        **_ADVANCED,
+        help="Hide square patches of this side instead of single pixels (for spirals and lines, whose unscanned gaps "
+        "are wider than the spacing along the scan path).",
+    )
     crop: int = param(128, low=32, unit="px", **_ADVANCED, help="Side of the training crops (at most the slice).")
     batch_size: int = param(8, low=1, **_ADVANCED, help="Crops per batch.")
     lr: float | None = param(
@@ -238,6 +246,7 @@ class SelfTrainer(Trainer[dict[str, Any]]):
             crop=self.crop,
             batch_size=int(self.config.batch_size),
             hidden=self.config.hidden,
+            hidden_block=int(self.config.hidden_block),
             context=self.start.context,
             fill=self.net.config.fill,
             rng=self.rng,
