@@ -186,3 +186,19 @@ def test_hidden_patches_hide_whole_blocks_at_the_asked_share() -> None:
     _, n_patches = ndimage.label(patches)
     assert n_patches * 10 < n_single
     assert ndimage.binary_erosion(patches, np.ones((5, 5))).any()  # a hidden pixel 2 px inside a patch
+
+
+@pytest.mark.parametrize(("step", "fits"), [(5, False), (1, True)])
+def test_the_flyem_context1_start_follows_the_domain_guard(flyem_crop, tmp_path, step, fits) -> None:
+    from napari_sparse_sem.sampling.patterns import make_masks
+
+    stack = flyem_crop[::step][:7]
+    mask, _ = make_masks(stack.shape, MaskSpec(pattern="random", coverage=0.05, per_slice=True, seed=1))
+    sparse = np.where(mask, stack, 0.0).astype(np.float32)
+    config = SelfTrainingConfig(minutes=None, iterations=1, crop=64, batch_size=1, validation_slices=0)
+    result = run_job(train_self_job(sparse, mask, config, tmp_path / "w.safetensors"))
+    context = read_card(result["path"])["architecture"]["context"]
+    if fits:
+        assert context == 1 and not any("does not fit" in n for n in result["notes"])
+    else:  # every 5th slice: neighbours too unlike FlyEM's, so the 2D start, and the user is told
+        assert context == 0 and any("does not fit" in n and "2D flyem" in n for n in result["notes"])

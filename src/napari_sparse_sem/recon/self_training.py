@@ -165,13 +165,32 @@ class _Start:
     notes: list[str]
 
 
-def _starting_point(config: SelfTrainingConfig, fixed: bool, depth: int) -> _Start:
-    """Resolve ``init`` and ``context`` (with the fixed-mask and single-slice fallbacks) into a float32 network."""
+def context_misfit(values: np.ndarray, known: np.ndarray) -> str | None:
+    """Why the ±1-slice FlyEM start does not fit this scan (the GAN's domain guard, :mod:`napari_sparse_sem.quality.
+    domain`: neighbouring slices less alike than FlyEM's under the same masks), or ``None`` when it fits."""
+    from napari_sparse_sem.nn.weights import read_card
+    from napari_sparse_sem.quality.domain import check_domain
+
+    check = check_domain(values, known, read_card(SHIPPED_GAN_WEIGHTS["flyem-context1"]), context=1)
+    if check.context_fits is not False or check.same_masks:
+        return None
+    return (
+        f"neighbouring slices differ like pixels {check.z_step_px:.1f} px apart within a slice (FlyEM under the same "
+        f"masks: {check.reference_z_step_px:.1f} px), so the ±1-slice start does not fit"
+    )
+
+
+def _starting_point(config: SelfTrainingConfig, fixed: bool, depth: int, misfit: str | None = None) -> _Start:
+    """Resolve ``init`` and ``context`` (with the fixed-mask, single-slice and domain-guard fallbacks) into a float32
+    network."""
     from napari_sparse_sem.nn.gan import Generator, gan_config
     from napari_sparse_sem.recon.gan import load_generator
 
     init, context, notes = config.init, config.context, []
     no_neighbours = "one fixed mask" if fixed else "a single slice"
+    if init == "flyem-context1" and context is None and misfit and not fixed and depth >= 2:
+        notes.append(f"{misfit}: starting from the 2D flyem weights (context 0) instead of flyem-context1")
+        init = "flyem"
     if init == "flyem-context1" and (fixed or depth < 2 or context == 0):
         if context == 1:
             raise ValueError(f"context 1 with {no_neighbours} cannot use neighbours; use --context 0 or init flyem")
@@ -430,7 +449,10 @@ def train_self_job(
     import torch
 
     torch.manual_seed(config.seed)  # fresh weights (init none) are drawn from the seed
-    start = _starting_point(config, fixed, len(slices))
+    misfit = None
+    if config.init == "flyem-context1" and config.context is None and not fixed and len(slices) >= 2:
+        misfit = context_misfit(values, known)
+    start = _starting_point(config, fixed, len(slices), misfit)
     status.notes = list(start.notes)
     validation, train_known = ValidationSet.build(
         values,
