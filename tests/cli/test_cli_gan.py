@@ -82,7 +82,7 @@ def test_reconstruct_and_compare_take_gan_weights(trained: tuple[Path, Path], tm
     assert all(np.isfinite(r["psnr"]) for r in records)
 
     wrong = runner.invoke(app, [str(a) for a in [*args[:-3], "linear", "--weights", weights]])
-    assert wrong.exit_code == 2 and "--weights applies to gan and gan-mse" in wrong.output
+    assert wrong.exit_code == 2 and "--weights applies to gan, gan-mse and self" in wrong.output
     pickle = tmp_path / "model.pt"
     pickle.write_bytes(b"\x80\x04\x95 not a safetensors file")
     bad = runner.invoke(app, [str(a) for a in [*args[:-1], pickle]])
