@@ -40,6 +40,14 @@ def test_reconstruct_holdout_writes_metrics_beside_the_output(flyem_crop_uint8: 
     assert metrics_path(Path("a/b.ome.zarr")) == Path("a/b.metrics.json")
 
 
+def test_reconstruct_holdout_never_replaces_a_metrics_file_unasked(tmp_path: Path) -> None:
+    out = tmp_path / "recon.tif"
+    metrics_path(out).write_text("my notes")
+    result = runner.invoke(app, ["reconstruct", "x.tif", "--mask", "m.tif", "--out", str(out), "--holdout"])
+    assert result.exit_code == 2 and "recon.metrics.json already exists" in result.output
+    assert metrics_path(out).read_text() == "my notes" and not out.exists()  # refused before any work
+
+
 def test_reconstruct_holdout_refuses_cluster(tmp_path: Path) -> None:
     result = runner.invoke(
         app,

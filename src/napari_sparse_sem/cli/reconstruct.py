@@ -146,6 +146,11 @@ def reconstruct(
     check_methods([method])
     if holdout and cluster is not None:
         raise ValueError("--holdout runs in one process; run it without --cluster (e.g. on a few slices: --slices A:B)")
+    if holdout:  # its metrics file is an output too: refused before any work, never replaced unasked
+        from napari_sparse_sem.io.writers import check_target
+        from napari_sparse_sem.recon.to_file import metrics_path
+
+        check_target(metrics_path(out), overwrite)
     options = {
         **(options_file(method_config, [method], "method config") if method_config is not None else {}),
         **preset_options(dip_preset, dip_config, [method], single=True).get(method, {}),
