@@ -39,6 +39,8 @@ __all__ = [
     "FitPreview",
     "MethodFactory",
     "Reconstructor",
+    "SlabInput",
+    "SliceResult",
     "available_methods",
     "check_finite",
     "check_options",
@@ -49,6 +51,12 @@ __all__ = [
     "refresh_methods",
     "register",
 ]
+
+
+SlabInput = tuple[np.ndarray, np.ndarray, int]
+"""One slice's input to a reconstructor: the (k, y, x) sparse values, the (k, y, x) mask and the centre index."""
+SliceResult = tuple[np.ndarray, dict[str, Any]]
+"""One slice's output: the (y, x) float32 image and its :meth:`Reconstructor.slice_info`."""
 
 
 @dataclass
@@ -78,7 +86,8 @@ class Reconstructor:
     :meth:`reconstruct_slice`. The constructor checks the options and keeps them as ``self.settings`` (an instance of
     the spec, or ``None``); subclasses that override it call ``super().__init__(device, **options)`` first. Methods
     with inner iterations (networks) override :meth:`reconstruct_slice_job` to yield progress and previews while they
-    work. One instance serves one volume run, slices in increasing order, so it may keep state (warm start) between
+    work. One instance serves one volume run, slices in increasing order (or in the groups and order of
+    :meth:`slice_groups`, for methods that do several slices at once), so it may keep state (warm start) between
     slices.
 
     Flags for the faces: ``iterative`` (fits each slice in a loop: slow, yields :class:`FitPreview` partials worth a
@@ -151,6 +160,25 @@ class Reconstructor:
         """Generator form of :meth:`reconstruct_slice`; the default yields nothing and returns at once."""
         return self.reconstruct_slice(sparse, mask, center)
         yield  # pragma: no cover - makes this a generator
+
+    def slice_groups(self, slices: list[int]) -> list[list[int]]:
+        """How the volume driver hands ``slices`` over: one group per :meth:`reconstruct_batch_job` call, every slice
+        in exactly one group. The default is one slice at a time in increasing order; a method that works on several
+        slices at once (a batch of slices in one forward pass, several networks fitted together) returns bigger groups
+        and may choose their order (e.g. interleaved runs of neighbouring slices, so each run keeps its warm start)."""
+        return [[z] for z in slices]
+
+    def reconstruct_batch_job(self, slabs: list[SlabInput]) -> Generator[Progress, None, list[SliceResult]]:
+        """Reconstruct one group of :meth:`slice_groups`: ``slabs`` holds ``(sparse, mask, center)`` per slice, as
+        :meth:`reconstruct_slice_job` takes them; returns ``(image, info)`` per slice in the same order, ``info`` being
+        what :meth:`slice_info` says about that slice. The default does the slices one by one. A
+        :class:`FitPreview` yielded here may set ``z`` to the slice's index in ``slabs``; the driver replaces it with
+        the slice number."""
+        results: list[SliceResult] = []
+        for values, known, center in slabs:
+            image = yield from self.reconstruct_slice_job(values, known, center)
+            results.append((image, self.slice_info()))
+        return results
 
     def prepare(self, sparse: Any, mask: Any, slices: list[int]) -> None:
         """Look at the whole run once before its first slice (the volume driver calls it): ``sparse`` and ``mask`` are

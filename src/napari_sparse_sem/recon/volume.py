@@ -1,12 +1,14 @@
 """The volume driver: reconstruct a stack slice by slice with any registered method.
 
-For every requested slice ``z`` (increasing order) the driver reads the slab ``[z - context, z + context]`` (clipped at
-the volume's ends) from the sparse values and the mask, asks the method for the centre slice, writes the result into
-``out[z]`` and yields a :class:`~napari_sparse_sem.runtime.Progress` whose ``partial`` is a :class:`SliceDone`.
-Inputs may be numpy, dask or zarr arrays: only the slab is read (each slice once, kept while it is in the window),
-so memory stays bounded by the slab, and ``out`` may be a zarr array. Stopping the generator (``close()``, or
-``run_job``'s ``should_stop``) keeps the finished slices in ``out``; untouched slices stay 0. A method that returns
-NaN or infinity stops the run with a clear error before that slice is stored: a broken result is never kept.
+For every requested slice ``z`` (increasing order, or in the groups a method asks for with ``slice_groups``: a batch
+of slices done at once, whose results arrive together) the driver reads the slab ``[z - context, z + context]``
+(clipped at the volume's ends) from the sparse values and the mask, asks the method for the centre slice, writes the
+result into ``out[z]`` and yields a :class:`~napari_sparse_sem.runtime.Progress` whose ``partial`` is a
+:class:`SliceDone`. Inputs may be numpy, dask or zarr arrays: only the slab is read (each slice once, kept while it
+is in the window), so memory stays bounded by the slab, and ``out`` may be a zarr array. Stopping the generator
+(``close()``, or ``run_job``'s ``should_stop``) keeps the finished slices in ``out``; untouched slices stay 0. A
+method that returns NaN or infinity stops the run with a clear error before that slice is stored: a broken result is
+never kept.
 """
 
 from __future__ import annotations
@@ -96,6 +98,22 @@ def _as_3d(array: Any, what: str) -> tuple[Any, bool]:
     raise ValueError(f"{what} must be a 2D (y, x) image or a 3D (z, y, x) stack, got shape {tuple(array.shape)}")
 
 
+def _checked_groups(reconstructor: Reconstructor, todo: list[int]) -> list[list[int]]:
+    """The method's :meth:`~napari_sparse_sem.recon.base.Reconstructor.slice_groups`, checked to cover every slice
+    to do exactly once."""
+    groups = [[int(z) for z in group] for group in reconstructor.slice_groups(list(todo))]
+    flat = [z for group in groups for z in group]
+    if sorted(flat) != list(todo) or any(not group for group in groups):
+        raise RuntimeError(f"method {reconstructor.name!r} grouped the slices wrongly: every slice must come once")
+    return groups
+
+
+def _group_text(group: list[int]) -> str:
+    """``3, 40, 77`` (at most four numbers, then ``...``)."""
+    head = ", ".join(str(z) for z in group[:4])
+    return head + (", ..." if len(group) > 4 else "")
+
+
 def reconstruct_volume(
     sparse: Any,
     mask: Any,
@@ -165,14 +183,19 @@ def reconstruct_volume(
         reconstructor.prepare(sparse3, mask3, todo)
         context = max(0, int(reconstructor.context))
         reader = _SlabReader(sparse3, mask3, eager_checked=eager)
-        total = len(todo)
-        for i, z in enumerate(todo):
-            z0, z1 = max(0, z - context), min(nz, z + context + 1)
-            values, known = reader.slab(z0, z1)
-            if not known[z - z0].any():
-                raise ValueError(f"slice {z} has no scanned pixels; check the mask")
+        groups = _checked_groups(reconstructor, todo)
+        total, done = len(todo), 0
+        for group in groups:
+            slabs = []
+            for z in group:
+                z0, z1 = max(0, z - context), min(nz, z + context + 1)
+                values, known = reader.slab(z0, z1)
+                if not known[z - z0].any():
+                    raise ValueError(f"slice {z} has no scanned pixels; check the mask")
+                slabs.append((values, known, z - z0))
+            label = f"slice {group[0]}" if len(group) == 1 else f"slices {_group_text(group)}"
             seconds = 0.0
-            inner = reconstructor.reconstruct_slice_job(values, known, z - z0)
+            inner = reconstructor.reconstruct_batch_job(slabs)
             try:
                 while True:
                     started = time.perf_counter()
@@ -180,22 +203,30 @@ def reconstruct_volume(
                         event = next(inner)
                     except StopIteration as stop:
                         seconds += time.perf_counter() - started
-                        image = stop.value
+                        results = stop.value
                         break
                     seconds += time.perf_counter() - started
                     partial = event.partial
                     if isinstance(partial, FitPreview) and not partial.warmup:
-                        partial = dataclasses.replace(partial, z=z)
-                    yield Progress(i, total, f"slice {z}: {event.message}", partial)
+                        index = partial.z if len(group) > 1 and partial.z is not None else 0
+                        partial = dataclasses.replace(partial, z=group[min(max(int(index), 0), len(group) - 1)])
+                    yield Progress(done, total, f"{label}: {event.message}", partial)
             finally:
                 inner.close()
-            image = check_finite(np.asarray(image, dtype=np.float32), f"the {reconstructor.name!r} result of slice {z}")
-            if flat_input:
-                out[...] = image
-            else:
-                out[z] = image
-            done = SliceDone(z, image, seconds, reconstructor.slice_info())
-            yield Progress(i + 1, total, f"slice {z}: {seconds:.2f} s", done)
+            if len(results) != len(group):
+                raise RuntimeError(
+                    f"method {reconstructor.name!r} returned {len(results)} result(s) for {len(group)} slice(s)"
+                )
+            share = seconds / len(group)
+            for z, (image, info) in zip(group, results, strict=True):
+                what = f"the {reconstructor.name!r} result of slice {z}"
+                image = check_finite(np.asarray(image, dtype=np.float32), what)
+                if flat_input:
+                    out[...] = image
+                else:
+                    out[z] = image
+                done += 1
+                yield Progress(done, total, f"slice {z}: {share:.2f} s", SliceDone(z, image, share, dict(info)))
     finally:
         reconstructor.close()
     return out
