@@ -2,9 +2,12 @@
 
 * ``local`` or ``local:N``: a cluster of worker processes on this machine, started here and closed at the end. Without
   ``N``: one worker per GPU × ``workers_per_gpu`` when GPUs are visible (and the device is not ``cpu``), else one worker
-  per core. The cores are split between the workers (``OMP_NUM_THREADS`` and friends), so workers never oversubscribe
-  them; each GPU worker sees one GPU (``CUDA_VISIBLE_DEVICES``; dask-cuda's ``LocalCUDACluster`` when it is installed
-  and one worker per GPU is asked for).
+  per core. The cores this process may use are split between the workers
+  (:func:`~napari_sparse_sem.threads.worker_thread_share`) and given to each as ``OMP_NUM_THREADS`` and friends in
+  its environment, which torch, numba and BLAS read when the worker loads them (and which is the worker's automatic
+  :func:`~napari_sparse_sem.threads.thread_count`), so workers never oversubscribe them; each GPU worker sees one GPU
+  (``CUDA_VISIBLE_DEVICES``; dask-cuda's ``LocalCUDACluster`` when it is installed and one worker per GPU is asked
+  for).
 * ``tcp://HOST:PORT`` (or ``tls://``, ``ws://``): a running scheduler.
 * ``FILE.json``: a scheduler file (``dask scheduler --scheduler-file``, ``dask-mpi``).
 * ``FILE.yaml`` / ``FILE.yml``: a dask-jobqueue configuration — the ``jobqueue:`` section of dask's config (exactly one
@@ -20,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from napari_sparse_sem.threads import usable_cores, worker_thread_share
 
 __all__ = ["ClusterAddress", "connect", "cores_here", "jobqueue_cluster", "local_worker_specs", "parse_cluster"]
 
@@ -68,12 +73,9 @@ def parse_cluster(text: str) -> ClusterAddress:
     raise ValueError(f"--cluster {text!r} is not a cluster we can connect to; use one of: {FORMS}")
 
 
-def cores_here() -> int:
-    """The CPU cores this process may use (its affinity, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+cores_here = usable_cores
+"""The CPU cores this process may use (its affinity, not the machine's count): :func:`~napari_sparse_sem.threads.
+usable_cores`."""
 
 
 def visible_gpus(device: str) -> list[str]:
@@ -98,14 +100,14 @@ def local_worker_specs(
     cores: int | None = None,
     memory_limit: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Options of each local worker (nthreads, memory_limit, env): cores split evenly, GPUs round robin."""
+    """Options of each local worker (nthreads, memory_limit, env): cores split fairly (the first workers take the
+    remainder, at least one thread each), GPUs round robin."""
     if workers_per_gpu < 1:
         raise ValueError(f"--workers-per-gpu must be >= 1, got {workers_per_gpu}")
-    cores = cores_here() if cores is None else cores
+    cores = usable_cores() if cores is None else cores
     count = workers if workers is not None else (len(gpus) * workers_per_gpu if gpus else cores)
-    threads = max(1, cores // count)
     specs = []
-    for index in range(count):
+    for index, threads in enumerate(worker_thread_share(cores, count)):
         env = dict.fromkeys(_THREAD_VARIABLES, str(threads))
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
@@ -123,7 +125,7 @@ def _local_cluster(address: ClusterAddress, device: str, workers_per_gpu: int, m
         except ImportError:
             pass
         else:
-            threads = max(1, cores_here() // len(gpus))
+            threads = min(worker_thread_share(usable_cores(), len(gpus)))  # one env for all: the smallest share
             return LocalCUDACluster(
                 CUDA_VISIBLE_DEVICES=",".join(gpus),
                 threads_per_worker=1,
