@@ -77,6 +77,175 @@ def _outside_window(px, py, pz, bulk, bounds):
     return px < 0.0 or py < 0.0 or pz < 0.0 or px > bounds[0] or py > bounds[1]
 
 
+@numba.njit(cache=True, inline="always")
+def trace_electron(
+    x,
+    y,
+    state,
+    se_sum,
+    z0,
+    direction0,
+    tables,
+    table_step_kev,
+    cutoff_kev,
+    energy_kev,
+    bse_min_kev,
+    bse_cos_min,
+    se_lambda,
+    se_per_kev,
+    bulk,
+    bounds,
+    kind,
+    center,
+    radius,
+    half_height,
+    rotation,
+    starts,
+    items,
+    dims,
+    cell,
+    reach,
+):
+    """One primary electron entering at (x, y, z0) with the random stream ``state``: ``(bse, se_sum, deepest, steps)``.
+
+    ``bse`` is 1.0 when it leaves as a BSE (else 0.0); its SE are added to ``se_sum`` (a running sum, so the CPU
+    kernel's rounding does not depend on how the electrons are split); ``deepest`` is its deepest point below the
+    plane and ``steps`` its number of elastic steps. The CPU kernel (:func:`trace_pixels`) and the CUDA kernel
+    (``_mc_cuda``, where numba compiles this as a device function) both call it, so the physics exists once.
+    """
+    se_reach = 5.0 * se_lambda
+    bse = 0.0
+    steps = 0
+    z = z0
+    u = direction0[0]
+    v = direction0[1]
+    w = direction0[2]
+    energy = energy_kev
+    in_solid = False
+    entered = False
+    deepest = 0.0
+    for _ in range(1_000_000):
+        if not in_solid:
+            # straight flight through vacuum: stop on solid, on leaving upward, or out of the window
+            hit = False
+            escaped = False
+            for _k in range(_MAX_VACUUM_STEPS):
+                if z > z0 and w > 0.0:
+                    escaped = True
+                    break
+                if _outside_window(x, y, z, bulk, bounds):
+                    break
+                d = solid_sdf(x, y, z, z0, bulk, bounds, kind, center, radius, half_height, rotation,
+                              starts, items, dims, cell, reach)  # fmt: skip
+                if d <= 1e-4:
+                    hit = True
+                    break
+                if w > 0.0:  # moving up: never further than the plane
+                    d = min(d, (z0 - z) / w + 1e-4) if z <= z0 else d
+                d = max(d, 1e-4)
+                x += d * u
+                y += d * v
+                z += d * w
+            if escaped:
+                if entered and energy >= bse_min_kev and w >= bse_cos_min:
+                    bse = 1.0
+                break
+            if not hit:
+                break
+            in_solid = True
+            entered = True
+        index = int(energy / table_step_kev)
+        mfp = tables[index, 0]
+        alpha = tables[index, 1]
+        stopping = tables[index, 2]
+        state, r = _next(state)
+        step = -mfp * math.log(1.0 - r)
+        nx = x + step * u
+        ny = y + step * v
+        nz = z + step * w
+        leaves = False
+        end_sdf = nz - z0
+        if not bulk:
+            end_sdf = solid_sdf(nx, ny, nz, z0, bulk, bounds, kind, center, radius, half_height, rotation,
+                                starts, items, dims, cell, reach)  # fmt: skip
+        if end_sdf > 0.0:
+            leaves = True
+        if leaves:
+            # the free path crosses a surface: stop at it (memoryless, so no scattering happened before it)
+            lo = 0.0
+            hi = step
+            for _b in range(40):
+                mid = 0.5 * (lo + hi)
+                if solid_sdf(x + mid * u, y + mid * v, z + mid * w, z0, bulk, bounds, kind, center, radius,
+                             half_height, rotation, starts, items, dims, cell, reach) > 0.0:  # fmt: skip
+                    hi = mid
+                else:
+                    lo = mid
+                if hi - lo < 1e-3:
+                    break
+            step = hi + 1e-4
+            nx = x + step * u
+            ny = y + step * v
+            nz = z + step * w
+        loss = min(stopping * step, energy)
+        # the SDF is 1-Lipschitz: a step whose end lies deeper than se_reach + step cannot emit SE that escape
+        if se_per_kev > 0.0 and (leaves or -end_sdf < se_reach + step):
+            state, r = _next(state)
+            sx = x + r * step * u
+            sy = y + r * step * v
+            sz = z + r * step * w
+            depth = -solid_sdf(sx, sy, sz, z0, bulk, bounds, kind, center, radius, half_height, rotation,
+                               starts, items, dims, cell, reach)  # fmt: skip
+            # Russian roulette on the depth: trace with probability q = exp(-depth/λ) and divide by q, which
+            # is unbiased because any escape path is at least ``depth`` long (so P/q <= 1)
+            depth = max(depth, 0.0)
+            keep = math.exp(-depth / se_lambda)
+            state, r = _next(state)
+            if r < keep:
+                state, r1 = _next(state)
+                state, r2 = _next(state)
+                se_sum += loss * se_per_kev * _se_escape(
+                    sx, sy, sz, r1, r2, se_lambda, depth + se_reach, z0, bulk, bounds, kind, center, radius,
+                    half_height, rotation, starts, items, dims, cell, reach,
+                ) / keep  # fmt: skip
+        x = nx
+        y = ny
+        z = nz
+        energy -= loss
+        steps += 1
+        if z0 - z > deepest:
+            deepest = z0 - z
+        if energy <= cutoff_kev:
+            break
+        if leaves:
+            in_solid = False
+            continue
+        # elastic scattering: screened Rutherford polar angle, uniform azimuth
+        state, r = _next(state)
+        cos_t = 1.0 - 2.0 * alpha * r / (1.0 + alpha - r)
+        sin_t = math.sqrt(max(0.0, 1.0 - cos_t * cos_t))
+        state, r = _next(state)
+        phi = 2.0 * math.pi * r
+        cos_p = math.cos(phi)
+        sin_p = math.sin(phi)
+        if abs(w) > 0.99999:
+            u = sin_t * cos_p
+            v = sin_t * sin_p
+            w = cos_t if w > 0.0 else -cos_t
+        else:
+            t = math.sqrt(1.0 - w * w)
+            nu = u * cos_t + sin_t * (u * w * cos_p - v * sin_p) / t
+            nv = v * cos_t + sin_t * (v * w * cos_p + u * sin_p) / t
+            w = w * cos_t - t * sin_t * cos_p
+            u = nu
+            v = nv
+        norm = 1.0 / math.sqrt(u * u + v * v + w * w)
+        u *= norm
+        v *= norm
+        w *= norm
+    return bse, se_sum, deepest, steps
+
+
 @numba.njit(cache=True, parallel=True)
 def trace_pixels(
     pixel_xy,
@@ -114,147 +283,24 @@ def trace_pixels(
 
     ``tables`` rows are (mean free path nm, screening α, stopping power keV/nm) at energies ``i * table_step_kev``.
     ``depth_out[p, e]`` receives each trajectory's deepest point below the plane (when it has room), ``steps_out[p]``
-    the number of elastic steps. Electron ``e`` of pixel ``p`` draws from its own seeded stream, so the result does not
-    depend on the number of threads.
+    the number of elastic steps. Electron ``e`` of pixel ``p`` draws from its own seeded stream
+    ``_seed(seed, (first_index + p) * electrons + e)``, so the result does not depend on the number of threads.
     """
     n_pixels = pixel_xy.shape[0]
     record_depth = depth_out.shape[1] >= electrons
-    se_reach = 5.0 * se_lambda
     for p in numba.prange(n_pixels):
         bse_count = 0.0
         se_sum = 0.0
         step_count = 0
         for e in range(electrons):
             state = _seed(seed, (first_index + p) * electrons + e)
-            x = pixel_xy[p, 0]
-            y = pixel_xy[p, 1]
-            z = z0
-            u = direction0[0]
-            v = direction0[1]
-            w = direction0[2]
-            energy = energy_kev
-            in_solid = False
-            entered = False
-            deepest = 0.0
-            for _ in range(1_000_000):
-                if not in_solid:
-                    # straight flight through vacuum: stop on solid, on leaving upward, or out of the window
-                    hit = False
-                    escaped = False
-                    for _k in range(_MAX_VACUUM_STEPS):
-                        if z > z0 and w > 0.0:
-                            escaped = True
-                            break
-                        if _outside_window(x, y, z, bulk, bounds):
-                            break
-                        d = solid_sdf(x, y, z, z0, bulk, bounds, kind, center, radius, half_height, rotation,
-                                      starts, items, dims, cell, reach)  # fmt: skip
-                        if d <= 1e-4:
-                            hit = True
-                            break
-                        if w > 0.0:  # moving up: never further than the plane
-                            d = min(d, (z0 - z) / w + 1e-4) if z <= z0 else d
-                        d = max(d, 1e-4)
-                        x += d * u
-                        y += d * v
-                        z += d * w
-                    if escaped:
-                        if entered and energy >= bse_min_kev and w >= bse_cos_min:
-                            bse_count += 1.0
-                        break
-                    if not hit:
-                        break
-                    in_solid = True
-                    entered = True
-                index = int(energy / table_step_kev)
-                mfp = tables[index, 0]
-                alpha = tables[index, 1]
-                stopping = tables[index, 2]
-                state, r = _next(state)
-                step = -mfp * math.log(1.0 - r)
-                nx = x + step * u
-                ny = y + step * v
-                nz = z + step * w
-                leaves = False
-                end_sdf = nz - z0
-                if not bulk:
-                    end_sdf = solid_sdf(nx, ny, nz, z0, bulk, bounds, kind, center, radius, half_height, rotation,
-                                        starts, items, dims, cell, reach)  # fmt: skip
-                if end_sdf > 0.0:
-                    leaves = True
-                if leaves:
-                    # the free path crosses a surface: stop at it (memoryless, so no scattering happened before it)
-                    lo = 0.0
-                    hi = step
-                    for _b in range(40):
-                        mid = 0.5 * (lo + hi)
-                        if solid_sdf(x + mid * u, y + mid * v, z + mid * w, z0, bulk, bounds, kind, center, radius,
-                                     half_height, rotation, starts, items, dims, cell, reach) > 0.0:  # fmt: skip
-                            hi = mid
-                        else:
-                            lo = mid
-                        if hi - lo < 1e-3:
-                            break
-                    step = hi + 1e-4
-                    nx = x + step * u
-                    ny = y + step * v
-                    nz = z + step * w
-                loss = min(stopping * step, energy)
-                # the SDF is 1-Lipschitz: a step whose end lies deeper than se_reach + step cannot emit SE that escape
-                if se_per_kev > 0.0 and (leaves or -end_sdf < se_reach + step):
-                    state, r = _next(state)
-                    sx = x + r * step * u
-                    sy = y + r * step * v
-                    sz = z + r * step * w
-                    depth = -solid_sdf(sx, sy, sz, z0, bulk, bounds, kind, center, radius, half_height, rotation,
-                                       starts, items, dims, cell, reach)  # fmt: skip
-                    # Russian roulette on the depth: trace with probability q = exp(-depth/λ) and divide by q, which
-                    # is unbiased because any escape path is at least ``depth`` long (so P/q <= 1)
-                    depth = max(depth, 0.0)
-                    keep = math.exp(-depth / se_lambda)
-                    state, r = _next(state)
-                    if r < keep:
-                        state, r1 = _next(state)
-                        state, r2 = _next(state)
-                        se_sum += loss * se_per_kev * _se_escape(
-                            sx, sy, sz, r1, r2, se_lambda, depth + se_reach, z0, bulk, bounds, kind, center, radius,
-                            half_height, rotation, starts, items, dims, cell, reach,
-                        ) / keep  # fmt: skip
-                x = nx
-                y = ny
-                z = nz
-                energy -= loss
-                step_count += 1
-                if z0 - z > deepest:
-                    deepest = z0 - z
-                if energy <= cutoff_kev:
-                    break
-                if leaves:
-                    in_solid = False
-                    continue
-                # elastic scattering: screened Rutherford polar angle, uniform azimuth
-                state, r = _next(state)
-                cos_t = 1.0 - 2.0 * alpha * r / (1.0 + alpha - r)
-                sin_t = math.sqrt(max(0.0, 1.0 - cos_t * cos_t))
-                state, r = _next(state)
-                phi = 2.0 * math.pi * r
-                cos_p = math.cos(phi)
-                sin_p = math.sin(phi)
-                if abs(w) > 0.99999:
-                    u = sin_t * cos_p
-                    v = sin_t * sin_p
-                    w = cos_t if w > 0.0 else -cos_t
-                else:
-                    t = math.sqrt(1.0 - w * w)
-                    nu = u * cos_t + sin_t * (u * w * cos_p - v * sin_p) / t
-                    nv = v * cos_t + sin_t * (v * w * cos_p + u * sin_p) / t
-                    w = w * cos_t - t * sin_t * cos_p
-                    u = nu
-                    v = nv
-                norm = 1.0 / math.sqrt(u * u + v * v + w * w)
-                u *= norm
-                v *= norm
-                w *= norm
+            bse, se_sum, deepest, steps = trace_electron(
+                pixel_xy[p, 0], pixel_xy[p, 1], state, se_sum, z0, direction0, tables, table_step_kev, cutoff_kev,
+                energy_kev, bse_min_kev, bse_cos_min, se_lambda, se_per_kev, bulk, bounds, kind, center, radius,
+                half_height, rotation, starts, items, dims, cell, reach,
+            )  # fmt: skip
+            bse_count += bse
+            step_count += steps
             if record_depth:
                 depth_out[p, e] = deepest
         bse_out[p] += bse_count
