@@ -12,6 +12,7 @@ import typer
 from napari_sparse_sem.active.pipeline import WDPPConfig
 from napari_sparse_sem.cli.common import (
     QuietOption,
+    ThreadsOption,
     clean_errors,
     echo,
     parse_range,
@@ -20,6 +21,7 @@ from napari_sparse_sem.cli.common import (
     read_input,
     region,
     stdout_console,
+    use_threads,
 )
 from napari_sparse_sem.cli.spec_options import spec_options
 from napari_sparse_sem.params_text import parse_options
@@ -58,6 +60,7 @@ def active(
     option: Annotated[list[str] | None, typer.Option("--option", help="Reconstruction option KEY=VALUE.")] = None,
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) of the input; default: all.")] = None,
     roi: Annotated[str | None, typer.Option(help="Region Y0:Y1,X0:X1; default: the whole slice.")] = None,
+    threads: ThreadsOption = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -70,6 +73,7 @@ def active(
     from napari_sparse_sem.active.summary import summary_rows
     from napari_sparse_sem.io.volume import to_float01, value_range
 
+    use_threads(threads)
     if option:
         config = config.replace(recon_options=parse_options(option))
     vol = read_input(volume)

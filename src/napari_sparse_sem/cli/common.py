@@ -27,6 +27,28 @@ _COMPOUND_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif")
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
 DeviceOption = Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda or mps.")]
+
+
+def threads_value(value: int) -> int:
+    """``--threads``: 0 (auto) or a positive number; a negative one is a usage error that says so."""
+    if value is not None and value < 0:
+        raise typer.BadParameter(
+            f"{value} is not a thread count; give 0 (auto: OMP_NUM_THREADS when set, else the usable cores) or a "
+            "positive number"
+        )
+    return value
+
+
+ThreadsOption = Annotated[
+    int,
+    typer.Option(
+        "--threads",
+        callback=threads_value,
+        help="CPU threads of torch, numba and BLAS (0: auto = OMP_NUM_THREADS when set, else the cores this process "
+        "may use). Fewer help when other busy processes share the cores. Local --cluster workers share the cores "
+        "instead.",
+    ),
+]
 WeightsOutOption = Annotated[
     Path, typer.Option("--out", "-o", help="Weights file (.safetensors); its model card goes beside it (.json).")
 ]
@@ -181,6 +203,20 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
     """Warnings (e.g. a zarr store with missing chunks) as one yellow ``Warning: …`` line, without source locations."""
     stderr_console().print(f"Warning: {message}", style="yellow", markup=False)
+
+
+def use_threads(requested: int | None) -> int:
+    """Apply ``--threads`` before any work (:func:`napari_sparse_sem.threads.thread_count` then ``set_threads``) and
+    note the count used in the run record, which every saved result carries (``"threads"`` beside its arguments)."""
+    from napari_sparse_sem.provenance import current
+    from napari_sparse_sem.threads import set_threads, thread_count
+
+    count = thread_count(requested)
+    set_threads(count)
+    record = current()
+    if record is not None:
+        record["threads"] = count
+    return count
 
 
 # --------------------------------------------------------------------------------------------------------- progress

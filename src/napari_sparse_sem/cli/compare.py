@@ -10,6 +10,7 @@ import typer
 
 from napari_sparse_sem.cli.common import (
     QuietOption,
+    ThreadsOption,
     clean_errors,
     echo,
     parse_range,
@@ -17,6 +18,7 @@ from napari_sparse_sem.cli.common import (
     progress_bar,
     read_input,
     stdout_console,
+    use_threads,
 )
 from napari_sparse_sem.cli.methods import method_help, preset_options, weights_option
 from napari_sparse_sem.cli.reconstruct import DipConfigOption, DipPresetOption, WeightsOption
@@ -106,6 +108,7 @@ def compare(
     dip_preset: DipPresetOption = None,
     dip_config: DipConfigOption = None,
     weights: WeightsOption = None,
+    threads: ThreadsOption = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -113,6 +116,7 @@ def compare(
     from napari_sparse_sem.compare import name_list
     from napari_sparse_sem.compare.report import run_comparison
 
+    use_threads(threads)
     settings: dict[str, Any] = {}
     if config is not None:
         from napari_sparse_sem.jsonfile import read_json_object

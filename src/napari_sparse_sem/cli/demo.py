@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from napari_sparse_sem.cli.common import QuietOption, clean_errors, echo, progress_bar, stderr_console, stdout_console
+from napari_sparse_sem.cli.common import (
+    QuietOption,
+    ThreadsOption,
+    clean_errors,
+    echo,
+    progress_bar,
+    stderr_console,
+    stdout_console,
+    use_threads,
+)
 from napari_sparse_sem.runtime import default_signals
 
 DEMO_SLICES = 3
@@ -55,9 +64,11 @@ def demo(
     ),
     headless: Annotated[bool, typer.Option(help="Never open napari; run the comparison and write a report.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report in OUT.")] = False,
+    threads: ThreadsOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Open napari with the sample stack and the widgets; headless (or without a display): write a comparison report."""
+    use_threads(threads)
     if not headless and has_display():
         try:
             from napari_sparse_sem.widgets._worker import received_stop_signal

@@ -16,6 +16,7 @@ from napari_sparse_sem.cli.common import (
     QuietOption,
     ResumeOption,
     SlabOption,
+    ThreadsOption,
     block_summary,
     check_cluster_flags,
     clean_errors,
@@ -25,6 +26,7 @@ from napari_sparse_sem.cli.common import (
     parse_range,
     progress_bar,
     run_cluster_job,
+    use_threads,
 )
 from napari_sparse_sem.cli.methods import (
     check_methods,
@@ -91,6 +93,7 @@ def reconstruct(
     ] = "linear",
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) to reconstruct.")] = None,
     device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
     option: Annotated[list[str] | None, typer.Option("--option", help="Method option KEY=VALUE (repeatable).")] = None,
     method_config: Annotated[
         Path | None, typer.Option(help="Method options from a JSON object of KEY: VALUE (--option wins over it).")
@@ -132,6 +135,7 @@ def reconstruct(
     """Fill the unscanned pixels of SPARSE with METHOD and write the reconstruction to OUT."""
     from napari_sparse_sem.recon.to_file import reconstruct_to_file
 
+    use_threads(threads)
     given = {
         "--workers-per-gpu": workers_per_gpu is not None,
         "--memory-limit": memory_limit is not None,

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from napari_sparse_sem.cli.common import QuietOption, clean_errors, echo
+from napari_sparse_sem.cli.common import QuietOption, clean_errors, echo, threads_value
 from napari_sparse_sem.provenance import current, find_record, read_saved, recording
 
 CONTROL_ARGUMENTS = ("out", "overwrite", "quiet")
@@ -135,6 +135,14 @@ def run(
         Path | None, typer.Option("--out", "-o", help="Where the re-run writes (default: where the first run wrote).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs at the target.")] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            callback=threads_value,
+            help="CPU threads of the re-run (0: as recorded, i.e. the record's --threads or auto).",
+        ),
+    ] = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Run a saved result again from the run record saved beside it, with the same inputs and parameters."""
@@ -155,6 +163,8 @@ def run(
     for name, value in (("overwrite", overwrite), ("quiet", quiet)):
         if name in taken:
             arguments[name] = value
+    if threads and "threads" in taken:  # how fast, not what: this machine's choice wins over the record's
+        arguments["threads"] = threads
     if not quiet:
         echo(f"re-running `sparse-sem {command}` from {params}")
     callback(**arguments)

@@ -16,6 +16,7 @@ from napari_sparse_sem.cli.common import (
     QuietOption,
     ResumeOption,
     SlabOption,
+    ThreadsOption,
     block_summary,
     check_cluster_flags,
     clean_errors,
@@ -29,6 +30,7 @@ from napari_sparse_sem.cli.common import (
     run_cluster_job,
     sibling_path,
     stdout_console,
+    use_threads,
 )
 from napari_sparse_sem.cli.spec_options import Form, spec_options
 from napari_sparse_sem.runtime import run_job
@@ -57,6 +59,7 @@ def simulate(
     memory_limit: MemoryLimitOption = None,
     resume: ResumeOption = False,
     slab: SlabOption = None,
+    threads: ThreadsOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Simulate a sparse scan of VOLUME: write the sparse stack to OUT and its mask beside it (OUT stem + _mask)."""
@@ -65,6 +68,7 @@ def simulate(
     from napari_sparse_sem.outputs import check_output_file, check_volume_space, scratch_array, staged_files
     from napari_sparse_sem.sampling import simulate_job
 
+    use_threads(threads)
     given = {"--memory-limit": memory_limit is not None, "--resume": resume, "--slab": slab is not None}
     check_cluster_flags(
         cluster, out, [flag for flag, used in given.items() if used], resume=resume, overwrite=overwrite

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
-from napari_sparse_sem.cli.common import DeviceOption, QuietOption, clean_errors, progress_bar, stdout_console, stopped
+from napari_sparse_sem.cli.common import (
+    DeviceOption,
+    QuietOption,
+    ThreadsOption,
+    clean_errors,
+    progress_bar,
+    stdout_console,
+    stopped,
+    use_threads,
+)
 from napari_sparse_sem.cli.run import current_command_line
 from napari_sparse_sem.cli.spec_options import Form, spec_options
 from napari_sparse_sem.cli.train import ITERATIONS, run_training, training_budget
@@ -48,8 +57,10 @@ surrogate_app = typer.Typer(
 def backscatter(
     config: MCConfig,
     electrons: Annotated[int, typer.Option(help="Primary electrons to trace.")] = 20_000,
+    threads: ThreadsOption = 0,
 ) -> None:
     """Monte Carlo on a flat bulk target: prints JSON with η (and Reuter's measured value), SE yield, range, speed."""
+    use_threads(threads)
     from napari_sparse_sem.surrogate.montecarlo import bulk_run
 
     result = bulk_run(config, electrons=electrons, record_depth=True)
@@ -86,9 +97,11 @@ def make_dataset_command(
     mc: MCConfig,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted store with the same parameters.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    threads: ThreadsOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Training pairs for the neural surrogate: 7-channel heightfield + normal map → Monte Carlo BSE and SE."""
+    use_threads(threads)
     from napari_sparse_sem.outputs import check_writable_folder
     from napari_sparse_sem.surrogate.dataset import make_dataset
 
@@ -122,9 +135,11 @@ def train(
     given: frozenset[str],
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing weights and checkpoint.")] = False,
+    threads: ThreadsOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Train the neural BSE/SE surrogate on a make-dataset store (L1, Adam; resumable; learning curves saved)."""
+    use_threads(threads)
     from napari_sparse_sem.outputs import check_not_input, check_writable_folder
     from napari_sparse_sem.surrogate.training import train_surrogate_job
 
@@ -159,9 +174,11 @@ def simulate_stack_command(
     weights: Annotated[Path | None, typer.Option(help="Surrogate weights (default: the shipped ones).")] = None,
     device: DeviceOption = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
+    threads: ThreadsOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """A simulated FIB-SEM stack: geometry → heightfield per slice → surrogate BSE/SE (+ noise) + exact solid labels."""
+    use_threads(threads)
     from napari_sparse_sem.outputs import check_not_input, check_writable_folder
     from napari_sparse_sem.surrogate.geometry import Primitives
     from napari_sparse_sem.surrogate.model import load_surrogate
@@ -201,9 +218,11 @@ def evaluate(
     mc_rows: Annotated[int, typer.Option(help="Rows of Monte Carlo to time here per geometry class (0: skip).")] = 8,
     device: DeviceOption = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT/metrics.json.")] = False,
+    threads: ThreadsOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Surrogate vs Monte Carlo on unseen cubes, spheres, cylinders: error % of range, systematic, SSIM, PSNR, speed."""
+    use_threads(threads)
     from napari_sparse_sem.outputs import check_not_input, check_writable_folder, write_json
     from napari_sparse_sem.surrogate.dataset import DatasetSpec, make_dataset
     from napari_sparse_sem.surrogate.evaluate import evaluate_job

@@ -16,6 +16,7 @@ from napari_sparse_sem.cli.common import (
     DeviceOption,
     QuietOption,
     ReferenceSlicesOption,
+    ThreadsOption,
     WeightsOutOption,
     clean_errors,
     format_seconds,
@@ -24,6 +25,7 @@ from napari_sparse_sem.cli.common import (
     read_input,
     stdout_console,
     stopped,
+    use_threads,
 )
 from napari_sparse_sem.cli.methods import check_methods
 from napari_sparse_sem.cli.run import current_command_line
@@ -120,6 +122,7 @@ def train_estimator(
     given: frozenset[str],
     slices: ReferenceSlicesOption = None,
     device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
     dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing weights file and card.")] = False,
     quiet: QuietOption = False,
@@ -127,6 +130,7 @@ def train_estimator(
     """Train the unet error estimator (binarized error, Mi et al. 2020) on dense reference slices of VOLUME."""
     from napari_sparse_sem.active.train_estimator import train_estimator_job
 
+    use_threads(threads)
     check_methods([config.recon])
     config = training_budget(config, given)
     _check_weights_out(out, volume, overwrite)
@@ -176,6 +180,7 @@ def train_gan(
         int, typer.Option(help="Neighbour slices on each side the generator also sees (0: Ede's 2D generator).")
     ] = 0,
     device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
     dataset: Annotated[str | None, typer.Option(help="Dataset inside an h5/zarr container.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the training saved in OUT's checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing weights, card, plot and checkpoint.")] = False,
@@ -184,6 +189,7 @@ def train_gan(
     """Train the partial-scan GAN (Ede & Beanland 2020) on dense reference slices of VOLUME."""
     from napari_sparse_sem.recon.gan_training import state_path, train_gan_job
 
+    use_threads(threads)
     if resume and overwrite:
         raise ValueError("--resume continues a training, --overwrite starts a new one: give one of them")
     _check_weights_out(out, volume, overwrite=True)  # the job itself refuses existing files without --overwrite

@@ -13,11 +13,13 @@ import typer
 from napari_sparse_sem.cli.common import (
     DeviceOption,
     QuietOption,
+    ThreadsOption,
     WeightsOutOption,
     clean_errors,
     format_seconds,
     parse_range,
     stdout_console,
+    use_threads,
 )
 from napari_sparse_sem.cli.run import current_command_line
 from napari_sparse_sem.cli.spec_options import Form, spec_options
@@ -64,6 +66,7 @@ def train_self(
     given: frozenset[str],
     slices: Annotated[str | None, typer.Option(help="Slices A:B (half-open) to learn from; default: all.")] = None,
     device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace existing weights, card and learning curves.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -71,6 +74,7 @@ def train_self(
     from napari_sparse_sem.cli.train import _check_weights_out
     from napari_sparse_sem.recon.self_training import train_self_job
 
+    use_threads(threads)
     config = _budget(config, given)
     _check_weights_out(out, sparse, overwrite)
     _check_weights_out(out, mask, overwrite)
