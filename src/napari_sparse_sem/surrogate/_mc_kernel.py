@@ -20,7 +20,7 @@ import math
 import numba
 import numpy as np
 
-from napari_sparse_sem.surrogate._sdf import primitive_sdf
+from napari_sparse_sem.surrogate._sdf import max2, min2, primitive_sdf
 
 _BIG = 1.0e30
 _MAX_VACUUM_STEPS = 100_000
@@ -57,17 +57,17 @@ def solid_sdf(
     if bulk:
         return plane
     if px < 0.0 or py < 0.0 or pz < 0.0 or px > bounds[0] or py > bounds[1]:
-        return max(plane, reach)
-    ix = min(int(px / cell), dims[0] - 1)
-    iy = min(int(py / cell), dims[1] - 1)
-    iz = min(int(pz / cell), dims[2] - 1)
+        return max2(plane, reach)
+    ix = min2(int(px / cell), dims[0] - 1)
+    iy = min2(int(py / cell), dims[1] - 1)
+    iz = min2(int(pz / cell), dims[2] - 1)
     c = (iz * dims[1] + iy) * dims[0] + ix
     best = reach
     for j in range(starts[c], starts[c + 1]):
         d = primitive_sdf(kind, center, radius, half_height, rotation, items[j], px, py, pz)
         if d < best:
             best = d
-    return max(best, plane)
+    return max2(best, plane)
 
 
 @numba.njit(cache=True)
@@ -81,7 +81,8 @@ def _outside_window(px, py, pz, bulk, bounds):
 def trace_electron(
     x,
     y,
-    state,
+    seed,
+    index,
     se_sum,
     z0,
     direction0,
@@ -106,13 +107,14 @@ def trace_electron(
     cell,
     reach,
 ):
-    """One primary electron entering at (x, y, z0) with the random stream ``state``: ``(bse, se_sum, deepest, steps)``.
+    """Primary electron number ``index`` entering at (x, y, z0): ``(bse, se_sum, deepest, steps)``.
 
     ``bse`` is 1.0 when it leaves as a BSE (else 0.0); its SE are added to ``se_sum`` (a running sum, so the CPU
     kernel's rounding does not depend on how the electrons are split); ``deepest`` is its deepest point below the
     plane and ``steps`` its number of elastic steps. The CPU kernel (:func:`trace_pixels`) and the CUDA kernel
     (``_mc_cuda``, where numba compiles this as a device function) both call it, so the physics exists once.
     """
+    state = _seed(seed, index)  # its own random stream
     se_reach = 5.0 * se_lambda
     bse = 0.0
     steps = 0
@@ -141,8 +143,8 @@ def trace_electron(
                     hit = True
                     break
                 if w > 0.0:  # moving up: never further than the plane
-                    d = min(d, (z0 - z) / w + 1e-4) if z <= z0 else d
-                d = max(d, 1e-4)
+                    d = min2(d, (z0 - z) / w + 1e-4) if z <= z0 else d
+                d = max2(d, 1e-4)
                 x += d * u
                 y += d * v
                 z += d * w
@@ -187,7 +189,7 @@ def trace_electron(
             nx = x + step * u
             ny = y + step * v
             nz = z + step * w
-        loss = min(stopping * step, energy)
+        loss = min2(stopping * step, energy)
         # the SDF is 1-Lipschitz: a step whose end lies deeper than se_reach + step cannot emit SE that escape
         if se_per_kev > 0.0 and (leaves or -end_sdf < se_reach + step):
             state, r = _next(state)
@@ -198,7 +200,7 @@ def trace_electron(
                                starts, items, dims, cell, reach)  # fmt: skip
             # Russian roulette on the depth: trace with probability q = exp(-depth/λ) and divide by q, which
             # is unbiased because any escape path is at least ``depth`` long (so P/q <= 1)
-            depth = max(depth, 0.0)
+            depth = max2(depth, 0.0)
             keep = math.exp(-depth / se_lambda)
             state, r = _next(state)
             if r < keep:
@@ -223,7 +225,7 @@ def trace_electron(
         # elastic scattering: screened Rutherford polar angle, uniform azimuth
         state, r = _next(state)
         cos_t = 1.0 - 2.0 * alpha * r / (1.0 + alpha - r)
-        sin_t = math.sqrt(max(0.0, 1.0 - cos_t * cos_t))
+        sin_t = math.sqrt(max2(0.0, 1.0 - cos_t * cos_t))
         state, r = _next(state)
         phi = 2.0 * math.pi * r
         cos_p = math.cos(phi)
@@ -293,11 +295,10 @@ def trace_pixels(
         se_sum = 0.0
         step_count = 0
         for e in range(electrons):
-            state = _seed(seed, (first_index + p) * electrons + e)
             bse, se_sum, deepest, steps = trace_electron(
-                pixel_xy[p, 0], pixel_xy[p, 1], state, se_sum, z0, direction0, tables, table_step_kev, cutoff_kev,
-                energy_kev, bse_min_kev, bse_cos_min, se_lambda, se_per_kev, bulk, bounds, kind, center, radius,
-                half_height, rotation, starts, items, dims, cell, reach,
+                pixel_xy[p, 0], pixel_xy[p, 1], seed, (first_index + p) * electrons + e, se_sum, z0, direction0,
+                tables, table_step_kev, cutoff_kev, energy_kev, bse_min_kev, bse_cos_min, se_lambda, se_per_kev, bulk,
+                bounds, kind, center, radius, half_height, rotation, starts, items, dims, cell, reach,
             )  # fmt: skip
             bse_count += bse
             step_count += steps
@@ -316,7 +317,7 @@ def _se_escape(x, y, z, r1, r2, se_lambda, max_path, z0, bulk, bounds, kind, cen
     Paths in solid longer than ``max_path`` count as absorbed.
     """
     w = 1.0 - 2.0 * r1
-    s = math.sqrt(max(0.0, 1.0 - w * w))
+    s = math.sqrt(max2(0.0, 1.0 - w * w))
     phi = 2.0 * math.pi * r2
     u = s * math.cos(phi)
     v = s * math.sin(phi)
@@ -327,7 +328,7 @@ def _se_escape(x, y, z, r1, r2, se_lambda, max_path, z0, bulk, bounds, kind, cen
                       cell, reach)  # fmt: skip
         if d > 0.0:
             break
-        step = max(-d, 0.01)
+        step = max2(-d, 0.01)
         travelled += step
         if travelled > max_path:
             return 0.0
@@ -346,8 +347,8 @@ def _se_escape(x, y, z, r1, r2, se_lambda, max_path, z0, bulk, bounds, kind, cen
         if d <= 1e-4:
             return 0.0
         if w > 0.0 and z <= z0:
-            d = min(d, (z0 - z) / w + 1e-4)
-        d = max(d, 1e-4)
+            d = min2(d, (z0 - z) / w + 1e-4)
+        d = max2(d, 1e-4)
         x += d * u
         y += d * v
         z += d * w

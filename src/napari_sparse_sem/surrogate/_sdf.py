@@ -18,6 +18,19 @@ SPHERE, CYLINDER, CUBE = 0, 1, 2
 
 
 @numba.njit(cache=True, inline="always")
+def max2(a, b):
+    """``max(a, b)`` as Python has it; numba 0.68's built-in ``max`` (a ``*args`` overload) does not compile for the
+    CUDA target that comes with numba, and the Monte Carlo kernel's functions also run there."""
+    return b if b > a else a
+
+
+@numba.njit(cache=True, inline="always")
+def min2(a, b):
+    """``min(a, b)`` as Python has it (see :func:`max2`)."""
+    return b if b < a else a
+
+
+@numba.njit(cache=True, inline="always")
 def primitive_sdf(kind, center, radius, half_height, rotation, i, px, py, pz):
     """Signed distance from (px, py, pz) to particle ``i``."""
     qx = px - center[i, 0]
@@ -32,17 +45,17 @@ def primitive_sdf(kind, center, radius, half_height, rotation, i, px, py, pz):
     if kind[i] == CYLINDER:
         dx = math.sqrt(lx * lx + ly * ly) - radius[i]
         dy = abs(lz) - half_height[i]
-        ox = max(dx, 0.0)
-        oy = max(dy, 0.0)
-        return min(max(dx, dy), 0.0) + math.sqrt(ox * ox + oy * oy)
+        ox = max2(dx, 0.0)
+        oy = max2(dy, 0.0)
+        return min2(max2(dx, dy), 0.0) + math.sqrt(ox * ox + oy * oy)
     s = radius[i]
     dx = abs(lx) - s
     dy = abs(ly) - s
     dz = abs(lz) - s
-    ox = max(dx, 0.0)
-    oy = max(dy, 0.0)
-    oz = max(dz, 0.0)
-    return min(max(dx, max(dy, dz)), 0.0) + math.sqrt(ox * ox + oy * oy + oz * oz)
+    ox = max2(dx, 0.0)
+    oy = max2(dy, 0.0)
+    oz = max2(dz, 0.0)
+    return min2(max2(dx, max2(dy, dz)), 0.0) + math.sqrt(ox * ox + oy * oy + oz * oz)
 
 
 @numba.njit(cache=True)
