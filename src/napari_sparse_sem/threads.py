@@ -9,12 +9,19 @@ Why it matters: a thread pool larger than the cores it really gets — or one th
 process — makes torch's and numba's workers wait for each other (measured on 2 cores beside one busy process: a DIP
 fit 10x slower with the default threads than with one; ``benchmarks/threads.py``).
 
-:func:`set_threads` sets torch (intra-op threads, process-wide; its inter-op pool only at the first call of the
-process, the one time torch allows it), numba (clamped to the pool numba started with, ``NUMBA_NUM_THREADS``; numba's
-count is per calling thread) and the BLAS libraries loaded so far (through threadpoolctl; process-wide). It imports
-torch and numba when they are not imported yet, so what it sets holds for work that imports them later.
-:func:`limited_threads` sets them for a block and puts the previous counts back afterwards (the widgets' jobs run in
-it); torch's and BLAS's counts are process-wide, so two jobs running at once share whichever was set last.
+:func:`set_threads` sets, from the calling thread:
+
+* torch's intra-op threads: for the calling thread and as the count every thread that starts torch work later
+  begins with (torch's OpenMP builds keep the count per thread once a thread ran torch work, so a job in a worker
+  thread leaves napari's own thread alone; builds without OpenMP have one count for the process). Its inter-op pool
+  only at the first call of the process, the one time torch allows it.
+* numba's threads: for the calling thread (numba keeps the count per thread), at most the pool numba started with
+  (``NUMBA_NUM_THREADS``).
+* the BLAS libraries loaded so far (through threadpoolctl): process-wide.
+
+It imports torch and numba when they are not imported yet, so the counts hold for work that imports them later.
+:func:`limited_threads` sets them for a block and puts the previous counts back afterwards; :func:`with_threads` does
+that around a job (the widgets' jobs run in it). Two jobs running at once share the BLAS count set last.
 :func:`worker_thread_share` splits cores between the local workers of a cluster (``cluster/connect.py``).
 
 This module imports neither torch nor numba at import time.
@@ -38,6 +45,7 @@ __all__ = [
     "describe",
     "env_threads",
     "limited_threads",
+    "restore_threads",
     "set_threads",
     "thread_count",
     "usable_cores",
@@ -111,8 +119,8 @@ def worker_thread_share(cores: int, workers: int) -> list[int]:
 
 @dataclass
 class ThreadSettings:
-    """Thread counts as set at one moment: torch's intra-op threads, numba's (for the calling thread), each loaded
-    BLAS library's by file path. None: the library is not installed."""
+    """Thread counts as set at one moment: torch's intra-op threads and numba's (both for the calling thread), each
+    loaded BLAS library's by file path. None: the library is not installed."""
 
     torch: int | None
     numba: int | None
@@ -142,7 +150,7 @@ def _blas_threads() -> dict[str, int]:
 
 
 def current_threads() -> ThreadSettings:
-    """The thread counts set now (numba's: those of the calling thread)."""
+    """The thread counts set now (torch's and numba's: those of the calling thread)."""
     torch, numba = _torch(), _numba()
     return ThreadSettings(
         torch=torch.get_num_threads() if torch is not None else None,
@@ -161,14 +169,34 @@ def _apply(settings: ThreadSettings) -> None:
         numba.set_num_threads(max(1, min(settings.numba, numba.config.NUMBA_NUM_THREADS)))
     if settings.blas:
         threadpool_limits(limits=dict(settings.blas))
+        _release_blas_control()
+
+
+def _release_blas_control() -> None:
+    """Let the next thread change the BLAS count too. OpenBLAS without OpenMP has one pool for the process, and
+    threadpoolctl (3.8) lets only one thread at a time set it — the first to try, until it hands control back (which
+    ``with threadpool_limits`` does at its end); other threads' calls silently do nothing. Our changes are whole
+    settings, not blocks left open, so we hand it back after each: the last one set holds, from any thread."""
+    import threadpoolctl
+
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if clear is not None:  # older threadpoolctl: no controlling thread
+        clear()
+
+
+def restore_threads(settings: ThreadSettings) -> None:
+    """Put back counts that :func:`current_threads` or :func:`set_threads` returned (from the thread that read
+    them)."""
+    _apply(settings)
 
 
 def set_threads(n: int) -> ThreadSettings:
     """Use ``n`` threads (>= 1) in torch, numba and the BLAS libraries from now on; returns the settings before.
 
-    torch's count is process-wide; its inter-op pool is sized ``n`` at the first call of the process only (torch
-    refuses a second time, and once inter-op work ran). numba's count holds for the calling thread and at most for the
-    pool numba started with (``NUMBA_NUM_THREADS``). BLAS limits apply to the libraries loaded now, process-wide.
+    torch's count holds for the calling thread and for threads that start torch work later; its inter-op pool is sized
+    ``n`` at the first call of the process only (torch refuses a second time, and once inter-op work ran). numba's
+    count holds for the calling thread, at most the pool numba started with (``NUMBA_NUM_THREADS``). BLAS limits apply
+    to the libraries loaded now, process-wide.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_threads needs a whole number >= 1, got {n!r}; thread_count(0) gives the automatic one")
@@ -187,8 +215,8 @@ def set_threads(n: int) -> ThreadSettings:
 @contextmanager
 def limited_threads(requested: int | None = None) -> Iterator[int]:
     """Run the block with :func:`thread_count` (``requested``) threads (see :func:`set_threads`) and put the previous
-    counts back afterwards; yields the count. Enter and leave it in the same thread (numba's count is per thread);
-    torch's and BLAS's counts are process-wide, so they change for other threads of the process meanwhile."""
+    counts back afterwards; yields the count. Enter and leave it in the same thread (torch's and numba's counts are
+    per thread); BLAS's count is process-wide, so it changes for the other threads of the process meanwhile."""
     n = thread_count(requested)
     before = set_threads(n)
     try:

@@ -16,13 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import MISSING
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, Widget
+from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, SpinBox, Widget
 
 from napari_sparse_sem.params import FieldView, Spec, fields_of
 from napari_sparse_sem.params_text import sequence_kind
 from napari_sparse_sem.widgets._fields import NumbersEdit, Section, align_labels, number_box
 
 ADVANCED = "Advanced"
+MAX_THREADS = 1024
 
 
 def _is_nested(base: Any) -> bool:
@@ -291,3 +292,31 @@ def _write(view: FieldView, widget: Any, value: Any, custom: bool) -> None:
         widget.value = float(value) * 100.0
     else:
         widget.value = value
+
+
+def threads_field(value: int = 0) -> SpinBox:
+    """The *threads* field a widget shows beside its device: the CPU threads its jobs use (0: auto,
+    ``OMP_NUM_THREADS`` when set, else the cores napari may use). The job applies it in its worker thread with
+    :func:`napari_sparse_sem.threads.with_threads` and puts the previous counts back when it ends."""
+    from napari_sparse_sem.threads import usable_cores
+
+    return SpinBox(
+        name="threads",
+        label="threads (0: auto)",
+        value=value,
+        min=0,
+        max=MAX_THREADS,
+        tooltip=f"CPU threads of this job (auto: OMP_NUM_THREADS when set, else the {usable_cores()} usable cores); "
+        "fewer help when other busy programs share the cores",
+    )
+
+
+def place_after(form: Container, anchor: Widget, widget: Widget) -> None:
+    """Show ``widget`` right after ``anchor`` in ``form`` (or in a :class:`SpecForm`'s advanced section, wherever
+    ``anchor`` is), e.g. the threads field beside a model's device field; a field outside the model is not one of
+    the form's :meth:`SpecForm.values`."""
+    for container in (form, getattr(form, "advanced", None)):
+        if container is not None and anchor in list(container):
+            container.insert(list(container).index(anchor) + 1, widget)
+            return
+    raise ValueError(f"{anchor.name!r} is not in this form")

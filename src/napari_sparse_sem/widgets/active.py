@@ -33,11 +33,12 @@ from napari_sparse_sem.active.summary import mean_of as _mean
 from napari_sparse_sem.io.volume import as_zyx, to_float01, value_range
 from napari_sparse_sem.metrics import DEFAULT_FRACTIONS
 from napari_sparse_sem.runtime import Job, Progress, available_devices
+from napari_sparse_sem.threads import with_threads
 from napari_sparse_sem.widgets._active_layers import ActiveLayers, ActiveRun
 from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._dialogs import write_or_ask
 from napari_sparse_sem.widgets._fields import AutoNumber, ChecksField, FileField, TextChoice, align_labels
-from napari_sparse_sem.widgets._form import SpecForm
+from napari_sparse_sem.widgets._form import SpecForm, place_after, threads_field
 from napari_sparse_sem.widgets._layers import current_slice, image_layers, layer_array, meta
 from napari_sparse_sem.widgets._method_options import MethodOptions
 from napari_sparse_sem.widgets._plots import MetricsTable, SparsificationPlot
@@ -135,6 +136,8 @@ class ActiveWidget(JobWidget):
             },
             advanced=ADVANCED_FIELDS,
         )
+        self.threads = threads_field()
+        place_after(self.config_form, self.device, self.threads)
         fields = self.config_form.fields
         self.budget, self.rounds, self.estimator, self.sampler = (
             fields[n] for n in ("budget", "rounds", "estimator", "sampler")
@@ -196,6 +199,7 @@ class ActiveWidget(JobWidget):
         return {
             "slice_mode": self.slice_mode,
             **self.config_form.fields,
+            "threads": self.threads,
             "export_which": self.export_which,
             **self.options.settings_widgets(),
         }
@@ -314,7 +318,7 @@ class ActiveWidget(JobWidget):
         )
         where = f"slice {a}" if b - a == 1 else f"slices {a}–{b - 1}"
         self.panel.start(
-            active_view_job(block, config, a),
+            with_threads(active_view_job(block, config, a), self.threads.value),
             desc=f"active acquisition of {source.name} ({where})",
             on_progress=self._on_progress,
             on_returned=self._on_done,

@@ -30,10 +30,11 @@ from napari_sparse_sem.io.volume import Volume, as_zyx
 from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.runtime import Progress, available_devices
 from napari_sparse_sem.sampling.spec import PATTERNS
+from napari_sparse_sem.threads import with_threads
 from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._dialogs import write_or_ask
 from napari_sparse_sem.widgets._fields import align_labels
-from napari_sparse_sem.widgets._form import SpecForm
+from napari_sparse_sem.widgets._form import SpecForm, place_after, threads_field
 from napari_sparse_sem.widgets._layers import (
     SEP,
     current_slice,
@@ -156,6 +157,8 @@ class CompareWidget(JobWidget):
             values={"device": "auto"},  # the widget picks the GPU when there is one; the CLI's default is cpu
             advanced=ADVANCED_FIELDS,
         )
+        self.threads = threads_field()
+        place_after(self.spec_form, self.device, self.threads)
         fields = self.spec_form.fields
         self.seed, self.dose, self.equal_time = fields["seed"], fields["dose"], fields["equal_time"]
         self.methods = Select(
@@ -229,6 +232,7 @@ class CompareWidget(JobWidget):
     def remembered(self) -> dict[str, Any]:
         params: dict[str, Any] = {f"pattern_{p}": box for p, box in self.pattern_boxes.items()}
         params.update(self.spec_form.fields)
+        params["threads"] = self.threads
         params.update(methods=self.methods, slice_mode=self.slice_mode)
         params.update(self.options.settings_widgets())
         return params
@@ -371,7 +375,7 @@ class CompareWidget(JobWidget):
         self._pending = {"truth": truth, "spec": spec, "volume": volume, "run": record}
         n_runs = len(spec.patterns) * len(spec.methods)
         self.panel.start(
-            compare_job(volume, spec),
+            with_threads(compare_job(volume, spec), self.threads.value),
             desc=f"comparing {n_runs} runs on {truth.name}",
             on_progress=self._on_progress,
             on_returned=self._show_result,

@@ -27,8 +27,10 @@ from napari_sparse_sem.quality.holdout import HoldoutResult
 from napari_sparse_sem.recon.base import FitPreview
 from napari_sparse_sem.runtime import Progress, available_devices, pick_device
 from napari_sparse_sem.sampling.record import AcquisitionRecord
+from napari_sparse_sem.threads import with_threads
 from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._cluster_run import ClusterRun
+from napari_sparse_sem.widgets._form import threads_field
 from napari_sparse_sem.widgets._layers import (
     SEP,
     contrast_01,
@@ -85,13 +87,16 @@ class ReconstructWidget(JobWidget):
         )
         self.method = ComboBox(label="method", choices=methods, value="linear" if "linear" in methods else methods[0])
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.threads = threads_field()
         self.holdout = CheckBox(
             label="Estimate quality (hold-out)",
             value=False,
             tooltip="Without ground truth: reconstruct again with 1/5 of the scanned pixels held out (5 times, up to 5 "
             "slices) and score the held-out ones; gives the PSNR expected on the unscanned pixels",
         )
-        self.form = Container(widgets=[self.sparse, self.mask, self.truth, self.method, self.device, self.holdout])
+        self.form = Container(
+            widgets=[self.sparse, self.mask, self.truth, self.method, self.device, self.threads, self.holdout]
+        )
         self.options = MethodOptions(methods)
         self.panel = self.add_panel("Reconstruct", self.run)
         self.result_label = QLabel("")
@@ -126,6 +131,7 @@ class ReconstructWidget(JobWidget):
         return {
             "method": self.method,
             "device": self.device,
+            "threads": self.threads,
             "holdout": self.holdout,
             **self.options.settings_widgets(),
             **self.cluster.section.settings_widgets(),
@@ -337,7 +343,7 @@ class ReconstructWidget(JobWidget):
         if self.holdout.value:
             quality = {"method": method, "options": options, "device": device, "max_slices": HOLDOUT_SLICES}
         self.panel.start(
-            _reconstruct_measure_holdout(job, out, truth, sparse, mask, quality),
+            with_threads(_reconstruct_measure_holdout(job, out, truth, sparse, mask, quality), self.threads.value),
             desc=f"{method} reconstruction of {sparse_layer.name}",
             on_progress=self._on_progress,
             on_returned=self._on_done,

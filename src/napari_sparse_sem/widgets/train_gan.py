@@ -22,9 +22,10 @@ from napari_sparse_sem.io.volume import as_zyx, to_float01, value_range
 from napari_sparse_sem.params import fields_of
 from napari_sparse_sem.recon.gan_training import GANTrainingConfig, GANTrainingStatus, train_gan_job
 from napari_sparse_sem.runtime import Progress, available_devices
+from napari_sparse_sem.threads import with_threads
 from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._fields import TextChoice, align_labels
-from napari_sparse_sem.widgets._form import SpecForm
+from napari_sparse_sem.widgets._form import SpecForm, threads_field
 from napari_sparse_sem.widgets._layers import image_layers, layer_array, meta
 from napari_sparse_sem.widgets._plots import TrainingPlot
 from napari_sparse_sem.widgets._records import command_arguments, spec_values
@@ -64,10 +65,11 @@ class TrainGANWidget(JobWidget):
         self.seed = fields["seed"]
         self.context = SpinBox(label="neighbour slices", value=0, min=0, max=8, tooltip="slices on each side it sees")
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.threads = threads_field()
         self.out = FileEdit(label="save weights to", mode="w", filter="*.safetensors", value="gan.safetensors")
         self.overwrite = CheckBox(text="overwrite", value=False)
         self.resume = CheckBox(text="resume the checkpoint", value=False)
-        self.form = Container(widgets=[self.context, self.device, self.out, self.overwrite, self.resume])
+        self.form = Container(widgets=[self.context, self.device, self.threads, self.out, self.overwrite, self.resume])
         align_labels(self.inputs, self.config_form, self.config_form.advanced, self.form)
         self.panel = self.add_panel("Train GAN", self.run)
         self.plot = TrainingPlot()
@@ -87,7 +89,13 @@ class TrainGANWidget(JobWidget):
         return image_layers(self.viewer, first=lambda layer: meta(layer, "kind") is None)
 
     def remembered(self) -> dict[str, Any]:
-        return {**self.config_form.fields, "context": self.context, "device": self.device, "out": self.out}
+        return {
+            **self.config_form.fields,
+            "context": self.context,
+            "device": self.device,
+            "threads": self.threads,
+            "out": self.out,
+        }
 
     def config(self) -> GANTrainingConfig:
         """The training config of the form (ValueError with a readable message when a field is wrong)."""
@@ -169,7 +177,7 @@ class TrainGANWidget(JobWidget):
             command=f"napari Train GAN widget on layer {source.name!r}, slices {numbers[0]}:{numbers[-1] + 1}",
         )
         self.panel.start(
-            job,
+            with_threads(job, self.threads.value),
             desc=f"training a GAN on {source.name} ({len(numbers)} slices)",
             on_progress=self._on_progress,
             on_returned=self._on_done,

@@ -36,9 +36,10 @@ from napari_sparse_sem.recon.self_training import (
 )
 from napari_sparse_sem.runtime import Progress, available_devices, pick_device
 from napari_sparse_sem.sampling.record import AcquisitionRecord
+from napari_sparse_sem.threads import with_threads
 from napari_sparse_sem.widgets._base import JobWidget
 from napari_sparse_sem.widgets._fields import TextChoice, align_labels, number_box
-from napari_sparse_sem.widgets._form import SpecForm
+from napari_sparse_sem.widgets._form import SpecForm, threads_field
 from napari_sparse_sem.widgets._layers import (
     SEP,
     contrast_01,
@@ -128,9 +129,10 @@ class TrainSelfWidget(JobWidget):
         self.hidden, self.crop, self.batch_size = fields["hidden"], fields["crop"], fields["batch_size"]
         self.preset, self.seed = fields["preset"], fields["seed"]
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.threads = threads_field()
         self.out = FileEdit(label="save weights to", mode="w", filter="*.safetensors", value="self.safetensors")
         self.overwrite = CheckBox(text="overwrite", value=False, tooltip="replace an existing weights file")
-        self.form = Container(widgets=[self.device, self.out, self.overwrite])
+        self.form = Container(widgets=[self.device, self.threads, self.out, self.overwrite])
         align_labels(self.inputs, self.config_form, self.config_form.advanced, self.form)
         self.panel = self.add_panel("Train on this scan", self.run)
         self.plot = SelfTrainingPlot()
@@ -224,7 +226,7 @@ class TrainSelfWidget(JobWidget):
 
     # -- parameters ------------------------------------------------------------------------------------------------
     def remembered(self) -> dict[str, Any]:
-        return {**self.config_form.fields, "device": self.device, "out": self.out}
+        return {**self.config_form.fields, "device": self.device, "threads": self.threads, "out": self.out}
 
     def config(self) -> SelfTrainingConfig:
         """The training config of the form (ValueError with a readable message when a field is wrong)."""
@@ -313,7 +315,7 @@ class TrainSelfWidget(JobWidget):
             ),
         )
         self.panel.start(
-            job,
+            with_threads(job, self.threads.value),
             desc=f"training method self on {sparse_layer.name} ({len(slices)} slices)",
             on_progress=self._on_progress,
             on_returned=self._on_trained,
@@ -426,7 +428,7 @@ class TrainSelfWidget(JobWidget):
         self._run = {"n": int(sparse.shape[0]), "seconds": 0.0, "name": name}
         self.panel.run_button.setEnabled(False)
         self.recon_panel.start(
-            job,
+            with_threads(job, self.threads.value),
             desc=f"method self on {sparse_layer.name}",
             on_progress=self._on_slice,
             on_returned=self._on_reconstructed,
