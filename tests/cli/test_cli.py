@@ -337,3 +337,33 @@ def test_headless_demo_writes_a_report(tmp_path: Path) -> None:
     refused = invoke("demo", "--headless", "--out", foreign)
     assert refused.exit_code == 2 and "metrics.json" in refused.stderr
     assert (foreign / "metrics.json").read_text() == "[]"
+
+
+def test_threads_flag_reaches_torch_and_the_saved_record(crop_tif: Path, tmp_path: Path) -> None:
+    import torch
+
+    from napari_sparse_sem.threads import current_threads, restore_threads, thread_count
+
+    before = current_threads()
+    try:
+        out = tmp_path / "sparse.tif"
+        result = invoke("simulate", crop_tif, "--out", out, "--coverage", "0.1", "--threads", "2")
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 2  # set before the work, in the command's thread
+        record = read_metadata(out)["run"]
+        assert record["arguments"]["threads"] == 2 and record["threads"] == 2  # asked for, and used
+
+        again = tmp_path / "again.tif"
+        result = invoke("run", out, "--out", again, "--threads", "1")  # this machine's choice wins over the record's
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1 and read_metadata(again)["run"]["threads"] == 1
+
+        auto = tmp_path / "auto.tif"
+        result = invoke("simulate", crop_tif, "--out", auto, "--coverage", "0.1")
+        assert result.exit_code == 0 and read_metadata(auto)["run"]["threads"] == thread_count(0)
+
+        refused = invoke("simulate", crop_tif, "--out", tmp_path / "no.tif", "--threads", "-1")
+        assert refused.exit_code == 2 and "not a thread count" in refused.output
+        assert not (tmp_path / "no.tif").exists()
+    finally:
+        restore_threads(before)

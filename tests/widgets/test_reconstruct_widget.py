@@ -230,3 +230,43 @@ def test_holdout_quality_shows_in_text_and_metadata(viewer, sample_layer, acquir
     assert abs(holdout["psnr_holdout"] - widget.metrics["psnr_unscanned"]) < 1.5
     assert "Hold-out estimate" in widget.result_label.text()
     assert f"{holdout['psnr_holdout']:.2f} dB" in widget.result_label.text()
+
+
+def _torch_threads_of_a_new_thread() -> int:
+    import threading
+
+    import torch
+
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def test_threads_field_applies_to_the_job_and_the_counts_come_back(viewer, acquired, wait_done, qtbot):
+    from napari_sparse_sem.threads import current_threads, restore_threads, set_threads
+
+    before = current_threads()
+    set_threads(1)
+    try:
+        widget = ReconstructWidget(viewer)
+        assert widget.threads.value == 0 and "auto" in widget.threads.label
+        widget.threads.value = 2
+        widget.method.value = "dip"  # a fit that runs until cancelled: the job is surely running when we look
+        form = widget.options.form("dip")
+        form["preset"].value = "default"
+        for name, value in {"levels": 2, "channels": 8, "iterations_first": 10, "iterations_warm": 100_000}.items():
+            form[name].value = value
+        form["stopping"].value = "fixed"
+        form["warmup_slices"].value = 0
+        widget.run()
+        qtbot.waitUntil(lambda: widget.done_slices == [0], timeout=WAIT_MS)
+        assert set(current_threads().blas.values()) == {2}  # BLAS's count is process-wide
+        assert _torch_threads_of_a_new_thread() == 2  # torch work started now begins with the job's count
+        widget.panel.cancel_button.click()
+        wait_done(widget.panel)
+        assert set(current_threads().blas.values()) == {1} and _torch_threads_of_a_new_thread() == 1
+        assert ReconstructWidget(viewer).threads.value == 2  # remembered like the other fields
+    finally:
+        restore_threads(before)
