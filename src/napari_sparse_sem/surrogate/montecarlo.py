@@ -9,6 +9,11 @@ Physics (D. C. Joy, *Monte Carlo Modeling for Electron Microscopy and Microanaly
 - BSE: primaries that leave into the open half-space above the cut plane with E above ``bse_min_ev`` (within the
   detector's acceptance cone); SE: see :mod:`~napari_sparse_sem.surrogate._mc_kernel`.
 
+Devices: ``MCConfig.device`` runs the trajectories on the CPU (numba, all cores) or on an NVIDIA GPU (the same physics
+compiled by numba's CUDA target, one thread per electron: :mod:`~napari_sparse_sem.surrogate._mc_cuda`; install the
+``gpu`` extra). Both give electron ``e`` of pixel ``p`` the same random stream; on a GPU the last bits of
+``log``/``exp`` round differently, so its images equal the CPU's in distribution, not pixel by pixel.
+
 This replaces the (unpublished) cluster simulator that produced the training data of Dahmen et al. (paper 004 in
 ../shared/papers); the geometry is theirs (:mod:`~napari_sparse_sem.surrogate.geometry`), the teacher is ours, and
 ``benchmarks/montecarlo.py`` checks it against measured backscatter coefficients and electron ranges.
@@ -30,6 +35,13 @@ from napari_sparse_sem.surrogate.materials import ELEMENTS, Material, material
 
 AVOGADRO = 6.02214076e23
 TABLE_STEP_KEV = 0.001  # 1 eV lookup tables
+DEVICES = ("cpu", "cuda", "auto")
+GPU_BATCH_TRAJECTORIES = 1 << 22
+"""Trajectories per row batch of :func:`simulate_slice` on a GPU at least (small launches leave most of it idle)."""
+GPU_INSTALL_HINT = (
+    "install the GPU extra (pip install 'napari-sparse-sem[gpu]': numba-cuda with the CUDA 12 libraries; "
+    "'numba-cuda[cu13]' for CUDA 13 drivers) on a machine with an NVIDIA GPU and driver, or use device 'cpu' or 'auto'"
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,12 @@ class MCConfig(Spec):
         flag="tilt",
     )
     seed: int = param(0, help="Random seed of the electron trajectories.")
+    device: str = param(
+        "cpu",
+        choices=DEVICES,
+        help="Where the trajectories run: cpu (numba, all cores), cuda (an NVIDIA GPU, needs the gpu extra) or auto "
+        "(cuda when numba sees a GPU, else cpu).",
+    )
 
     def validate(self) -> None:
         material(self.element)  # raises a clear error for unknown elements
@@ -122,9 +140,37 @@ def physics_tables(m: Material, energy_kev: float) -> np.ndarray:
     return np.ascontiguousarray(np.stack([mfp_nm, alpha, stopping_kev_per_nm], axis=1))
 
 
+def cuda_available() -> bool:
+    """Whether numba can run CUDA kernels here (true under numba's CUDA simulator); imports ``numba.cuda`` lazily."""
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # a broken CUDA install means no GPU, not a crash
+        return False
+
+
+def mc_device(requested: str) -> str:
+    """``"cpu"`` or ``"cuda"`` for ``MCConfig.device``; asking for ``cuda`` without a usable GPU is a clear error."""
+    if requested not in DEVICES:
+        raise ValueError(f"device must be one of {list(DEVICES)}, got {requested!r}")
+    if requested == "cpu":
+        return "cpu"
+    if cuda_available():
+        return "cuda"
+    if requested == "auto":
+        return "cpu"
+    raise ValueError(
+        f"device 'cuda': numba sees no CUDA GPU here (numba.cuda.is_available() is False); {GPU_INSTALL_HINT}"
+    )
+
+
 @dataclass
 class MCResult:
-    """Per-pixel signals of one run: ``bse`` = backscattered fraction, ``se`` = SE yield per primary electron."""
+    """Per-pixel signals of one run: ``bse`` = backscattered fraction, ``se`` = SE yield per primary electron.
+
+    ``device`` is where it ran (``"cpu"`` or ``"cuda"``, ``config.device`` resolved).
+    """
 
     bse: np.ndarray
     se: np.ndarray
@@ -132,6 +178,7 @@ class MCResult:
     steps: int
     seconds: float
     config: MCConfig
+    device: str = "cpu"
 
     @property
     def trajectories_per_second(self) -> float:
@@ -146,6 +193,8 @@ class _Scene:
         from napari_sparse_sem.surrogate._sdf import build_cell_grid
 
         self.bulk = primitives is None
+        self._device_args: tuple | None = None
+        self._device_tables: dict[int, tuple[np.ndarray, Any]] = {}
         if primitives is None:
             self.kind = np.zeros(0, np.int64)
             self.center = np.zeros((0, 3))
@@ -175,9 +224,25 @@ class _Scene:
                                                              self.cell, self.reach, shapes)  # fmt: skip
         self.bounds = np.array([width * s, height * s])
 
-    def kernel_args(self) -> tuple:
-        return (self.bulk, self.bounds, self.kind, self.center, self.radius, self.half_height, self.rotation,
+    def kernel_args(self, device: str = "cpu") -> tuple:
+        """The scene's kernel arguments; for ``"cuda"`` its arrays copied to the GPU once and kept."""
+        args = (self.bulk, self.bounds, self.kind, self.center, self.radius, self.half_height, self.rotation,
                 self.starts, self.items, self.dims, self.cell, self.reach)  # fmt: skip
+        if device != "cuda":
+            return args
+        if self._device_args is None:
+            from napari_sparse_sem.surrogate._mc_cuda import to_device
+
+            self._device_args = tuple(to_device(a) for a in args)
+        return self._device_args
+
+    def device_tables(self, tables: np.ndarray) -> Any:
+        """A GPU copy of physics ``tables``, made once per table array."""
+        from napari_sparse_sem.surrogate._mc_cuda import to_device
+
+        if id(tables) not in self._device_tables:  # the host array is kept with its copy, so its id stays unique
+            self._device_tables[id(tables)] = (tables, to_device(tables))
+        return self._device_tables[id(tables)][1]
 
 
 _HUGE = 1.0e12
@@ -194,21 +259,32 @@ def _trace(
     config: MCConfig,
     scene: _Scene,
     tables: np.ndarray,
-    first_index: int,
+    first_index: int | np.ndarray,
     bse: np.ndarray,
     se: np.ndarray,
     depth_out: np.ndarray | None = None,
+    device: str = "cpu",
 ) -> int:
-    from napari_sparse_sem.surrogate._mc_kernel import trace_pixels
+    """Add the BSE and SE of ``config.electrons_per_pixel`` trajectories per pixel; the number of steps taken.
 
+    ``device`` is ``"cpu"`` or ``"cuda"`` (resolved); only the GPU takes ``first_index`` as one index per pixel.
+    """
+    if device == "cuda":
+        from napari_sparse_sem.surrogate._mc_cuda import trace_pixels_cuda as kernel
+
+        tables = scene.device_tables(tables)
+    else:
+        from napari_sparse_sem.surrogate._mc_kernel import trace_pixels as kernel
+
+        first_index = int(first_index)
     steps = np.zeros(len(pixel_xy_nm), np.int64)
-    trace_pixels(
+    kernel(
         np.ascontiguousarray(pixel_xy_nm, dtype=np.float64),
         int(config.electrons_per_pixel),
         float(z0_nm),
         _beam_direction(config.tilt_deg),
         int(config.seed),
-        int(first_index),
+        first_index,
         tables,
         TABLE_STEP_KEV,
         float(config.cutoff_kev),
@@ -217,7 +293,7 @@ def _trace(
         math.cos(math.radians(config.bse_acceptance_deg)) - 1e-12,
         float(config.se_escape_depth_nm),
         float(config.se_per_kev),
-        *scene.kernel_args(),
+        *scene.kernel_args(device),
         bse,
         se,
         depth_out if depth_out is not None else np.zeros((len(pixel_xy_nm), 0)),
@@ -237,8 +313,10 @@ def simulate_slice(
 
     ``region`` = (y0, y1, x0, x1) in pixels limits the image (default: the whole window). Each yield carries the
     finished rows as ``partial`` (a :class:`MCResult` whose unfinished rows are NaN), so a cancelled run keeps them.
+    On a GPU (``config.device``) a batch holds at least :data:`GPU_BATCH_TRAJECTORIES` trajectories.
     """
     config = config or MCConfig()
+    device = mc_device(config.device)
     depth, height, width = primitives.window
     y0, y1, x0, x1 = region if region is not None else (0, height, 0, width)
     if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
@@ -250,7 +328,11 @@ def simulate_slice(
     tables = physics_tables(config.material, config.energy_kev)
     bse = np.full((y1 - y0, x1 - x0), np.nan)
     se = np.full((y1 - y0, x1 - x0), np.nan)
-    result = MCResult(bse, se, config.electrons_per_pixel, 0, 0.0, config)
+    result = MCResult(bse, se, config.electrons_per_pixel, 0, 0.0, config, device)
+    if device == "cuda":
+        rows_per_batch = max(
+            rows_per_batch, math.ceil(GPU_BATCH_TRAJECTORIES / ((x1 - x0) * config.electrons_per_pixel))
+        )
     xs = (np.arange(x0, x1) + 0.5) * s
     start = time.perf_counter()
     total = y1 - y0
@@ -262,7 +344,8 @@ def simulate_slice(
         batch_bse = np.zeros(len(grid))
         batch_se = np.zeros(len(grid))
         first = (y0 + rows.start) * width + x0  # seeds depend on the pixel, not on the batching (rows are contiguous)
-        result.steps += _trace_rows(grid, z0 * s, config, scene, tables, first, width, x1 - x0, batch_bse, batch_se)
+        result.steps += _trace_rows(grid, z0 * s, config, scene, tables, first, width, x1 - x0, batch_bse, batch_se,
+                                    device)  # fmt: skip
         n = config.electrons_per_pixel
         bse[rows.start : rows.stop] = batch_bse.reshape(len(rows), -1) / n
         se[rows.start : rows.stop] = batch_se.reshape(len(rows), -1) / n
@@ -272,8 +355,13 @@ def simulate_slice(
     return result
 
 
-def _trace_rows(grid, z0_nm, config, scene, tables, first, width, row_length, bse, se) -> int:
-    """Trace row by row so each pixel's random stream is keyed by its index in the whole window."""
+def _trace_rows(grid, z0_nm, config, scene, tables, first, width, row_length, bse, se, device="cpu") -> int:
+    """Trace row by row so each pixel's random stream is keyed by its index in the whole window (a GPU takes the
+    pixels' indices and all rows at once)."""
+    if device == "cuda":
+        rows = len(grid) // row_length
+        index = (first + np.arange(rows)[:, None] * width + np.arange(row_length)[None, :]).ravel()
+        return _trace(grid, z0_nm, config, scene, tables, index, bse, se, device=device)
     steps = 0
     for start in range(0, len(grid), row_length):
         index = first + (start // row_length) * width
@@ -286,7 +374,8 @@ def bulk_run(config: MCConfig, electrons: int = 20_000, record_depth: bool = Fal
     """A flat bulk target (everything below z = 0 is solid): η, SE yield, range statistics and speed.
 
     The beam hits one point ``electrons`` times (tilted by ``config.tilt_deg``). ``eta`` is the BSE fraction; with
-    ``record_depth`` the 50th/90th/99th percentiles of each trajectory's deepest point are returned in nm.
+    ``record_depth`` the 50th/90th/99th percentiles of each trajectory's deepest point are returned in nm. ``device``
+    says where it ran (``config.device`` resolved); the first launch (compilation) is outside ``seconds``.
     """
     from napari_sparse_sem.surrogate.materials import kanaya_okayama_range_nm, reuter_eta
 
@@ -295,15 +384,16 @@ def bulk_run(config: MCConfig, electrons: int = 20_000, record_depth: bool = Fal
     per_pixel = min(electrons, 1000)
     n_pixels = math.ceil(electrons / per_pixel)
     run = MCConfig.from_dict({**config.to_dict(), "electrons_per_pixel": per_pixel})
+    device = mc_device(run.device)
     scene = _Scene(None, 1.0)
     tables = physics_tables(run.material, run.energy_kev)
     bse = np.zeros(n_pixels)
     se = np.zeros(n_pixels)
     depths = np.zeros((n_pixels, per_pixel)) if record_depth else None
     xy = np.zeros((n_pixels, 2))
-    _trace(xy[:1], 0.0, run, scene, tables, 0, np.zeros(1), np.zeros(1))  # compile / warm up outside the clock
+    _trace(xy[:1], 0.0, run, scene, tables, 0, np.zeros(1), np.zeros(1), device=device)  # compile outside the clock
     start = time.perf_counter()
-    steps = _trace(xy, 0.0, run, scene, tables, 0, bse, se, depths)
+    steps = _trace(xy, 0.0, run, scene, tables, 0, bse, se, depths, device=device)
     seconds = time.perf_counter() - start
     total = n_pixels * per_pixel
     m = run.material
@@ -317,10 +407,12 @@ def bulk_run(config: MCConfig, electrons: int = 20_000, record_depth: bool = Fal
         "eta_stderr": float(math.sqrt(max(bse.sum() / total * (1 - bse.sum() / total), 0.0) / total)),
         "eta_reuter": reuter_eta(m.z),
         "se_yield": float(se.sum() / total),
+        "se_yield_stderr": float(np.std(se / per_pixel, ddof=1) / math.sqrt(n_pixels)) if n_pixels > 1 else math.nan,
         "steps_per_trajectory": steps / total,
         "seconds": seconds,
         "trajectories_per_second": total / max(seconds, 1e-9),
         "kanaya_okayama_range_nm": kanaya_okayama_range_nm(m, run.energy_kev),
+        "device": device,
     }
     if depths is not None:
         for q in (50, 90, 99):
