@@ -25,9 +25,28 @@ import numpy as np
 
 from napari_sparse_sem.params import Spec, param
 from napari_sparse_sem.recon.base import Reconstructor, SlabInput, SliceResult, check_slab, register
-from napari_sparse_sem.recon.interp import fill_nearest
+from napari_sparse_sem.recon.gan_inputs import PlaneCache, assemble_inputs, filled_input, slab_input
 from napari_sparse_sem.recon.tiles import Tiling
 from napari_sparse_sem.runtime import Progress, pick_device
+
+__all__ = [
+    "AUTO_BATCH",
+    "CARD_KIND",
+    "DEFAULT_GAN_WEIGHTS",
+    "GAN",
+    "GANMSE",
+    "GAN_METHODS",
+    "PRECISIONS",
+    "SHIPPED_GAN_WEIGHTS",
+    "VARIANTS",
+    "WEIGHTS_DIR",
+    "GANOptions",
+    "export_weights",
+    "filled_input",
+    "load_generator",
+    "resolve_weights",
+    "slab_input",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_GAN_WEIGHTS = {
@@ -45,33 +64,6 @@ AUTO_BATCH = {"cpu": 1, "gpu": 16}
 one thread: 54 ms per slice at batch 1, 57 at 4, 65 at 8, CPU time of the whole run)."""
 VARIANTS = ("gan", "mse")
 """Generators a weights file can hold, as tensor-name prefixes: ``gan.`` (adversarial) and ``mse.`` (pre-trained)."""
-
-
-def filled_input(values: np.ndarray, mask: np.ndarray, fill: str) -> np.ndarray:
-    """The generator's (2, y, x) float32 input for one slice: the partial scan with unscanned pixels filled, and the
-    mask. A slice without scanned pixels (a missing neighbour) gives two zero channels."""
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return np.zeros((2, *mask.shape), dtype=np.float32)
-    if fill == "nearest":
-        image = fill_nearest(values, mask)
-    elif fill == "zeros":
-        image = np.where(mask, values, 0.0)
-    else:
-        raise ValueError(f"unknown fill {fill!r}")
-    return np.stack([image.astype(np.float32), mask.astype(np.float32)])
-
-
-def slab_input(sparse: np.ndarray, mask: np.ndarray, center: int, context: int, fill: str) -> np.ndarray:
-    """The (2 (2 context + 1), y, x) input for slice ``center`` of a (k, y, x) slab: :func:`filled_input` of the
-    slices ``center - context .. center + context`` in order; slices outside the slab count as unscanned (zeros)."""
-    planes = []
-    for z in range(center - context, center + context + 1):
-        if 0 <= z < sparse.shape[0]:
-            planes.append(filled_input(sparse[z], mask[z], fill))
-        else:
-            planes.append(np.zeros((2, *sparse.shape[1:]), dtype=np.float32))
-    return np.concatenate(planes)
 
 
 def resolve_weights(weights: str | Path | None) -> Path:
@@ -226,7 +218,7 @@ class _GAN(Reconstructor):
         self._all_2d = False  # the guard switched every slice to the 2D companion
         self._used_single = False  # the last slice was done by the 2D companion
         self._shape: tuple[int, ...] | None = None  # the (y, x) size of the run's slices, from prepare()
-        self._planes = _PlaneCache()
+        self._planes = PlaneCache()
         self._staging: Any = None  # pinned host buffer for CUDA copies
         self._executor: ThreadPoolExecutor | None = None
         self._threads: int | None = None  # input-building threads (None: not decided yet)
@@ -320,11 +312,11 @@ class _GAN(Reconstructor):
         for i, (_, mask, _) in enumerate(slabs):
             shape = tuple(mask.shape[1:])
             if max(shape) > self.tile:
-                raw[i] = self._tiled(_assemble([planes[i]], shape, self.net.config.in_channels)[0])
+                raw[i] = self._tiled(assemble_inputs([planes[i]], shape, self.net.config.in_channels)[0])
             else:
                 whole.setdefault(shape, []).append(i)
         for shape, index in whole.items():
-            inputs = _assemble([planes[i] for i in index], shape, self.net.config.in_channels)
+            inputs = assemble_inputs([planes[i] for i in index], shape, self.net.config.in_channels)
             for i, out in zip(index, self._predict_all(len(index), lambda a, b, x=inputs: x[a:b]), strict=True):
                 raw[i] = out
         images = []
@@ -467,10 +459,12 @@ class _GAN(Reconstructor):
         return out.cpu().numpy()
 
     def _pool(self) -> Any:
-        """Threads for building inputs (the nearest fill releases the GIL), or None with a single core."""
+        """Threads for building inputs (the nearest fill releases the GIL): as many as torch may use here (the
+        ``--threads`` setting, :mod:`napari_sparse_sem.threads`), at most 8; None for one."""
+        import torch
+
         if self._threads is None:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            self._threads = min(8, cores)
+            self._threads = max(1, min(8, torch.get_num_threads()))
         if self._executor is None and self._threads > 1:
             self._executor = ThreadPoolExecutor(self._threads, "gan-inputs")
         return self._executor
@@ -490,7 +484,7 @@ class _GAN(Reconstructor):
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
-        self._planes = _PlaneCache()
+        self._planes = PlaneCache()
         if self._single is not None:
             self._single.close()
         if self.device.startswith("cuda"):
@@ -499,57 +493,6 @@ class _GAN(Reconstructor):
             self.net = self.net.to("cpu")
             self._staging = None
             torch.cuda.empty_cache()
-
-
-class _PlaneCache:
-    """The filled input planes (:func:`filled_input`) of a group's slabs, each distinct (values, mask) plane filled
-    once — the ±context slabs of neighbouring slices share planes — and the last slab's planes kept for the next
-    group. Planes match by content (a cheap key, then an exact comparison): results never depend on the order."""
-
-    def __init__(self) -> None:
-        self.entries: list[list[Any]] = []  # [key, values, mask, filled plane or None]
-
-    def inputs(
-        self, slabs: list[tuple[np.ndarray, np.ndarray, int]], context: int, fill: str, pool: Any
-    ) -> list[list[np.ndarray | None]]:
-        """Per slab, the filled planes of slices ``center - context .. center + context`` (None outside the slab)."""
-        found = list(self.entries)
-        refs = [
-            [
-                _match(found, sparse[z], mask[z], fill) if 0 <= z < sparse.shape[0] else None
-                for z in range(center - context, center + context + 1)
-            ]
-            for sparse, mask, center in slabs
-        ]
-        todo = [entry for entry in found if entry[3] is None]
-        planes = (pool.map if pool is not None and len(todo) > 1 else map)(
-            lambda entry: filled_input(entry[1], entry[2], fill), todo
-        )
-        for entry, plane in zip(todo, planes, strict=True):
-            entry[3] = plane
-        self.entries = [found[i] for i in sorted({i for i in refs[-1] if i is not None})] if refs else []
-        return [[None if i is None else found[i][3] for i in row] for row in refs]
-
-
-def _match(found: list[list[Any]], values: np.ndarray, known: np.ndarray, fill: str) -> int:
-    """The index in ``found`` of the plane equal to (values, known), appended (not yet filled) when new."""
-    key = (values.shape, fill, int(np.count_nonzero(known)), float(values.sum(dtype=np.float64)))
-    for i, (k, v, m, _) in enumerate(found):
-        if k == key and np.array_equal(m, known) and np.array_equal(v, values):
-            return i
-    found.append([key, values, known, None])
-    return len(found) - 1
-
-
-def _assemble(planes: list[list[np.ndarray | None]], shape: tuple[int, ...], channels: int) -> np.ndarray:
-    """The (n, channels, y, x) network input of slabs' filled planes (zeros for slices outside a slab): what
-    :func:`slab_input` gives for each, stacked."""
-    inputs = np.zeros((len(planes), channels, *shape), dtype=np.float32)
-    for i, row in enumerate(planes):
-        for p, plane in enumerate(row):
-            if plane is not None:
-                inputs[i, 2 * p : 2 * p + 2] = plane
-    return inputs
 
 
 @register
