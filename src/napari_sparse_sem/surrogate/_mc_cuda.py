@@ -137,6 +137,8 @@ def trace_pixels_cuda(
     se_out,
     depth_out,
     steps_out,
+    *,
+    max_threads: int = MAX_THREADS_PER_LAUNCH,
 ) -> None:
     """:func:`~napari_sparse_sem.surrogate._mc_kernel.trace_pixels` on the GPU: same arguments, same streams.
 
@@ -144,7 +146,7 @@ def trace_pixels_cuda(
     ``first_index`` is an int (pixel ``p`` is number ``first_index + p``, as on the CPU) or an int64 array with each
     pixel's number, so pixels of several rows of a region go in one launch. Scene and table arguments may already be
     device arrays (see :func:`to_device`), which saves copying them for every call. Launches hold at most
-    :data:`MAX_THREADS_PER_LAUNCH` trajectories each.
+    ``max_threads`` trajectories each.
     """
     n_pixels = len(pixel_xy)
     total = n_pixels * int(electrons)
@@ -166,8 +168,8 @@ def trace_pixels_cuda(
     d_xy, d_index, d_dir, d_tables, d_bounds, d_kind, d_center, d_radius, d_half, d_rot, d_starts, d_items, d_dims = (
         scene
     )
-    for start in range(0, total, MAX_THREADS_PER_LAUNCH):
-        count = min(MAX_THREADS_PER_LAUNCH, total - start)
+    for start in range(0, total, max_threads):
+        count = min(max_threads, total - start)
         blocks = math.ceil(count / THREADS_PER_BLOCK)
         _trace_kernel[blocks, THREADS_PER_BLOCK](
             np.int64(start), np.int64(count), d_xy, d_index, np.int64(electrons), float(z0), d_dir, np.int64(seed),
