@@ -8,11 +8,18 @@ are the generalisation test. Everything goes into one zarr store whose attribute
 
 Sizes: the window is the image plus a lateral margin of one electron range on every side (electrons leaving the
 window are lost, so the margin keeps the image free of edge effects) and a guard region below the deepest cut.
+
+Counting: one *slice* is one sample, a 128² (``size``²) cut plane with its Monte Carlo BSE and SE images; a store has
+``geometries × cuts`` training slices and ``held_out × cuts`` held-out ones. The shipped weights were trained on
+:data:`SHIPPED_TRAINING_SLICES` slices; :func:`retrain_spec` is the ≥ 20× set of issue #19 and :func:`evaluation_spec`
+its low-noise evaluation set, whose ``replicas`` independent Monte Carlo runs per slice let
+:mod:`~napari_sparse_sem.surrogate.evaluate` measure the reference's own shot noise pixel by pixel.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,10 @@ from napari_sparse_sem.surrogate.materials import kanaya_okayama_range_nm
 from napari_sparse_sem.surrogate.montecarlo import MCConfig, simulate_slice
 
 FORMAT_VERSION = 2
+SHIPPED_TRAINING_SLICES = 69
+"""Finished training slices (128², 50 e⁻/px) behind the shipped ``surrogate_carbon`` weights (their model card)."""
+REPLICA_SEED_STRIDE = 1_000_003
+"""Replica ``j`` of sample ``i`` traces with seed ``base(i) + j·stride``: streams apart from every other sample's."""
 
 
 @dataclass(frozen=True)
@@ -42,11 +53,33 @@ class DatasetSpec(Spec):
     scale: float = param(0.5, low=0.05, high=4.0, help="Factor on Table 1's particle sizes.")
     pixel_size_nm: float = pixel_size_param()
     seed: int = param(0, help="Random seed of the geometry plan and the particle draws.")
+    replicas: int = param(
+        1,
+        low=1,
+        high=16,
+        help="Independent Monte Carlo runs per slice, electrons/replicas each, kept beside their mean "
+        "(2 or more: the evaluation measures the reference's own noise per pixel).",
+    )
     mc: MCConfig = param(default_factory=MCConfig, label="Monte Carlo", help="Settings of the Monte Carlo teacher.")
 
     def validate(self) -> None:
         if self.geometries + self.held_out < 1:
             raise ValueError("ask for at least one geometry (--geometries and --held-out are counts >= 0)")
+        if self.mc.electrons_per_pixel % self.replicas:
+            raise ValueError(
+                f"--electrons ({self.mc.electrons_per_pixel}) must be a multiple of --replicas ({self.replicas}): "
+                "each replica traces the same share"
+            )
+
+    @property
+    def training_slices(self) -> int:
+        """Training samples (one ``size``² cut plane each): ``geometries × cuts``."""
+        return self.geometries * self.cuts
+
+    @property
+    def held_out_slices(self) -> int:
+        """Held-out (cube) samples: ``held_out × cuts``."""
+        return self.held_out * self.cuts
 
     @property
     def range_voxels(self) -> int:
@@ -111,19 +144,105 @@ def plan_geometries(spec: DatasetSpec) -> list[tuple[str, str, GeometrySpec]]:
     return plan
 
 
+def teacher_config(mc: MCConfig, device: str) -> MCConfig:
+    """``mc`` with the Monte Carlo teacher on ``device`` (cpu, cuda or auto).
+
+    Needs ``MCConfig.device`` (the GPU teacher); without it only the CPU is possible, and asking for cuda is a clear
+    error.
+    """
+    if "device" in MCConfig.__dataclass_fields__:
+        return mc.replace(device=device)
+    if device in ("cpu", "auto"):
+        return mc
+    raise ValueError(
+        f"this napari-sparse-sem has no GPU Monte Carlo teacher (MCConfig.device): use cpu, not {device!r}"
+    )
+
+
+def teacher_device(mc: MCConfig) -> str:
+    """Where ``mc`` traces: ``cpu`` or ``cuda`` (``auto`` resolved as numba does: cuda when a GPU is visible)."""
+    device = str(getattr(mc, "device", "cpu") or "cpu").lower()
+    if device == "auto":
+        try:
+            from numba import cuda
+
+            return "cuda" if cuda.is_available() else "cpu"
+        except Exception:  # no usable numba.cuda at all is "no GPU"
+            return "cpu"
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def _without_device(spec: DatasetSpec) -> DatasetSpec:
+    """``spec`` with the teacher's device left out: the same seeds give the same slices on any device."""
+    if "device" in MCConfig.__dataclass_fields__:
+        return spec.replace(mc=spec.mc.replace(device="cpu"))
+    return spec
+
+
 def _same_spec(saved: Any, spec: DatasetSpec) -> bool:
-    """Whether a store's saved spec (with or without a schema version) describes ``spec``."""
+    """Whether a store's saved spec (with or without a schema version) describes ``spec`` (whatever the device)."""
     try:
-        return DatasetSpec.from_dict(saved) == spec
+        return _without_device(DatasetSpec.from_dict(saved)) == _without_device(spec)
     except (TypeError, ValueError):
         return False
 
 
-def make_dataset(spec: DatasetSpec, out: str | Path, resume: bool = False, overwrite: bool = False) -> Job[dict]:
-    """Write the dataset to the zarr store ``out``; one progress event per finished sample; returns a summary."""
-    import zarr
+def retrain_spec(
+    electrons: int = 20, geometries: int = 1512, cuts: int = 1, held_out: int = 8, device: str = "cpu", seed: int = 0
+) -> DatasetSpec:
+    """Issue #19's training set: 1 512 geometries × 1 cut = 1 512 slices of 128² (21.9× the shipped 69).
 
-    from napari_sparse_sem.surrogate.heightfield import extended_heightfield
+    1 512 = 21 × 72 keeps the paper's proportions exactly (section 2.1 and Table 1: per parameter combination three
+    sphere, two von Mises–Fisher and one uniform cylinder realisation, so 18 sphere and 54 cylinder structures in
+    every 72). One cut per geometry, not the paper's 27 cuts 10 voxels apart (section 2.5): for the same slice count
+    the slices are independent, and the window is shallowest (the Monte Carlo's cell grid is built for the whole
+    window for every slice). ``held_out`` cube geometries give the training's validation curve. ``electrons`` per
+    pixel is what the time allows (``benchmarks/surrogate_gpu_retrain.py --plan``).
+    """
+    mc = teacher_config(MCConfig(electrons_per_pixel=electrons, seed=seed), device)
+    return DatasetSpec(geometries=geometries, held_out=held_out, cuts=cuts, spacing=12.0, size=128, seed=seed, mc=mc)
+
+
+def evaluation_spec(
+    electrons: int = 8000, cubes: int = 4, geometries: int = 0, replicas: int = 2, device: str = "cpu", seed: int = 2
+) -> DatasetSpec:
+    """The low-noise evaluation set: held-out cube slices (and ``geometries`` unseen spheres/cylinders), one cut each.
+
+    8 000 e⁻/px as 2 replicas of 4 000: each replica alone meets issue #19's ≥ 4 000, and their difference measures
+    the reference's own noise per pixel. Seed 2 never meets the training seeds (geometry seeds ``seed·100003 + k``).
+    """
+    mc = teacher_config(MCConfig(electrons_per_pixel=electrons, seed=seed), device)
+    return DatasetSpec(geometries=geometries, held_out=cubes, cuts=1, size=128, seed=seed, replicas=replicas, mc=mc)
+
+
+def projected_seconds(spec: DatasetSpec, trajectories_per_second: float, slices: int | None = None) -> float:
+    """Monte Carlo seconds for ``slices`` (default: all) of ``spec`` at ``trajectories_per_second``."""
+    count = spec.training_slices + spec.held_out_slices if slices is None else slices
+    return count * spec.size**2 * spec.mc.electrons_per_pixel / trajectories_per_second
+
+
+def make_dataset(
+    spec: DatasetSpec,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    held_out_first: bool = False,
+    workers: int = 1,
+) -> Job[dict]:
+    """Write the dataset to the zarr store ``out``; one progress event per finished sample; returns a summary.
+
+    ``held_out_first`` computes the held-out geometries before the training ones (the same samples, indices and
+    seeds; only the order differs), so a run stopped early has its evaluation slices. With ``spec.replicas`` > 1 the
+    store also holds ``bse_replicas`` and ``se_replicas`` (n, replicas, size, size); ``bse``/``se`` are their mean.
+    The heightfield is computed on the GPU when the teacher runs there.
+
+    ``workers`` > 1 computes geometries in that many processes (the usable cores shared between them), which write
+    their samples' arrays; this process alone writes the ``done`` flags, so a stopped run (its workers are
+    terminated) resumes cleanly. The samples are the same whatever the count: their seeds depend on their index.
+    Worth it beside a GPU teacher, whose slices otherwise wait for the serial host work of each one (the Monte
+    Carlo's cell grid, the heightfield, the writes).
+    """
+    import zarr
 
     out = Path(out)
     if out.suffix != ".zarr":
@@ -131,7 +250,6 @@ def make_dataset(spec: DatasetSpec, out: str | Path, resume: bool = False, overw
     plan = plan_geometries(spec)
     planes = spec.cut_planes()
     n = len(plan) * len(planes)
-    s, m = spec.size, spec.margin
     if out.exists() and resume:
         root = zarr.open_group(str(out), mode="r+")
         if not _same_spec(root.attrs.get("spec"), spec):
@@ -141,54 +259,169 @@ def make_dataset(spec: DatasetSpec, out: str | Path, resume: bool = False, overw
             f"{out} exists; pass --resume to continue it, --overwrite to replace it, or another --out"
         )
     else:
-        root = zarr.open_group(str(out), mode="w")
-        root.create_array("inputs", shape=(n, 7, s, s), chunks=(1, 7, s, s), dtype="float32", fill_value=np.nan)
-        for name in ("bse", "se"):
-            root.create_array(name, shape=(n, s, s), chunks=(1, s, s), dtype="float32", fill_value=np.nan)
-        root.create_array("solid", shape=(n, s, s), chunks=(1, s, s), dtype="bool", fill_value=False)
-        root.create_array("done", shape=(n,), chunks=(n,), dtype="bool", fill_value=False)
-        root.create_array("seconds", shape=(n,), chunks=(n,), dtype="float64", fill_value=np.nan)
-        samples = [
-            {"index": g * len(planes) + c, "split": split, "preset": name, "z0": z0, "geometry": geometry.to_dict()}
-            for g, (split, name, geometry) in enumerate(plan)
-            for c, z0 in enumerate(planes)
-        ]
-        root.attrs.update(
-            {
-                "format_version": FORMAT_VERSION,
-                "spec": spec.to_dict(),
-                "samples": samples,
-                "channels": ["entry1", "exit1", "entry2", "exit2", "normal_x", "normal_y", "normal_z"],
-                "no_surface_value": float(spec.guard),
-                "units": "heightfield depths in voxels below the cut plane; bse = backscattered fraction, "
-                "se = SE yield per primary electron",
-                "electrons_per_pixel": spec.mc.electrons_per_pixel,
-            }
-        )
+        root = _create_store(out, spec, plan, planes)
     done = root["done"][:]
     yield Progress(int(done.sum()), n, f"dataset: {int(done.sum())}/{n} samples done")
+    order = list(range(len(plan)))
+    if held_out_first:
+        order.sort(key=lambda g: plan[g][0] != "held-out")
+    pending = [(g, [g * len(planes) + c for c in range(len(planes)) if not done[g * len(planes) + c]]) for g in order]
+    pending = [(g, indices) for g, indices in pending if indices]
+    seconds = 0.0
+    computed = _computed(out, spec, plan, pending, workers)
+    try:
+        for results in computed:
+            for index, took in results:
+                if "seconds" in root:
+                    root["seconds"][index] = took
+                root["done"][index] = True
+                seconds += took
+                done[index] = True
+                finished = int(done.sum())
+                yield Progress(finished, n, f"dataset: {finished}/{n} samples ({took:.1f} s Monte Carlo)")
+    finally:
+        computed.close()  # stops the workers now when the job is stopped
+    return {
+        "out": str(out),
+        "samples": n,
+        "done": int(done.sum()),
+        "window": list(spec.window()),
+        "mc_seconds": round(seconds, 3),
+        "device": teacher_device(spec.mc),
+    }
+
+
+def _create_store(out: Path, spec: DatasetSpec, plan: list, planes: list[float]) -> Any:
+    """A new store with NaN-filled arrays, ``done`` flags and the attributes that describe every sample."""
+    import zarr
+
+    n, s = len(plan) * len(planes), spec.size
+    root = zarr.open_group(str(out), mode="w")
+    root.create_array("inputs", shape=(n, 7, s, s), chunks=(1, 7, s, s), dtype="float32", fill_value=np.nan)
+    for name in ("bse", "se"):
+        root.create_array(name, shape=(n, s, s), chunks=(1, s, s), dtype="float32", fill_value=np.nan)
+        if spec.replicas > 1:
+            shape, chunks = (n, spec.replicas, s, s), (1, spec.replicas, s, s)
+            root.create_array(f"{name}_replicas", shape=shape, chunks=chunks, dtype="float32", fill_value=np.nan)
+    root.create_array("solid", shape=(n, s, s), chunks=(1, s, s), dtype="bool", fill_value=False)
+    root.create_array("done", shape=(n,), chunks=(n,), dtype="bool", fill_value=False)
+    root.create_array("seconds", shape=(n,), chunks=(n,), dtype="float64", fill_value=np.nan)
+    samples = [
+        {"index": g * len(planes) + c, "split": split, "preset": name, "z0": z0, "geometry": geometry.to_dict()}
+        for g, (split, name, geometry) in enumerate(plan)
+        for c, z0 in enumerate(planes)
+    ]
+    root.attrs.update(
+        {
+            "format_version": FORMAT_VERSION,
+            "spec": spec.to_dict(),
+            "samples": samples,
+            "channels": ["entry1", "exit1", "entry2", "exit2", "normal_x", "normal_y", "normal_z"],
+            "no_surface_value": float(spec.guard),
+            "units": "heightfield depths in voxels below the cut plane; bse = backscattered fraction, "
+            "se = SE yield per primary electron",
+            "electrons_per_pixel": spec.mc.electrons_per_pixel,
+            "replicas": spec.replicas,
+        }
+    )
+    return root
+
+
+def _heightfield_device(mc: MCConfig) -> str:
+    """The heightfield's torch device: the GPU when the teacher runs there and torch sees one, else the CPU."""
+    if teacher_device(mc) != "cuda":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _computed(
+    out: Path, spec: DatasetSpec, plan: list, pending: list[tuple[int, list[int]]], workers: int
+) -> Iterator[list[tuple[int, float]]]:
+    """(index, Monte Carlo seconds) of the samples of each geometry in ``pending`` once their arrays are written."""
+    import zarr
+
+    if workers <= 1 or len(pending) <= 1:
+        root = zarr.open_group(str(out), mode="r+")
+        planes = spec.cut_planes()
+        for g, indices in pending:
+            primitives = generate(plan[g][2])
+            for index in indices:
+                yield [(index, _write_sample(root, spec, primitives, index, planes[index % len(planes)]))]
+        return
+    import multiprocessing
+
+    from napari_sparse_sem.threads import usable_cores
+
+    threads = max(1, usable_cores() // workers)
+    context = multiprocessing.get_context("spawn")  # no fork: CUDA and numba's thread pools do not survive one
+    pool = context.Pool(min(workers, len(pending)), initializer=_worker_start, initargs=(threads,))
+    try:
+        yield from pool.imap_unordered(_geometry_task, [(str(out), spec.to_dict(), g, ix) for g, ix in pending])
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()  # a stop (or an error) ends the workers now; their samples without a done flag are redone
+
+
+def _worker_start(threads: int) -> None:
+    """A worker process's share of the cores."""
+    from napari_sparse_sem.threads import set_threads
+
+    set_threads(threads)
+
+
+def _geometry_task(task: tuple[str, dict, int, list[int]]) -> list[tuple[int, float]]:
+    """In a worker: write the samples ``indices`` of geometry ``g``; (index, Monte Carlo seconds) of each."""
+    import zarr
+
+    out, saved, g, indices = task
+    spec = DatasetSpec.from_dict(saved)
+    root = zarr.open_group(out, mode="r+")
+    planes = spec.cut_planes()
+    primitives = generate(plan_geometries(spec)[g][2])
+    return [(i, _write_sample(root, spec, primitives, i, planes[i % len(planes)])) for i in indices]
+
+
+def _write_sample(root: Any, spec: DatasetSpec, primitives: Any, index: int, z0: float) -> float:
+    """Heightfield, Monte Carlo (every replica) and solid layer of sample ``index``, written; its MC seconds.
+
+    The ``done`` flag and the seconds are the caller's to write (one writer for those shared arrays).
+    """
+    from napari_sparse_sem.surrogate.heightfield import extended_heightfield
+
+    s, m = spec.size, spec.margin
     crop = (slice(m, m + s), slice(m, m + s))
-    for g, (_split, _name, geometry) in enumerate(plan):
-        indices = [g * len(planes) + c for c in range(len(planes))]
-        if all(done[i] for i in indices):
-            continue
-        primitives = generate(geometry)
-        for index, z0 in zip(indices, planes, strict=True):
-            if done[index]:
-                continue
-            ehf = extended_heightfield(primitives, z0, max_depth=float(spec.guard))
-            ehf[:4][~np.isfinite(ehf[:4])] = spec.guard
-            mc = replace(spec.mc, seed=spec.mc.seed * 100_003 + index)
-            result = run_job(simulate_slice(primitives, z0, mc, region=(m, m + s, m, m + s)))
-            root["inputs"][index] = ehf[:, crop[0], crop[1]]
-            root["bse"][index] = result.bse.astype(np.float32)
-            root["se"][index] = result.se.astype(np.float32)
-            plane = math.floor(z0 - 0.5)  # the voxel layer just below the cut plane
-            root["solid"][index] = voxelize(primitives, (plane, plane + 1))[0][crop]
-            if "seconds" in root:
-                root["seconds"][index] = result.seconds
-            root["done"][index] = True
-            done[index] = True
-            finished = int(done.sum())
-            yield Progress(finished, n, f"dataset: {finished}/{n} samples ({result.seconds:.1f} s Monte Carlo)")
-    return {"out": str(out), "samples": n, "done": int(done.sum()), "window": list(spec.window())}
+    ehf = extended_heightfield(primitives, z0, max_depth=float(spec.guard), device=_heightfield_device(spec.mc))
+    ehf[:4][~np.isfinite(ehf[:4])] = spec.guard
+    base = spec.mc.seed * 100_003 + index
+    share = spec.mc.electrons_per_pixel // spec.replicas
+    runs = []
+    for j in range(spec.replicas):
+        mc = replace(spec.mc, seed=base + j * REPLICA_SEED_STRIDE)
+        if spec.replicas > 1:
+            mc = replace(mc, electrons_per_pixel=share)
+        runs.append(run_job(simulate_slice(primitives, z0, mc, region=(m, m + s, m, m + s))))
+    bse = np.stack([r.bse for r in runs]).astype(np.float32)
+    se = np.stack([r.se for r in runs]).astype(np.float32)
+    if spec.replicas > 1:
+        root["bse_replicas"][index] = bse
+        root["se_replicas"][index] = se
+    root["inputs"][index] = ehf[:, crop[0], crop[1]]
+    root["bse"][index] = bse.mean(axis=0)
+    root["se"][index] = se.mean(axis=0)
+    plane = math.floor(z0 - 0.5)  # the voxel layer just below the cut plane
+    root["solid"][index] = voxelize(primitives, (plane, plane + 1))[0][crop]
+    return float(sum(r.seconds for r in runs))
+
+
+def read_replicas(path: str | Path, indices: Any) -> dict[str, np.ndarray] | None:
+    """``{"bse": (k, replicas, s, s), "se": ...}`` of the store's samples ``indices``; None for a one-replica store."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r")
+    if "bse_replicas" not in root or "se_replicas" not in root:
+        return None
+    keep = np.asarray(indices, dtype=np.int64)
+    return {name: np.asarray(root[f"{name}_replicas"].get_orthogonal_selection((keep,))) for name in ("bse", "se")}
