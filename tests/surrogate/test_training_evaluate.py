@@ -60,3 +60,8 @@ def test_evaluation_records_have_the_paper_fields(tiny_dataset) -> None:
         assert record["speedup"] == pytest.approx(record["seconds_mc"] / record["seconds_surrogate"], rel=1e-6)
         expected = record["mean_error_pct"] - record["noise_pct"]
         assert record["systematic_error_pct"] == pytest.approx(expected, nan_ok=True)
+        # one Monte Carlo run per slice: BSE noise from its electron count (binomial), SE from flat areas
+        assert record["noise_source"] == ("binomial" if record["signal"] == "bse" else "flat areas")
+        if record["signal"] == "bse":
+            assert record["noise_pct"] > 0 and record["systematic_rms_pct"] <= record["systematic_rms_upper_pct"]
+    assert result["mc_timing_electrons"] == 1000 and result["replicas"] == 1
