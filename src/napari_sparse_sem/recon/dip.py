@@ -24,7 +24,7 @@ import numpy as np
 
 from napari_sparse_sem.jsonfile import read_json_object
 from napari_sparse_sem.params import Spec, param
-from napari_sparse_sem.recon.base import FitPreview, Reconstructor, check_slab, register
+from napari_sparse_sem.recon.base import FitPreview, Reconstructor, SlabInput, SliceResult, check_slab, register
 from napari_sparse_sem.recon.tiles import Tiling
 from napari_sparse_sem.runtime import Progress, pick_device, run_job
 
@@ -49,7 +49,10 @@ class DIPConfig(Spec):
     ``precision``: ``auto`` = float16 autocast with loss scaling and channels-last tensors on CUDA, float32 elsewhere;
     ``bfloat16`` autocasts on any device; ``float16`` needs CUDA. ``tile`` > 0: slices larger than that are fitted
     in overlapping square tiles (``tile_overlap`` px), ``tile_batch`` tiles per forward pass with their gradients
-    accumulated, so memory is bounded by the tile batch; 0 fits the whole slice at once."""
+    accumulated, so memory is bounded by the tile batch; 0 fits the whole slice at once. ``batch`` > 1: the slices
+    are cut into that many contiguous runs whose networks are fitted together, one slice of each run at a time
+    (:mod:`~napari_sparse_sem.recon.dip_batch`; tiled slices still go one by one); ``compile`` compiles that batched
+    step with ``torch.compile``."""
 
     kind = "DIP config"
 
@@ -123,6 +126,15 @@ class DIPConfig(Spec):
     tile_overlap: int = param(32, low=0, unit="px", label="tile overlap", help="overlap of neighbouring tiles")
     tile_batch: int = param(
         4, low=1, label="tile batch", help="tiles per forward pass (gradients accumulated; bounds the memory)"
+    )
+    batch: int = param(
+        1,
+        low=1,
+        label="slices at once",
+        help="slices fitted at once, one network each, in contiguous warm-started runs (on a GPU, e.g. 16–64)",
+    )
+    compile: bool = param(
+        False, label="compile", help="torch.compile the batched fit step (batch > 1; pays off on a GPU for long runs)"
     )
     guide: str = param(
         "none", choices=GUIDES, help="a classical interpolant of the fitted pixels fed as an extra input channel"
@@ -202,6 +214,26 @@ def load_dip_options(path: str | Path) -> dict[str, Any]:
     return options
 
 
+def holdout_pixels(config: DIPConfig, known: np.ndarray, mid: int, fit_number: int) -> np.ndarray:
+    """The scanned pixels of channel ``mid`` (the centre slice, the one returned) kept out of the loss for the
+    held-out rule (none under ``fixed``), drawn from the seed and the network's count of fits so far."""
+    holdout = np.zeros_like(known)
+    if config.stopping == "holdout":
+        rng = np.random.default_rng([config.seed, fit_number])
+        scanned = np.flatnonzero(known[mid])
+        n_hold = max(1, round(config.holdout_fraction * scanned.size))
+        holdout[mid].flat[rng.choice(scanned, n_hold, replace=False)] = True
+    return holdout
+
+
+def guide_image(config: DIPConfig, values: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """The ``guide`` input channel: a classical fill of the fitted pixels only (held-out pixels stay unseen)."""
+    from napari_sparse_sem.recon.interp import fill_biharmonic, fill_linear
+
+    fill = fill_biharmonic if config.guide == "biharmonic" else fill_linear
+    return fill(np.where(fitted, values, 0).astype(np.float32), fitted)
+
+
 def masked_mse(output: Any, target: Any, weight: Any) -> Any:
     """Mean squared error over the pixels where ``weight`` is 1: unscanned pixels never enter the loss."""
     return ((output - target) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
@@ -230,6 +262,8 @@ class DeepImagePrior(Reconstructor):
         if self.config.precision == "float16" and not self.device.startswith("cuda"):
             raise ValueError(f"precision float16 needs a CUDA device (got {self.device}); use bfloat16 or float32")
         self.net = None
+        self.batch_fitter = None  # the networks of batch > 1 (recon.dip_batch.NetworkBatch)
+        self.batched = self.config.batch > 1
         self.scaler = None
         self.optimizer = None
         self.net_input = None
@@ -340,12 +374,7 @@ class DeepImagePrior(Reconstructor):
             self._shift_head()
         max_iterations = cfg.iterations_first if first else cfg.iterations_warm
 
-        rng = np.random.default_rng([cfg.seed, self.slices_done])
-        holdout = np.zeros_like(known)
-        if cfg.stopping == "holdout":  # held out from the centre slice, the one we return
-            scanned = np.flatnonzero(known[mid])
-            n_hold = max(1, round(cfg.holdout_fraction * scanned.size))
-            holdout[mid].flat[rng.choice(scanned, n_hold, replace=False)] = True
+        holdout = holdout_pixels(cfg, known, mid, self.slices_done)
         fit = known & ~holdout
 
         def tensor(array: np.ndarray) -> Any:
@@ -356,11 +385,7 @@ class DeepImagePrior(Reconstructor):
         net, optimizer, base_input = self.net, self.optimizer, self.net_input
         guide = None
         if cfg.guide != "none":
-            from napari_sparse_sem.recon.interp import fill_biharmonic, fill_linear
-
-            fill = fill_biharmonic if cfg.guide == "biharmonic" else fill_linear
-            centre_values = np.where(fit[mid], values[mid], 0).astype(np.float32)
-            guide = tensor(fill(centre_values, fit[mid])[None])  # held-out pixels stay unseen
+            guide = tensor(guide_image(cfg, values[mid], fit[mid])[None])
 
         amp_dtype = self.autocast_dtype()
         device_type = self.device.split(":")[0]
@@ -463,6 +488,30 @@ class DeepImagePrior(Reconstructor):
         self.slices_done += 1
         return image.astype(np.float32)
 
+    def prepare(self, sparse: Any, mask: Any, slices: list[int]) -> None:
+        """With ``batch`` > 1, fit several slices at once unless the slices are tiled (those go one by one)."""
+        cfg = self.config
+        shape = tuple(sparse.shape[-2:])
+        self.batched = cfg.batch > 1 and not (cfg.tile and max(shape) > cfg.tile)
+
+    def slice_groups(self, slices: list[int]) -> list[list[int]]:
+        """One slice at a time; with ``batch`` B > 1, B contiguous runs interleaved (group k = the k-th slice of
+        every run), so each of the B networks warm-starts from the previous slice of its own run."""
+        if not self.batched:
+            return super().slice_groups(slices)
+        from napari_sparse_sem.recon.dip_batch import interleaved_groups
+
+        return interleaved_groups(slices, self.config.batch)
+
+    def reconstruct_batch_job(self, slabs: list[SlabInput]) -> Generator[Progress, None, list[SliceResult]]:
+        """The group's slices one by one, or with ``batch`` > 1 together: network j fits slab j
+        (:func:`~napari_sparse_sem.recon.dip_batch.fit_group`)."""
+        if not self.batched or len(self._tiling(tuple(slabs[0][0].shape[-2:])).boxes) > 1:
+            return (yield from super().reconstruct_batch_job(slabs))
+        from napari_sparse_sem.recon.dip_batch import fit_group
+
+        return (yield from fit_group(self, slabs))
+
     def slice_info(self) -> dict[str, Any]:
         """Iterations run, the best iteration (by held-out error) and whether the slice was warm-started."""
         if not self.history:
@@ -482,7 +531,7 @@ class DeepImagePrior(Reconstructor):
 
     def close(self) -> None:
         """Drop the network and free GPU memory."""
-        self.net = self.optimizer = self.net_input = self.scaler = None
+        self.net = self.optimizer = self.net_input = self.scaler = self.batch_fitter = None
         if self.device.startswith("cuda"):
             import torch
 
