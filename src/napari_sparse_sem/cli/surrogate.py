@@ -6,6 +6,7 @@ A typer group of its own, mounted by :mod:`napari_sparse_sem.cli`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,6 +98,9 @@ def make_dataset_command(
     mc: MCConfig,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted store with the same parameters.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    workers: Annotated[
+        int, typer.Option(help="Processes that make slices (>1 pays beside a GPU teacher; the same slices).")
+    ] = 1,
     threads: ThreadsOption = 0,
     quiet: QuietOption = False,
 ) -> None:
@@ -109,7 +113,7 @@ def make_dataset_command(
     check_writable_folder(out.parent)
     try:
         with progress_bar("make-dataset", quiet) as update:
-            summary = run_job(make_dataset(spec, out, resume=resume, overwrite=overwrite), update)
+            summary = run_job(make_dataset(spec, out, resume=resume, overwrite=overwrite, workers=workers), update)
     except KeyboardInterrupt as exc:
         kept = f"the finished samples are in {out}; continue with --resume." if out.exists() else "nothing written."
         raise stopped(exc, kept) from None
@@ -267,8 +271,8 @@ def evaluate(
 
 
 def _no_nan(value: Any) -> Any:
-    """NaN (e.g. no homogeneous area to measure noise in) as JSON null."""
-    if isinstance(value, float) and value != value:
+    """NaN (e.g. no homogeneous area to measure noise in) and infinities (a PSNR of no error) as JSON null."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _no_nan(v) for k, v in value.items()}
