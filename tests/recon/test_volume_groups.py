@@ -97,3 +97,25 @@ def test_closing_keeps_the_finished_groups(acquisition) -> None:
     assert finished == [0, 2, 4, 6, 8]
     for z in range(10):
         assert out[z].any() == (z in finished)
+
+
+class CountingArray:
+    """A read-only (z, y, x) array that counts how often each slice is read (like a lazy zarr input)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.reads = np.zeros(data.shape[0], int)
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        self.reads[z] += 1
+        return self.data[z]
+
+
+def test_interleaved_groups_read_each_slice_about_once(acquisition) -> None:
+    sparse, mask = acquisition
+    lazy = CountingArray(sparse)
+    _, out = drain(reconstruct_volume(lazy, mask, Grouped(size=3, context=1)))
+    assert lazy.reads.min() == 1 and lazy.reads.max() <= 2  # the windows of a group are kept together (not 3 reads)
+    assert lazy.reads.sum() <= 12
+    for z in range(10):
+        np.testing.assert_array_equal(out[z], fill_linear(sparse[z], mask[z]))

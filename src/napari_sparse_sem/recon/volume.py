@@ -41,7 +41,7 @@ class SliceDone:
 
 
 class _SlabReader:
-    """Reads (y, x) slices of sparse values and mask on demand, keeping only the current window in memory."""
+    """Reads (y, x) slices of sparse values and mask on demand, keeping only the current group's windows in memory."""
 
     def __init__(self, sparse: Any, mask: Any, eager_checked: bool) -> None:
         self.sparse, self.mask = sparse, mask
@@ -55,9 +55,12 @@ class _SlabReader:
             _check_values(values, f"slice {z} of sparse")
         return values, known
 
-    def slab(self, z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
-        for old in [k for k in self.cache if k < z0 or k >= z1]:
+    def keep(self, needed: set[int]) -> None:
+        """Forget the slices outside ``needed`` (the windows of the group about to be done)."""
+        for old in [k for k in self.cache if k not in needed]:
             del self.cache[old]
+
+    def slab(self, z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
         for z in range(z0, z1):
             if z not in self.cache:
                 self.cache[z] = self._read(z)
@@ -186,9 +189,10 @@ def reconstruct_volume(
         groups = _checked_groups(reconstructor, todo)
         total, done = len(todo), 0
         for group in groups:
+            windows = [(max(0, z - context), min(nz, z + context + 1)) for z in group]
+            reader.keep({k for z0, z1 in windows for k in range(z0, z1)})  # each slice read once per window it stays in
             slabs = []
-            for z in group:
-                z0, z1 = max(0, z - context), min(nz, z + context + 1)
+            for z, (z0, z1) in zip(group, windows, strict=True):
                 values, known = reader.slab(z0, z1)
                 if not known[z - z0].any():
                     raise ValueError(f"slice {z} has no scanned pixels; check the mask")
