@@ -190,8 +190,8 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise stopped(stop, stop.kept()) from None
         except FileNotFoundError as exc:
             raise fail(f"file not found: {exc.filename}" if exc.filename else str(exc)) from None
-        except (ValueError, FileExistsError) as exc:
-            raise fail(str(exc)) from None
+        except (ValueError, FileExistsError, MemoryError) as exc:
+            raise fail(str(exc) or "out of memory: do less at once (smaller slices, batch or tiles)") from None
         except OSError as exc:
             raise fail(os_error_text(exc)) from None
         except KeyboardInterrupt as exc:

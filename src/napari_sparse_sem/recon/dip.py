@@ -508,9 +508,18 @@ class DeepImagePrior(Reconstructor):
         (:func:`~napari_sparse_sem.recon.dip_batch.fit_group`)."""
         if not self.batched or len(self._tiling(tuple(slabs[0][0].shape[-2:])).boxes) > 1:
             return (yield from super().reconstruct_batch_job(slabs))
+        import torch
+
         from napari_sparse_sem.recon.dip_batch import fit_group
 
-        return (yield from fit_group(self, slabs))
+        try:
+            return (yield from fit_group(self, slabs))
+        except torch.cuda.OutOfMemoryError:
+            self.close()
+            raise MemoryError(
+                f"{self.name}: the GPU ran out of memory fitting {len(slabs)} networks at once; the slices finished so "
+                f"far are kept: run the rest with a smaller batch (now {self.config.batch}) or tile > 0"
+            ) from None
 
     def slice_info(self) -> dict[str, Any]:
         """Iterations run, the best iteration (by held-out error) and whether the slice was warm-started."""
