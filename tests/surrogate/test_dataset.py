@@ -87,3 +87,35 @@ def test_replicas_workers_and_order_give_the_same_samples(tmp_path) -> None:
     second = _arrays(parallel)
     for name, values in first.items():
         assert np.array_equal(values, second[name], equal_nan=values.dtype.kind == "f"), name
+
+
+SIMULATED_GPU = """
+import json, sys
+import zarr
+from napari_sparse_sem.runtime import run_job
+from napari_sparse_sem.surrogate.dataset import DatasetSpec, make_dataset, teacher_config
+from napari_sparse_sem.surrogate.montecarlo import MCConfig
+
+mc = teacher_config(MCConfig(energy_kev=1.0, electrons_per_pixel=2, seed=5), "cuda")
+spec = DatasetSpec(geometries=1, held_out=1, cuts=1, size=16, scale=0.3, replicas=2, seed=5, mc=mc)
+summary = run_job(make_dataset(spec, sys.argv[1], workers=2))
+root = zarr.open_group(sys.argv[1], mode="r")
+print(json.dumps({**summary, "saved_device": root.attrs["spec"]["mc"]["device"]}))
+"""
+
+
+def test_the_gpu_teacher_path_under_numba_cuda_simulator(tmp_path) -> None:
+    """make-dataset as the GPU run does it (teacher on cuda, worker processes), under numba's CUDA simulator."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "gpu.zarr"
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    done = subprocess.run([sys.executable, "-c", SIMULATED_GPU, str(out)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["done"] == 2 and summary["device"] == "cuda" and summary["saved_device"] == "cuda"
+    root = zarr.open_group(str(out), mode="r")
+    assert root["done"][:].all() and root["se_replicas"].shape == (2, 2, 16, 16)
