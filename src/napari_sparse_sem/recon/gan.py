@@ -306,18 +306,18 @@ class _GAN(Reconstructor):
 
     def _images(self, slabs: list[tuple[np.ndarray, np.ndarray, int]]) -> list[np.ndarray]:
         """This generator's reconstructions of the centre slices of ``slabs``."""
-        planes = self._planes.inputs(slabs, self.context, self.fill, self._pool())
+        planes, refs = self._planes.inputs(slabs, self.context, self.fill, self._pool())
         raw: list[np.ndarray | None] = [None] * len(slabs)
         whole: dict[tuple[int, ...], list[int]] = {}
         for i, (_, mask, _) in enumerate(slabs):
             shape = tuple(mask.shape[1:])
             if max(shape) > self.tile:
-                raw[i] = self._tiled(assemble_inputs([planes[i]], shape, self.net.config.in_channels)[0])
+                raw[i] = self._tiled(assemble_inputs(planes, [refs[i]], shape)[0])
             else:
                 whole.setdefault(shape, []).append(i)
-        for shape, index in whole.items():
-            inputs = assemble_inputs([planes[i] for i in index], shape, self.net.config.in_channels)
-            for i, out in zip(index, self._predict_all(len(index), lambda a, b, x=inputs: x[a:b]), strict=True):
+        for index in whole.values():
+            chunks = self._gather(planes, [refs[i] for i in index])
+            for i, out in zip(index, self._predict_all(len(index), chunks), strict=True):
                 raw[i] = out
         images = []
         for out, (sparse, mask, center) in zip(raw, slabs, strict=True):
@@ -328,13 +328,24 @@ class _GAN(Reconstructor):
             images.append(image)
         return images
 
+    def _gather(self, planes: list[np.ndarray], refs: list[list[int | None]]) -> Callable[[int, int], Any]:
+        """Inputs of slabs ``a..b-1`` as a device tensor: each distinct plane is copied to the device once (±context
+        slabs share them) and the slabs' inputs are gathered there."""
+        import torch
+
+        used = sorted({i for row in refs for i in row if i is not None})
+        slot = {u: j for j, u in enumerate(used)}
+        table = self._to_device([planes[u] for u in used], zero=True)  # the last plane: zeros
+        index = torch.tensor([[len(used) if i is None else slot[i] for i in row] for row in refs]).to(table.device)
+        return lambda a, b: table[index[a:b]].flatten(1, 2)
+
     def _tiled(self, inputs: np.ndarray) -> np.ndarray:
         """A big slice's (channels, y, x) input in overlapping tiles, ``batch`` tiles per pass, blended."""
         tiling = Tiling(tuple(inputs.shape[1:]), self.tile, self.overlap)  # type: ignore[arg-type]
         boxes = tiling.boxes
 
-        def chunk(a: int, b: int) -> np.ndarray:
-            return np.stack([inputs[:, by, bx] for by, bx in boxes[a:b]])
+        def chunk(a: int, b: int) -> Any:
+            return self._to_device([inputs[:, by, bx] for by, bx in boxes[a:b]])
 
         return tiling.blend(self._predict_all(len(boxes), chunk))
 
@@ -354,7 +365,7 @@ class _GAN(Reconstructor):
         return self._single
 
     # -- the network ---------------------------------------------------------------------------------------------
-    def _predict_all(self, count: int, inputs: Callable[[int, int], np.ndarray]) -> list[np.ndarray]:
+    def _predict_all(self, count: int, inputs: Callable[[int, int], Any]) -> list[np.ndarray]:
         """Outputs for the ``count`` inputs that ``inputs(a, b)`` builds (items ``a..b-1``), ``batch`` per pass. On
         CUDA out-of-memory the batch is halved and the pass retried; at one item per pass it goes on on the CPU."""
         import torch
@@ -388,17 +399,20 @@ class _GAN(Reconstructor):
                 self.net = self.net.to("cpu")
         return outputs
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Generator output for (n, channels, y, x) inputs → (n, y, x) float32 (no clipping); with ``augment`` the mean
-        over the 8 flips/rotations, each transformed back."""
+    def predict(self, inputs: Any) -> np.ndarray:
+        """Generator output for (n, channels, y, x) inputs (numpy, or a torch tensor) → (n, y, x) float32 (no
+        clipping); with ``augment`` the mean over the 8 flips/rotations, each transformed back."""
+        import torch
+
+        if isinstance(inputs, np.ndarray):
+            inputs = self._to_device(list(inputs))
         if not self.augment:
             return self._forward(inputs)
         total = np.zeros((inputs.shape[0], *inputs.shape[2:]), dtype=np.float32)
         for turns in range(4):
             for flip in (False, True):
-                x = np.rot90(inputs, turns, axes=(2, 3))
-                x = x[..., ::-1] if flip else x
-                out = self._forward(x)
+                x = torch.rot90(inputs, turns, dims=(2, 3))
+                out = self._forward(torch.flip(x, dims=(3,)) if flip else x)
                 out = out[..., ::-1] if flip else out
                 total += np.rot90(out, -turns, axes=(1, 2))
         return total / 8.0
@@ -420,30 +434,34 @@ class _GAN(Reconstructor):
         if self.device.split(":")[0] in ("cpu", "cuda"):
             self.net = self.net.to(memory_format=torch.channels_last)
 
-    def _to_device(self, inputs: np.ndarray) -> Any:
-        """``inputs`` as a channels-last tensor on the device; on CUDA through a reused pinned buffer, copied
-        without blocking."""
+    def _to_device(self, arrays: list[np.ndarray], zero: bool = False) -> Any:
+        """``arrays`` (and a zero one with ``zero``) stacked as one float32 tensor on the device; on CUDA through a
+        reused pinned buffer, copied without blocking."""
         import torch
 
-        host = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
-        if self.device.startswith("cuda"):
-            if self._staging is None or self._staging.numel() < host.numel():
-                self._staging = torch.empty(host.numel(), dtype=torch.float32, pin_memory=True)
-            staged = self._staging[: host.numel()].view(host.shape)
-            staged.copy_(host)
-            x = staged.to(self.device, non_blocking=True)
+        shape = (len(arrays) + int(zero), *arrays[0].shape)
+        cuda = self.device.startswith("cuda")
+        if cuda:
+            size = int(np.prod(shape))
+            if self._staging is None or self._staging.numel() < size:
+                self._staging = torch.empty(size, dtype=torch.float32, pin_memory=True)
+            host = self._staging[:size].view(shape)
         else:
-            x = host.to(self.device)
-        if self.device.split(":")[0] in ("cpu", "cuda"):
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+            host = torch.empty(shape, dtype=torch.float32)
+        for j, array in enumerate(arrays):
+            host[j].copy_(torch.from_numpy(np.asarray(array, dtype=np.float32)))
+        if zero:
+            host[-1].zero_()
+        return host.to(self.device, non_blocking=cuda)
 
-    def _forward(self, inputs: np.ndarray) -> np.ndarray:
+    def _forward(self, x: Any) -> np.ndarray:
         import torch
 
         amp = self.autocast_dtype()
         with torch.inference_mode():
-            x = self._to_device(inputs)
+            x = x.to(self.device)
+            if self.device.split(":")[0] in ("cpu", "cuda"):
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.split(":")[0], dtype=amp, enabled=amp is not None):
                 out, _ = self.net(x)
             out = out[:, 0].float()
@@ -460,11 +478,11 @@ class _GAN(Reconstructor):
 
     def _pool(self) -> Any:
         """Threads for building inputs (the nearest fill releases the GIL): as many as torch may use here (the
-        ``--threads`` setting, :mod:`napari_sparse_sem.threads`), at most 8; None for one."""
+        ``--threads`` setting, :mod:`napari_sparse_sem.threads`), at most 32; None for one."""
         import torch
 
         if self._threads is None:
-            self._threads = max(1, min(8, torch.get_num_threads()))
+            self._threads = max(1, min(32, torch.get_num_threads()))
         if self._executor is None and self._threads > 1:
             self._executor = ThreadPoolExecutor(self._threads, "gan-inputs")
         return self._executor
