@@ -219,12 +219,17 @@ class GANTrainer(Trainer[dict[str, Any]]):
         if self.status.phase == "pretrain":
             for group in self.optimizer_g.param_groups:
                 group["lr"] = self.lr_factor * _learning_rate(config, progress / config.pretrain_fraction)
-        x, y = training_batch(self.data.train, config, self.network, self.rng, self.data.train_slices)
+        x, y = self.next_batch()
         xt, yt = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
         out, trainer = self.generator(xt)
         loss_out = torch.nn.functional.mse_loss(out, yt)
         self._batch = (len(x), yt, out, trainer, loss_out)
         return {"mse": float(loss_out.detach())}
+
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """One batch of (inputs, targets) crops (:func:`~.gan_data.training_batch`, drawn with ``self.rng``); a
+        subclass may draw them elsewhere, e.g. ahead in worker processes (``benchmarks/gan_gpu.py``)."""
+        return training_batch(self.data.train, self.config, self.network, self.rng, self.data.train_slices)
 
     def diverged(self, losses: Mapping[str, float]) -> bool:
         value = losses["mse"]
