@@ -14,8 +14,8 @@ Parts (``--parts``):
   the ±1-slice weights keep fitting), with the default ``tile`` (512: 9 tiles of 512² per slice, batched) and with
   ``tile=1024`` (whole slices); every ``--batches`` × ``--precisions``. Slices/s is the wall time of the whole call
   with the weights already loaded (guard, input building, copies, forward passes, clipping, storing); each run
-  follows a warm-up run of the same settings. PSNR is the mean over the slices against the ground truth (precision
-  must not cost more than 0.01 dB).
+  follows a warm-up run of the same settings; the domain guard's share (``prepare``, once per call) is shown apart.
+  PSNR is the mean over the slices against the ground truth (precision must not cost more than 0.01 dB).
 * ``train-speed``: iterations/s of the ``sparse-sem train-gan`` trainer (:class:`~napari_sparse_sem.recon.
   gan_trainer.GANTrainer`) for the ``compact`` and ``paper`` presets, both phases (MSE pre-training; adversarial
   with the three discriminators), measured over ``--speed-iterations`` after ``--warmup`` iterations, three ways:
@@ -66,6 +66,8 @@ from napari_sparse_sem.threads import usable_cores
 EVAL_SLICES = range(200, 250)
 """Held out from every shipped GAN's training (they saw 0-199); a training run here must never see them."""
 SHIPPED = "flyem-context1"
+FINE_TUNE_LR = 2e-4
+"""The MSE phase's starting learning rate when fine-tuning the shipped generator (``train-self``'s choice too)."""
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -108,6 +110,20 @@ def run_volume(sparse: np.ndarray, mask: np.ndarray, method: Any, slices: Any = 
 
 
 # -------------------------------------------------------------------------------------------------- inference
+def _timed_prepare(method: Any) -> list[float]:
+    """Time the method's ``prepare`` (the domain guard) when the driver calls it: the returned list gets the seconds."""
+    seconds = [0.0]
+    prepare = method.prepare
+
+    def timed(*args: Any) -> None:
+        started = time.perf_counter()
+        prepare(*args)
+        seconds[0] = time.perf_counter() - started
+
+    method.prepare = timed
+    return seconds
+
+
 def inference(volume: np.ndarray, args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
     """Slices/s and PSNR of ``gan-mse`` through ``reconstruct_volume`` for every size × tile × precision × batch."""
     rows = []
@@ -120,9 +136,10 @@ def inference(volume: np.ndarray, args: argparse.Namespace, device: str) -> list
             for precision in args.precisions:
                 for batch in args.batches:
                     options = {"batch": batch, "precision": precision, **({"tile": tile} if tile else {})}
-                    warm = min(len(data), max(3, 2 * batch))
+                    warm = min(len(data), max(2, batch))  # one group of the same settings
                     run_volume(sparse[:warm], mask[:warm], create("gan-mse", device=device, **options))
                     method = create("gan-mse", device=device, **options)
+                    guard = _timed_prepare(method)
                     _sync(device)
                     _peak_reset(device)
                     started = time.perf_counter()
@@ -140,6 +157,8 @@ def inference(volume: np.ndarray, args: argparse.Namespace, device: str) -> list
                             "slices": len(data),
                             "seconds": seconds,
                             "slices_per_s": len(data) / seconds,
+                            "guard_s": guard[0],
+                            "slices_per_s_after_guard": len(data) / (seconds - guard[0]),
                             "psnr": float(np.mean(scores)),
                             "peak_gib": _peak_gib(device),
                             "weights": sorted({info["weights"] for info in infos}),
@@ -214,7 +233,9 @@ def build_trainer(
 ) -> PrefetchTrainer:
     """A trainer set up as :func:`~napari_sparse_sem.recon.gan_training.train_gan_job` sets up its own."""
     network = config.network()
-    held = max(1, round(config.validation_fraction * len(slices))) if config.validation_fraction else 0
+    held = (
+        max(1, round(config.validation_fraction * len(slices))) if config.validation_fraction and len(slices) > 2 else 0
+    )
     train_slices, val_slices = slices[: len(slices) - held], slices[len(slices) - held :]
     validation = Validation.build(reference, slices, held, config, network)
     data = GANData(
@@ -312,8 +333,8 @@ def shipped_recipe(minutes: float, args: argparse.Namespace) -> tuple[GANTrainin
     names = {view.name for view in fields_of(GANTrainingConfig)}
     recipe = {k: v for k, v in card["training"].items() if k in names}
     recipe.update(iterations=args.train_iterations, minutes=minutes, checkpoint_minutes=max(minutes, 1.0))
-    if args.train_lr is not None:
-        recipe["lr"] = args.train_lr
+    if args.train_lr is not None or args.train_init == "shipped":
+        recipe["lr"] = args.train_lr or FINE_TUNE_LR
     slices = [int(z) for z in card["data"]["slices"]]
     if args.quick:
         slices = slices[:12]
@@ -397,14 +418,16 @@ def train_run(volume: np.ndarray, args: argparse.Namespace, device: str) -> dict
 
 # ------------------------------------------------------------------------------------------------------ report
 def _inference_table(rows: list[dict[str, Any]]) -> str:
-    header = ["size", "tile", "precision", "batch", "slices", "slices/s", "PSNR dB", "peak GiB", "weights"]
+    header = ["size", "tile", "precision", "batch", "slices", "slices/s", "guard s", "slices/s after the guard",
+              "PSNR dB", "peak GiB", "weights"]  # fmt: skip
     table = []
     for r in rows:
         batch = r["batch"] if r["batch_used"] == r["batch"] else f"{r['batch']}→{r['batch_used']}"
         peak = "-" if r["peak_gib"] is None else round(r["peak_gib"], 2)
         tile = f"{r['tile']}{' (tiled)' if r['tiled'] else ''}"
-        table.append([f"{r['size']}²", tile, r["precision"], batch, r["slices"], round(r["slices_per_s"], 1),
-                      round(r["psnr"], 3), peak, ", ".join(r["weights"])])  # fmt: skip
+        table.append([f"{r['size']}²", tile, r["precision"], batch, r["slices"], f"{r['slices_per_s']:.1f}",
+                      f"{r['guard_s']:.2f}", f"{r['slices_per_s_after_guard']:.1f}", f"{r['psnr']:.3f}", peak,
+                      ", ".join(r["weights"])])  # fmt: skip
     return markdown_table(header, table)
 
 
@@ -413,7 +436,7 @@ def _speed_table(rows: list[dict[str, Any]]) -> str:
     header = ["preset", "parameters", "crop", "batch", "phase", *[f"it/s, {w}" for w in ways], "data s/batch"]
     table = [
         [r["preset"], f"{r['parameters'] / 1e6:.1f} M", f"{r['crop']} (of {r['slice_size']}²)", r["batch_size"],
-         r["phase"], *[round(r["it_per_s"].get(w, float("nan")), 2) for w in ways], round(r["data_s_per_batch"], 4)]
+         r["phase"], *[f"{r['it_per_s'].get(w, float('nan')):.2f}" for w in ways], f"{r['data_s_per_batch']:.4f}"]
         for r in rows
     ]  # fmt: skip
     return markdown_table(header, table)
@@ -436,7 +459,10 @@ def _evaluation_table(rows: list[dict[str, Any]]) -> str:
 
 def tables(report: dict[str, Any]) -> str:
     """The markdown tables of every part that ran."""
-    parts = [f"Date {report['date']}; machine: {report['machine']}; device {report['device']}"]
+    parts = [
+        f"Date {report['date']}; machine: {report['machine']}; device {report['device']}; torch {report['torch']}, "
+        f"{report['threads']} CPU threads"
+    ]
     parts.append(f"Command: `{report['command']}`")
     if report.get("inference"):
         parts.append("### Inference: gan-mse through reconstruct_volume, FlyEM, random 5 %")
@@ -471,14 +497,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--presets", default="compact,paper")
     parser.add_argument("--context", type=int, default=1, help="neighbour slices of the timed networks (default 1)")
     parser.add_argument("--speed-batch", type=int, default=8, help="crops per batch for train-speed (train-gan's 8)")
-    parser.add_argument("--speed-iterations", type=int, default=None, help="default 50 (quick: 1)")
+    parser.add_argument("--speed-iterations", type=int, default=None, help="default 30 (quick: 1)")
     parser.add_argument("--speed-slices", type=int, default=180, help="reference slices for train-speed")
-    parser.add_argument("--warmup", type=int, default=None, help="iterations before timing (default 10, quick 1)")
+    parser.add_argument("--warmup", type=int, default=None, help="iterations before timing (default 5, quick 1)")
     parser.add_argument("--workers", type=int, default=None, help="batch-drawing processes (default: cores - 2)")
     parser.add_argument("--train-minutes", type=float, default=None, help="default 10 (quick: 0.2)")
     parser.add_argument("--train-iterations", type=int, default=None, help="also stop after this many iterations")
     parser.add_argument("--train-init", choices=("scratch", "shipped"), default="scratch")
-    parser.add_argument("--train-lr", type=float, default=None, help="default: the card's (fine-tuning: try 2e-4)")
+    parser.add_argument(
+        "--train-lr", type=float, default=None, help="default: the card's from scratch, 2e-4 fine-tuning"
+    )
     parser.add_argument("--eval-coverages", default="0.05,0.02", help="besides the card's validation coverage")
     parser.add_argument("--eval-slices", type=int, default=None, help="of 200-249 (default 50, quick 3)")
     parser.add_argument("--eval-batch", type=int, default=None, help="default 16 on a GPU, 1 on the CPU")
@@ -499,7 +527,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.precisions = pick(args.precisions, "float32,float16,bfloat16" if gpu else "float32", "float32").split(",")
     args.slices_250, args.slices_1024 = pick(args.slices_250, 250, 16), pick(args.slices_1024, 64, 2)
     args.presets = args.presets.split(",")
-    args.speed_iterations, args.warmup = pick(args.speed_iterations, 50, 1), pick(args.warmup, 10, 1)
+    args.speed_iterations, args.warmup = pick(args.speed_iterations, 30, 1), pick(args.warmup, 5, 1)
     args.workers = pick(args.workers, max(0, min(12, usable_cores() - 2)), 1)
     args.train_minutes = pick(args.train_minutes, 10.0, 0.2)
     args.eval_coverages = [float(c) for c in args.eval_coverages.split(",") if c.strip()]
@@ -511,6 +539,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    import torch
+
     volume = np.asarray(read_volume(FLYEM).data, dtype=np.float32) / 255.0
     report: dict[str, Any] = {
         "date": today(),
@@ -518,6 +548,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "device": device,
         "command": "python -m benchmarks.gan_gpu " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None else argv)),
         "eval_slices": args.eval_slices,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
     }
     started = time.perf_counter()

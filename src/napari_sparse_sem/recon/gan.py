@@ -150,14 +150,14 @@ class GANOptions(Spec):
         None,
         low=1,
         none_means=f"auto: {AUTO_BATCH['gpu']} on a GPU, {AUTO_BATCH['cpu']} on the CPU",
-        help="slices (or tiles of a big slice) per forward pass; only changes speed and memory, not the result "
-        "(a GPU out of memory halves it)",
+        help=f"slices (or tiles of a big slice) per forward pass (none: {AUTO_BATCH['gpu']} on a GPU, "
+        f"{AUTO_BATCH['cpu']} on the CPU); only changes speed and memory, not the result (GPU out of memory: halved)",
     )
     precision: str = param(
         "auto",
         choices=PRECISIONS,
-        help="auto: float16 autocast on CUDA (within 0.001 dB of float32 on FlyEM), float32 elsewhere; bfloat16 "
-        "and float16 anywhere",
+        help="auto: float16 autocast on CUDA, float32 elsewhere; bfloat16 and float16 anywhere (both within 0.01 dB "
+        "of float32 on FlyEM)",
     )
 
     def __post_init__(self) -> None:
@@ -181,11 +181,11 @@ class _GAN(Reconstructor):
     the 8 flips/rotations of the input: 8× the time for +0.1 dB with ``gan-mse`` on FlyEM spirals at 5 %; it washes
     out the texture of ``gan``), ``batch`` (slices, or tiles of one big slice, per forward pass) and ``precision``.
 
-    Slices come in groups of ``batch`` consecutive slices (:meth:`slice_groups`): their inputs are built together
-    (each slice's filled planes once, though ±context slabs share them; in threads when there are cores to spare)
-    and go through the network in one forward pass. On CUDA the pass runs under autocast (``precision``) with
-    channels-last tensors and a pinned staging buffer; an out-of-memory error halves the batch (then falls back to
-    the CPU) with a warning.
+    Slices come in groups of ``batch`` consecutive slices (:meth:`slice_groups`): each distinct filled plane of a
+    group is built once (±context slabs share them; in threads, as many as torch may use) and copied to the device
+    once, the slabs' inputs are gathered there and go through the network in one forward pass (channels-last; under
+    autocast with ``precision``; on CUDA from a pinned buffer). A CUDA out-of-memory error halves the batch, then
+    falls back to the CPU, with a warning.
     """
 
     variant = "gan"
@@ -377,7 +377,6 @@ class _GAN(Reconstructor):
             try:
                 outputs.extend(self.predict(chunk))
             except torch.cuda.OutOfMemoryError:
-                self._staging = None
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 if self.batch > 1:
