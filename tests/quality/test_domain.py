@@ -79,3 +79,17 @@ def test_unet_estimator_notes_a_dark_scan(flyem_crop):
     with pytest.warns(RuntimeWarning, match="error estimator"):
         dark.estimate(image * 0.3, np.where(mask[0], image * 0.3, 0.0), mask[0])
     assert "mean 0.14 vs 0.52" in dark.info()["weights_note"]
+
+
+def test_reference_step_is_kept_per_masks() -> None:
+    from napari_sparse_sem.quality import domain
+
+    rng = np.random.default_rng(5)
+    masks = [(rng.random((250, 250)) < 0.05, rng.random((250, 250)) < 0.05) for _ in range(3)]
+    first = domain.reference_step(masks)
+    key = (domain._masks_digest(masks), 0)
+    assert domain._REFERENCE_STEPS[key] == first
+    assert domain.reference_step([(a.copy(), b.copy()) for a, b in masks]) == first  # same masks: same answer
+    changed = [(~masks[0][0], masks[0][1]), *masks[1:]]
+    assert domain._masks_digest(changed) != key[0]
+    assert domain._measure_reference_step(masks, 0) == first  # the kept answer is what a fresh measurement gives
