@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import numba
@@ -73,7 +74,8 @@ def test_local_cluster_workers_get_the_fair_share() -> None:
 
 def test_threads_asked_for_win_then_omp_num_threads_then_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert thread_count() == thread_count(0) == thread_count(None) == usable_cores()
+    for auto in (thread_count(), thread_count(0), thread_count(None)):
+        assert 1 <= auto <= usable_cores()  # the usable cores not busy elsewhere (other tests may run beside)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert thread_count(0) == 3  # the environment's choice is the automatic one
     assert thread_count(1) == 1  # --threads wins over it
@@ -81,7 +83,7 @@ def test_threads_asked_for_win_then_omp_num_threads_then_the_usable_cores(monkey
     assert thread_count(0) == 4
     for unusable in ("", "zero", "0", "-2"):
         monkeypatch.setenv("OMP_NUM_THREADS", unusable)
-        assert thread_count(0) == usable_cores()
+        assert 1 <= thread_count(0) <= usable_cores()
 
 
 def test_more_threads_than_cores_are_allowed_with_a_warning() -> None:
@@ -188,3 +190,48 @@ def test_a_job_runs_with_its_threads_and_they_come_back_when_it_ends_or_is_close
     assert torch.get_num_threads() == 1
     job.close()  # a cancelled widget job is closed between two steps
     assert seen == [1] and torch.get_num_threads() == 2
+
+
+STAT_BEFORE = """cpu  100 0 100 1000 0 0 0 0 0 0
+cpu0 50 0 50 500 0 0 0 0 0 0
+cpu1 50 0 50 500 0 0 0 0 0 0
+cpu2 0 0 0 100 0 0 0 0 0 0
+intr 1 2 3
+"""
+STAT_AFTER = """cpu  300 0 100 1100 0 0 0 0 0 0
+cpu0 150 0 50 500 0 0 0 0 0 0
+cpu1 50 0 50 590 10 0 0 0 0 0
+cpu2 0 0 0 100 0 0 0 0 0 0
+"""
+
+
+def test_free_cores_sums_the_idle_share_of_this_process_cpus() -> None:
+    from napari_sparse_sem.threads import free_cores
+
+    assert free_cores(STAT_BEFORE, STAT_AFTER, {0, 1}) == pytest.approx(1.0)  # cpu0 busy, cpu1 idle (iowait counts)
+    assert free_cores(STAT_BEFORE, STAT_AFTER, {1}) == pytest.approx(1.0)
+    assert free_cores(STAT_BEFORE, STAT_AFTER, {0}) == pytest.approx(0.0)
+    assert free_cores(STAT_BEFORE, STAT_AFTER, {2}) is None  # no time passed on it
+    assert free_cores(STAT_BEFORE, STAT_AFTER, {7}) is None  # not listed (a container's /proc)
+    assert free_cores(STAT_BEFORE, STAT_AFTER, set()) is None
+
+
+@pytest.mark.skipif(not (HAS_AFFINITY and os.path.exists("/proc/stat")), reason="Linux: affinity and /proc/stat")
+def test_auto_leaves_out_a_core_another_process_keeps_busy() -> None:
+    """A busy process pinned to one of our cores: the idle share drops by about one core, and auto stays >= 1."""
+    import subprocess
+    import sys
+
+    from napari_sparse_sem.threads import auto_threads, idle_cores
+
+    cpus = sorted(os.sched_getaffinity(0))
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(burner.pid, {cpus[0]})
+        time.sleep(0.3)  # let it start spinning
+        idle = idle_cores(0.3)
+        assert idle is not None and idle <= len(cpus) - 0.6  # other load beside the test only lowers it further
+        assert 1 <= auto_threads() <= max(1, len(cpus) - 1)
+    finally:
+        burner.kill()
+        burner.wait()

@@ -3,7 +3,9 @@
 How many (:func:`thread_count`): a number asked for (``--threads N``, a widget's *threads* field) wins; ``0``/None
 means auto, which is ``OMP_NUM_THREADS`` when the environment sets it, else the cores this process may use
 (:func:`usable_cores`: its CPU affinity, e.g. a ``taskset``, a container's or a batch job's CPU set — not the
-machine's count). So the order is ``--threads`` > ``OMP_NUM_THREADS`` > usable cores.
+machine's count) less those another process keeps busy right now (:func:`idle_cores`, measured over 0.1 s from
+``/proc/stat`` on Linux). So the order is ``--threads`` > ``OMP_NUM_THREADS`` > idle usable cores. The count is
+chosen when a job starts and kept for it: a job that started beside a busy process stays at the smaller count.
 
 Why it matters: a thread pool larger than the cores it really gets — or one that shares them with another busy
 process — makes torch's and numba's workers wait for each other (measured on 2 cores beside one busy process: a DIP
@@ -29,21 +31,27 @@ This module imports neither torch nor numba at import time.
 
 from __future__ import annotations
 
+import math
 import operator
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from napari_sparse_sem.runtime import Job
 
 __all__ = [
     "ThreadSettings",
+    "auto_threads",
     "current_threads",
     "describe",
     "env_threads",
+    "free_cores",
+    "idle_cores",
     "limited_threads",
     "restore_threads",
     "set_threads",
@@ -68,6 +76,57 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _cpu_times(stat: str) -> dict[int, tuple[int, int]]:
+    """(idle + iowait, total) jiffies per CPU number from the text of ``/proc/stat``."""
+    times = {}
+    for line in stat.splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and len(values) >= 5:
+            numbers = [int(v) for v in values[:8]]
+            times[int(name[3:])] = (numbers[3] + numbers[4], sum(numbers))
+    return times
+
+
+def free_cores(before: str, after: str, cpus: set[int] | list[int]) -> float | None:
+    """How many of ``cpus`` were idle between two readings of ``/proc/stat`` (a sum of idle fractions), or None when
+    the readings do not cover those CPUs or no time passed."""
+    first, second = _cpu_times(before), _cpu_times(after)
+    if not cpus or any(c not in first or c not in second for c in cpus):
+        return None
+    total = 0.0
+    for c in cpus:
+        idle = second[c][0] - first[c][0]
+        elapsed = second[c][1] - first[c][1]
+        if elapsed <= 0:
+            return None
+        total += min(1.0, max(0.0, idle / elapsed))
+    return total
+
+
+def idle_cores(seconds: float = 0.1) -> float | None:
+    """The usable cores no process kept busy over the next ``seconds`` (Linux, from ``/proc/stat``), or None where
+    that cannot be read (other systems, a ``/proc`` that does not list this process's CPUs)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        path = Path("/proc/stat")
+        before = path.read_text()
+        time.sleep(seconds)
+        after = path.read_text()
+    except (AttributeError, OSError):
+        return None
+    return free_cores(before, after, cpus)
+
+
+def auto_threads() -> int:
+    """The automatic count without ``OMP_NUM_THREADS``: the usable cores, less the ones another process keeps busy
+    right now (idle fractions summed, rounded down with a quarter core of slack), at least 1."""
+    cores = usable_cores()
+    idle = idle_cores()
+    if idle is None:
+        return cores
+    return max(1, min(cores, math.floor(idle + 0.25)))
+
+
 def env_threads() -> int | None:
     """The thread count ``OMP_NUM_THREADS`` sets (its first value: ``4,2`` reads as 4), or None when it is unset or
     not a positive whole number."""
@@ -82,7 +141,8 @@ def env_threads() -> int | None:
 def thread_count(requested: int | None = None) -> int:
     """The threads to use: ``requested`` when it is a positive number (a warning when it exceeds the usable
     cores — allowed, but the threads then compete for cores), else (0 or None: auto) ``OMP_NUM_THREADS`` when set,
-    else :func:`usable_cores`. A negative or fractional ``requested`` is a ``ValueError``."""
+    else :func:`auto_threads` (the usable cores not busy elsewhere). A negative or fractional ``requested`` is a
+    ``ValueError``."""
     if requested is not None:
         if isinstance(requested, bool):
             raise ValueError(f"threads must be a whole number (0: auto), got {requested!r}")
@@ -105,7 +165,7 @@ def thread_count(requested: int | None = None) -> int:
                 stacklevel=2,
             )
         return requested
-    return env_threads() or usable_cores()
+    return env_threads() or auto_threads()
 
 
 def worker_thread_share(cores: int, workers: int) -> list[int]:

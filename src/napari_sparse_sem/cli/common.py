@@ -33,8 +33,8 @@ def threads_value(value: int) -> int:
     """``--threads``: 0 (auto) or a positive number; a negative one is a usage error that says so."""
     if value is not None and value < 0:
         raise typer.BadParameter(
-            f"{value} is not a thread count; give 0 (auto: OMP_NUM_THREADS when set, else the usable cores) or a "
-            "positive number"
+            f"{value} is not a thread count; give 0 (auto: OMP_NUM_THREADS when set, else the usable cores not busy "
+            "elsewhere) or a positive number"
         )
     return value
 
@@ -45,8 +45,8 @@ ThreadsOption = Annotated[
         "--threads",
         callback=threads_value,
         help="CPU threads of torch, numba and BLAS (0: auto = OMP_NUM_THREADS when set, else the cores this process "
-        "may use). Fewer help when other busy processes share the cores. Local --cluster workers share the cores "
-        "instead.",
+        "may use less those other processes keep busy as the command starts). Local --cluster workers share the "
+        "cores instead.",
     ),
 ]
 WeightsOutOption = Annotated[

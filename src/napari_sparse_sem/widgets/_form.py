@@ -296,8 +296,9 @@ def _write(view: FieldView, widget: Any, value: Any, custom: bool) -> None:
 
 def threads_field(value: int = 0) -> SpinBox:
     """The *threads* field a widget shows beside its device: the CPU threads its jobs use (0: auto,
-    ``OMP_NUM_THREADS`` when set, else the cores napari may use). The job applies it in its worker thread with
-    :func:`napari_sparse_sem.threads.with_threads` and puts the previous counts back when it ends."""
+    ``OMP_NUM_THREADS`` when set, else the cores napari may use less those busy elsewhere as the job starts). The job
+    applies it in its worker thread with :func:`napari_sparse_sem.threads.with_threads` and puts the previous counts
+    back when it ends."""
     from napari_sparse_sem.threads import usable_cores
 
     return SpinBox(
@@ -306,8 +307,8 @@ def threads_field(value: int = 0) -> SpinBox:
         value=value,
         min=0,
         max=MAX_THREADS,
-        tooltip=f"CPU threads of this job (auto: OMP_NUM_THREADS when set, else the {usable_cores()} usable cores); "
-        "fewer help when other busy programs share the cores",
+        tooltip=f"CPU threads of this job (auto: OMP_NUM_THREADS when set, else those of the {usable_cores()} usable "
+        "cores that other programs do not keep busy as the job starts)",
     )
 
 
