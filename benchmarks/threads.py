@@ -1,5 +1,6 @@
 """CPU threads beside a busy neighbour (issue #19): a short DIP fit and gan-mse with torch's default threads, with
-``set_threads(thread_count(0))`` (auto: the usable cores) and with one thread, alone and beside busy processes.
+``set_threads(thread_count(0))`` (auto: the usable cores not busy elsewhere) and with one thread, alone and beside
+busy processes.
 
 Run: .venv/bin/python -m benchmarks.threads [--quick] [--busy 1] [--device cpu] [--out bench_out/threads]
 
