@@ -9,7 +9,7 @@ import pytest
 
 from napari_sparse_sem.recon import FitPreview, Reconstructor, SliceDone, reconstruct_volume
 from napari_sparse_sem.recon.interp import fill_linear
-from napari_sparse_sem.runtime import Progress
+from napari_sparse_sem.runtime import Progress, run_job
 
 
 class Grouped(Reconstructor):
@@ -49,12 +49,9 @@ def acquisition(flyem_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def drain(job) -> tuple[list[Progress], object]:
-    events = []
-    while True:
-        try:
-            events.append(next(job))
-        except StopIteration as stop:
-            return events, stop.value
+    """Every event of a job and its result."""
+    events: list[Progress] = []
+    return events, run_job(job, events.append)
 
 
 def test_groups_give_the_same_volume_as_one_slice_at_a_time(acquisition) -> None:
