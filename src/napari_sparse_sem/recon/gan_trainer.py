@@ -3,7 +3,8 @@
 :class:`GANTrainer` supplies the batches (:mod:`.gan_data`), the losses of both phases (MSE with ALRC, then the
 least-squares GAN loss of the multi-scale discriminators), the roll-back after a divergence, the held-out validation,
 and the files: weights with their model card, the training-state checkpoint and the learning curves. The job that
-drives it, and its configuration, are in :mod:`.gan_training`.
+drives it, and its configuration, are in :mod:`.gan_training`. With ``data_workers`` > 0 the batches are drawn ahead
+in worker processes (:class:`BatchPrefetch`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import copy
 import math
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +98,81 @@ class GANData:
     name: str | None
 
 
+_WORKER: dict[str, Any] = {}
+"""A batch-drawing process's training data, config, network config and slice numbers (set by its initialiser)."""
+
+
+def _watch_parent() -> None:
+    """End this worker process when its parent is gone (killed without shutting the pool down)."""
+    import multiprocessing
+    import os
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(0)), daemon=True).start()
+
+
+def _worker_start(train: np.ndarray, config: dict[str, Any], slices: list[int]) -> None:
+    """Initialiser of a batch-drawing process: keep the data, use one thread, leave stop signals to the parent."""
+    import signal
+
+    from napari_sparse_sem.recon.gan_training import GANTrainingConfig
+    from napari_sparse_sem.threads import set_threads
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # Ctrl-C reaches the whole process group: the parent stops us
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    _watch_parent()
+    set_threads(1)
+    spec = GANTrainingConfig.from_dict(config)
+    _WORKER.update(train=train, config=spec, network=spec.network(), slices=slices)
+
+
+def _worker_batch(key: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The batch of ``key`` (seed, iteration[, retry]) drawn in a worker process."""
+    rng = np.random.default_rng(list(key))
+    return training_batch(_WORKER["train"], _WORKER["config"], _WORKER["network"], rng, _WORKER["slices"])
+
+
+class BatchPrefetch:
+    """Training batches drawn ahead by ``workers`` processes (spawned at the first batch, given the training data
+    once): each batch has its key, ``(seed, t)`` for the ``t``-th counted iteration, and comes from
+    ``np.random.default_rng(key)``, so what is drawn does not depend on the number of workers or on when they run.
+    Up to 2 × ``workers`` batches of the next keys wait in the queue; :meth:`close` ends the processes (pending
+    batches cancelled)."""
+
+    def __init__(self, workers: int, train: np.ndarray, config: GANTrainingConfig, slices: Sequence[int]) -> None:
+        self.workers, self.depth = int(workers), 2 * int(workers)
+        self.initargs = (train, config.to_dict(), [int(z) for z in slices])
+        self.pool: ProcessPoolExecutor | None = None
+        self.pending: dict[tuple[int, ...], Future] = {}
+
+    def get(self, key: tuple[int, ...], ahead: Sequence[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+        """The batch of ``key``; the queue then holds the batches of ``ahead`` (the next keys), others cancelled."""
+        if self.pool is None:
+            from multiprocessing import get_context
+
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=get_context("spawn"), initializer=_worker_start, initargs=self.initargs
+            )
+        future = self.pending.pop(key, None) or self.pool.submit(_worker_batch, key)
+        wanted = list(ahead)[: self.depth]
+        for stale in [k for k in self.pending if k not in wanted]:
+            self.pending.pop(stale).cancel()
+        for next_key in wanted:
+            if next_key not in self.pending:
+                self.pending[next_key] = self.pool.submit(_worker_batch, next_key)
+        return future.result()
+
+    def close(self) -> None:
+        """Cancel the batches not started and end the worker processes (waits for those being drawn)."""
+        pool, self.pool = self.pool, None
+        self.pending.clear()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 class GANTrainer(Trainer[dict[str, Any]]):
     """The partial-scan GAN's part of the training loop: batches, the two phases' losses, roll-backs, saving."""
 
@@ -138,6 +215,8 @@ class GANTrainer(Trainer[dict[str, Any]]):
         self.recent: list[float] = []  # per-batch restoration MSE, the divergence guard's reference
         self.good: dict[str, Any] = {}
         self._batch: tuple[Any, ...] = ()
+        workers = int(config.data_workers)
+        self.prefetch = BatchPrefetch(workers, data.train, config, data.train_slices) if workers > 0 else None
 
     # -- phases and state ------------------------------------------------------------------------------------------
     def start_adversarial(self) -> None:
@@ -227,9 +306,21 @@ class GANTrainer(Trainer[dict[str, Any]]):
         return {"mse": float(loss_out.detach())}
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        """One batch of (inputs, targets) crops (:func:`~.gan_data.training_batch`, drawn with ``self.rng``); a
-        subclass may draw them elsewhere, e.g. ahead in worker processes (``benchmarks/gan_gpu.py``)."""
-        return training_batch(self.data.train, self.config, self.network, self.rng, self.data.train_slices)
+        """One batch of (inputs, targets) crops (:func:`~.gan_data.training_batch`): drawn here with ``self.rng``
+        (``data_workers`` 0), or the batch of :meth:`batch_key` from the worker processes."""
+        if self.prefetch is None:
+            return training_batch(self.data.train, self.config, self.network, self.rng, self.data.train_slices)
+        iteration = self.state.iteration
+        ahead = [self.batch_key(t) for t in range(iteration + 1, iteration + 1 + self.prefetch.depth)]
+        return self.prefetch.get(self.batch_key(iteration), ahead)
+
+    def batch_key(self, iteration: int) -> tuple[int, ...]:
+        """The seed of the batch of counted iteration ``iteration`` (from 0) when workers draw the batches:
+        ``(seed, iteration)``, or ``(seed, iteration, n)`` after the ``n``-th roll-back at that iteration (the loop
+        does not count a diverged batch and draws again for the same iteration: a fresh batch, not the one that
+        diverged). Roll-backs are saved in the checkpoint, so a resumed run draws the same keys."""
+        retries = sum(1 for at, _ in self.rollbacks if at == iteration)
+        return (int(self.config.seed), int(iteration), *((retries,) if retries else ()))
 
     def diverged(self, losses: Mapping[str, float]) -> bool:
         value = losses["mse"]
@@ -237,7 +328,9 @@ class GANTrainer(Trainer[dict[str, Any]]):
 
     def recover(self, losses: Mapping[str, float]) -> bool:
         """Training diverged (a non-finite loss or one far above the recent ones): go back to the last good state
-        and halve the learning rates; after :data:`MAX_ROLLBACKS` roll-backs, stop."""
+        and halve the learning rates; after :data:`MAX_ROLLBACKS` roll-backs, stop. The iteration count stays (the
+        diverged batch is not counted) and the loop draws for the same iteration again: in the training loop the
+        generator's next batch, with data workers the batch of a fresh key (:meth:`batch_key`)."""
         value, iteration = losses["mse"], self.state.iteration
         self._batch = ()
         if len(self.rollbacks) >= MAX_ROLLBACKS:
@@ -321,6 +414,14 @@ class GANTrainer(Trainer[dict[str, Any]]):
             self.validate()
         self.generator.eval()
         return self.save(final=True)
+
+    def release(self) -> None:
+        """Give the device's cached memory back and end the batch-drawing processes (however the job ends)."""
+        try:
+            super().release()
+        finally:
+            if self.prefetch is not None:
+                self.prefetch.close()
 
     def kept(self) -> str:
         if self.state_file.is_file():

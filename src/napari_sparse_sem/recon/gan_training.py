@@ -27,6 +27,13 @@ summary dict. Training is resumable: a checkpoint (the weights file plus ``<name
 discriminators, optimiser states, ALRC means and random states) is written every ``checkpoint_minutes`` and when the
 job is closed early (Cancel, Ctrl-C). ``resume=True`` continues from it until the budget is spent; iterations and
 minutes count across resumes.
+
+With ``data_workers`` > 0 the batches are drawn ahead by that many worker processes (see :class:`~.gan_trainer.
+BatchPrefetch`): batch ``t`` (the ``t``-th counted iteration, from 0) comes from ``numpy.random.default_rng([seed,
+t])``, so the stream does not depend on the number of workers and a resumed run draws the same batches as an
+uninterrupted one; it differs from the stream drawn in the training loop (``data_workers`` 0, one generator seeded
+with ``seed``), which stays the default. The workers are spawned processes, which import the caller's main module:
+a script that runs the job with workers needs the usual ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ __all__ = [  # the data helpers (gan_data) and the trainer's names (gan_trainer)
     "parse_coverage",
     "parse_patterns",
     "random_mask",
+    "resumed_workers",
     "save_learning_curves",
     "state_path",
     "train_gan_job",
@@ -133,6 +141,12 @@ class GANTrainingConfig(Spec):
     validate_every: int = param(500, low=1, **_ADVANCED, help="Iterations between validations on held-out slices.")
     checkpoint_minutes: float = param(10.0, unit="min", **_POSITIVE, **_ADVANCED, help="Minutes between checkpoints.")
     seed: int = param(0, low=0, help="Seed of crops, masks, augmentation and initial weights.")
+    data_workers: int = param(
+        0,
+        low=0,
+        label="data workers",
+        help="Processes that draw training batches ahead (0: in the training loop); on a GPU e.g. 4 keeps it busy.",
+    )
     log_every: int = param(10, low=1, **_ADVANCED, help="Iterations per logged loss (their mean).")
 
     def __post_init__(self) -> None:
@@ -162,6 +176,22 @@ class GANTrainingConfig(Spec):
         return Budget(self.iterations, self.minutes)
 
 
+def resumed_workers(saved: int, given: int) -> int:
+    """The ``data_workers`` of a resumed training whose checkpoint used ``saved`` and whose caller asks ``given``.
+
+    The batches must go on being drawn the way they were: with workers, batch ``t`` comes from its own generator
+    (``default_rng([seed, t])``) whatever their number, so a different count (``given`` > 0) is taken; ``given`` 0
+    (the default) keeps the saved count. A checkpoint whose batches were drawn in the training loop (``saved`` 0)
+    continues that stream, so asking for workers then is refused.
+    """
+    if saved == 0 and given > 0:
+        raise ValueError(
+            "this training drew its batches in the training loop (data_workers 0) and --resume continues the same "
+            "stream: resume without --data-workers, or start a new training with it"
+        )
+    return int(given) if given > 0 else int(saved)
+
+
 def train_gan_job(
     volume: Any,
     slices: Sequence[int],
@@ -179,8 +209,9 @@ def train_gan_job(
     ``volume``: (z, y, x) float32 in [0, 1] (anything whose ``volume[z]`` is a 2D slice). Writes the weights
     (``mse.*`` and, after the adversarial phase started, ``gan.*`` tensors) with a model card, the learning curves
     (:func:`curves_path`, and their numbers beside it as ``.curves.json``) and the training state
-    (:func:`state_path`). Existing files are refused unless ``overwrite`` (or ``resume``, which continues from them).
-    Returns a summary dict.
+    (:func:`state_path`). Existing files are refused unless ``overwrite`` (or ``resume``, which continues from them
+    with the checkpoint's config: only the budget and the number of data workers (:func:`resumed_workers`) come from
+    ``config``). Returns a summary dict.
     """
     from napari_sparse_sem.nn.weights import read_card
 
@@ -193,8 +224,11 @@ def train_gan_job(
                 f"nothing to resume: {state_file} not found (it is written beside {out_path.name} by a training run)"
             )
         saved = read_card(state_file)
-        config = GANTrainingConfig.from_dict(
-            {**saved["config"], "iterations": config.iterations, "minutes": config.minutes}
+        saved_config = GANTrainingConfig.from_dict(saved["config"])  # a checkpoint without data_workers: 0
+        config = saved_config.replace(
+            iterations=config.iterations,
+            minutes=config.minutes,
+            data_workers=resumed_workers(saved_config.data_workers, config.data_workers),
         )
     elif not overwrite:
         existing = [str(p) for p in (out_path, state_file, curves_path(out_path), curves_json(out_path)) if p.exists()]
