@@ -18,17 +18,18 @@ Parts (``--parts``):
   PSNR is the mean over the slices against the ground truth (precision must not cost more than 0.01 dB).
 * ``train-speed``: iterations/s of the ``sparse-sem train-gan`` trainer (:class:`~napari_sparse_sem.recon.
   gan_trainer.GANTrainer`) for the ``compact`` and ``paper`` presets, both phases (MSE pre-training; adversarial
-  with the three discriminators), measured over ``--speed-iterations`` after ``--warmup`` iterations, three ways:
-  batches drawn in the training loop as ``train-gan`` does, batches drawn ahead by ``--workers`` worker processes,
+  with the three discriminators), measured over ``--speed-iterations`` after ``--warmup`` iterations (which include
+  the workers' start-up), three ways: batches drawn in the training loop (``train-gan``'s default), batches drawn
+  ahead by ``--workers`` worker processes (the trainer's own ``data_workers``, ``--data-workers`` of ``train-gan``),
   and the network alone (one batch reused: the ceiling). ``paper``'s discriminator crops (70, 140, 280 px) need
   280-px crops, larger than FlyEM's 250² slices: its rows train on the same slices mirror-padded to 512².
 * ``train``: a training run of ``--train-minutes`` on the slices, patterns, coverages and recipe in the card of the
   shipped default (``flyem-context1``: FlyEM 0-199, 180-199 held out; never 200-249), from scratch (``--train-init
-  scratch``) or fine-tuning the shipped ``mse`` generator (``shipped``), batches drawn by the workers. Then PSNR on
-  FlyEM 200-249 (slice 199 as the neighbour of 200) for each pattern of the card at the card's validation coverage
-  and at ``--eval-coverages``, for the new and the shipped weights, both variants, and ``linear``. Masks:
-  ``MaskSpec(pattern, coverage, seed=0)`` of each slice number, as ``benchmarks.gan`` (docs/benchmarks.md). The
-  new weights and card go to OUT (never into ``src/``).
+  scratch``) or fine-tuning the shipped ``mse`` generator (``shipped``), batches drawn by ``--workers`` data
+  workers. Then PSNR on FlyEM 200-249 (slice 199 as the neighbour of 200) for each pattern of the card at the card's
+  validation coverage and at ``--eval-coverages``, for the new and the shipped weights, both variants, and
+  ``linear``. Masks: ``MaskSpec(pattern, coverage, seed=0)`` of each slice number, as ``benchmarks.gan``
+  (docs/benchmarks.md). The new weights and card go to OUT (never into ``src/``).
 
 OUT receives ``gan_gpu.json`` (every figure, the command, the machine) and ``gan_gpu.md`` (the tables).
 """
@@ -41,8 +42,6 @@ import os
 import shlex
 import sys
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -170,68 +169,30 @@ def inference(volume: np.ndarray, args: argparse.Namespace, device: str) -> list
 
 
 # ---------------------------------------------------------------------------------------------------- training
-_WORKER: dict[str, Any] = {}
+class FixedBatchTrainer(GANTrainer):
+    """The ``train-gan`` trainer as it is (batches in the loop, or ahead in its ``data_workers`` processes), or with
+    one fixed batch reused (``fixed``: the network's speed alone)."""
 
-
-def _worker_start(train: np.ndarray, config: dict, slices: list[int]) -> None:
-    _WORKER.update(train=train, config=GANTrainingConfig.from_dict(config), slices=slices)
-    _WORKER["network"] = _WORKER["config"].network()
-
-
-def _worker_batch(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng([seed, index])
-    return training_batch(_WORKER["train"], _WORKER["config"], _WORKER["network"], rng, _WORKER["slices"])
-
-
-class PrefetchTrainer(GANTrainer):
-    """The ``train-gan`` trainer with its batches drawn ahead by worker processes (batch ``i`` from
-    ``default_rng([seed, i])``), or one fixed batch (``fixed``: the network's speed alone)."""
-
-    def __init__(self, *args: Any, workers: int = 0, fixed: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fixed: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pool: ProcessPoolExecutor | None = None
-        self.pending: list[Future] = []
-        self.drawn = 0
-        self.fixed = GANTrainer.next_batch(self) if fixed else None
-        if workers > 0:
-            self.pool = ProcessPoolExecutor(
-                workers,
-                mp_context=get_context("spawn"),
-                initializer=_worker_start,
-                initargs=(self.data.train, self.config.to_dict(), self.data.train_slices),
-            )
-            self.depth = 2 * workers
-            self.next_batch_ready()
-
-    def next_batch_ready(self) -> None:
-        """Fill the queue and wait for its first batch (the workers' start-up stays out of any timing)."""
-        while len(self.pending) < self.depth:
-            self.pending.append(self.pool.submit(_worker_batch, int(self.config.seed), self.drawn))
-            self.drawn += 1
-        self.pending[0].result()
+        self.fixed = super().next_batch() if fixed else None
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.fixed is not None:
-            return self.fixed
-        if self.pool is None:
-            return super().next_batch()
-        self.next_batch_ready()
-        return self.pending.pop(0).result()
-
-    def release(self) -> None:
-        super().release()
-        self.shutdown()
-
-    def shutdown(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        return self.fixed if self.fixed is not None else super().next_batch()
 
 
 def build_trainer(
-    reference: np.ndarray, slices: list[int], config: GANTrainingConfig, out: Path, device: str, **kwargs: Any
-) -> PrefetchTrainer:
-    """A trainer set up as :func:`~napari_sparse_sem.recon.gan_training.train_gan_job` sets up its own."""
+    reference: np.ndarray,
+    slices: list[int],
+    config: GANTrainingConfig,
+    out: Path,
+    device: str,
+    workers: int = 0,
+    fixed: bool = False,
+) -> FixedBatchTrainer:
+    """A trainer set up as :func:`~napari_sparse_sem.recon.gan_training.train_gan_job` sets up its own, its batches
+    drawn ahead by ``workers`` processes (``data_workers``; 0: in the loop) or one ``fixed`` batch."""
+    config = config.replace(data_workers=workers)
     network = config.network()
     held = (
         max(1, round(config.validation_fraction * len(slices))) if config.validation_fraction and len(slices) > 2 else 0
@@ -247,7 +208,7 @@ def build_trainer(
         validation,
         FLYEM.name,
     )
-    trainer = PrefetchTrainer(config, data, out, device, " ".join(map(shlex.quote, sys.argv)), **kwargs)
+    trainer = FixedBatchTrainer(config, data, out, device, " ".join(map(shlex.quote, sys.argv)), fixed=fixed)
     trainer.generator.train()
     trainer.keep_good_state()
     return trainer
@@ -306,8 +267,7 @@ def train_speed(volume: np.ndarray, args: argparse.Namespace, device: str) -> li
                     print(f"train-speed {preset} {phase} {way}: {speeds[phase][way]:.2f} it/s", file=sys.stderr)
                 parameters = count_parameters(trainer.generator)
             finally:
-                trainer.shutdown()
-                trainer.release()
+                trainer.release()  # ends the data workers too
         for phase, values in speeds.items():
             rows.append(
                 {
@@ -389,10 +349,7 @@ def train_run(volume: np.ndarray, args: argparse.Namespace, device: str) -> dict
         trainer.keep_good_state()
     from napari_sparse_sem.nn.training import run_training
 
-    try:
-        result = run_job(run_training(trainer))
-    finally:
-        trainer.shutdown()
+    result = run_job(run_training(trainer))  # the loop ends the data workers however it ends
     weights = {"new": str(result["path"]), "shipped": SHIPPED}
     if "gan" not in result["card"]["variants"]:
         print("the run ended before the adversarial phase: no 'gan' variant to score", file=sys.stderr)
