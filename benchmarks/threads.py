@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import FLYEM, REPO, machine, markdown_table, today
+from napari_sparse_sem.threads import THREAD_VARIABLES
 
 MODES = ("default", "auto", "1")
 TASKS = ("dip", "gan-mse")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 DIP_SLICE, DIP_ROI = 125, (slice(60, 188), slice(60, 188))
 GAN_SLICES = (120, 121, 122, 123)
 GAN_SIZE = 512

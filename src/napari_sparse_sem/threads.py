@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 from napari_sparse_sem.runtime import Job
 
 __all__ = [
+    "THREAD_VARIABLES",
     "ThreadSettings",
     "auto_threads",
     "current_threads",
@@ -63,6 +64,8 @@ __all__ = [
 
 ENV = "OMP_NUM_THREADS"
 """The environment variable whose value is the auto count when set (OpenMP's, which torch reads too)."""
+THREAD_VARIABLES = (ENV, "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+"""The environment variables a new process reads its thread counts from (OpenMP/torch, MKL, OpenBLAS, numba)."""
 T = TypeVar("T")
 _INTEROP: list[int] = []  # the inter-op pool size set at the first set_threads (torch allows it once)
 

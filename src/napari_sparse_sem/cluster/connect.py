@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_sparse_sem.threads import usable_cores, worker_thread_share
+from napari_sparse_sem.threads import THREAD_VARIABLES, usable_cores, worker_thread_share
 
 __all__ = ["ClusterAddress", "connect", "cores_here", "jobqueue_cluster", "local_worker_specs", "parse_cluster"]
 
@@ -35,7 +35,6 @@ so distributed's own "Compute Failed" error log would only repeat it."""
 IGNORE_CTRL_C = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
 """Preloaded into local workers: Ctrl-C in a terminal reaches the whole process group, and the run, not each worker,
 handles it (it cancels the blocks and closes the cluster), so the workers print no traceback of their own."""
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 FORMS = "local, local:N, tcp://HOST:PORT, a scheduler file (.json) or a dask-jobqueue config (.yaml)"
 
 
@@ -108,7 +107,7 @@ def local_worker_specs(
     count = workers if workers is not None else (len(gpus) * workers_per_gpu if gpus else cores)
     specs = []
     for index, threads in enumerate(worker_thread_share(cores, count)):
-        env = dict.fromkeys(_THREAD_VARIABLES, str(threads))
+        env = dict.fromkeys(THREAD_VARIABLES, str(threads))
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         specs.append({"nthreads": 1, "memory_limit": memory_limit or "auto", "env": env})
@@ -132,7 +131,7 @@ def _local_cluster(address: ClusterAddress, device: str, workers_per_gpu: int, m
                 memory_limit=memory_limit or "auto",
                 dashboard_address=":0",
                 silence_logs=WORKER_LOG_LEVEL,
-                env=dict.fromkeys(_THREAD_VARIABLES, str(threads)),
+                env=dict.fromkeys(THREAD_VARIABLES, str(threads)),
             )
     specs = local_worker_specs(address.workers, gpus=gpus, workers_per_gpu=workers_per_gpu, memory_limit=memory_limit)
     workers = {
